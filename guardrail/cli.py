@@ -1,0 +1,258 @@
+"""``guardrail`` command line: a thin adapter over :class:`guardrail.pipeline.Guardrail`.
+
+Exit codes: 0 done; 1 the guardrail could not run (bundle, model); 2 bad input or usage (nothing
+written); 3 ``detect --on-error report`` finished but some records were bad (each has an error line).
+Errors are one line on stderr and never quote the input text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+CHUNK_CHARS = 100_000
+"""``redact`` works through long inputs in line-aligned chunks of about this size."""
+
+
+class InputError(Exception):
+    """Bad input: reported as one line, exit code 2."""
+
+
+def _fail(code: int, msg: str) -> int:
+    print(f"guardrail: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _read_text(path: str) -> str:
+    """Whole file (or stdin for ``-``) as text; invalid UTF-8 is an input error, never replaced silently."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        where = "standard input" if path == "-" else path
+        raise InputError(f"{where} is not valid UTF-8 (bad byte at offset {e.start})") from None
+
+
+def _chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    """Line-aligned pieces of at most ~``size`` characters that concatenate back to ``text``."""
+    if len(text) <= size:
+        return [text]
+    out, start = [], 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            nl = text.rfind("\n", start, end)
+            end = nl + 1 if nl > start else end
+        out.append(text[start:end])
+        start = end
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from guardrail.pipeline import Guardrail
+
+    return Guardrail.load(args.bundle, device=args.device, probe=args.probe, patterns=not args.no_patterns)
+
+
+def cmd_redact(args: argparse.Namespace) -> int:
+    from guardrail.redact import Redactor
+
+    Redactor(args.operator, key=args.key)  # refuse a missing hash key before loading the model
+    texts = [_read_text(p) for p in (args.files or ["-"])]  # read all first: bad input writes nothing
+    guard = _load(args)
+    labels = args.labels.split(",") if args.labels else None
+    for text in texts:
+        pieces = _chunks(text)
+        done = guard.redact(pieces, operator=args.operator, key=args.key, labels=labels)
+        sys.stdout.write("".join(r.text for r in done))
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from guardrail.data import DataError, parse_record
+
+    records, bad = [], []
+    src = args.input
+    try:
+        fh = sys.stdin if src == "-" else open(src, encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise InputError(f"cannot read {src}: {e.strerror}") from None
+    with fh:
+        n = 0
+        try:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    records.append((n, parse_record(obj, f"line {n}", require_spans=False)))
+                except json.JSONDecodeError as e:
+                    bad.append((n, _line_id(line), f"line {n}: not valid JSON ({e.msg})"))
+                except DataError as e:
+                    bad.append((n, _line_id(line), str(e)))
+        except UnicodeDecodeError:
+            raise InputError(f"{src}: line {n + 1} is not valid UTF-8") from None
+    if bad and args.on_error == "fail":
+        first = bad[0][2]
+        more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
+        raise InputError(f"{src}: {first}{more}; nothing written (use --on-error report to go on)")
+    guard = _load(args)
+    labels = args.labels.split(",") if args.labels else None
+    found = guard.detect([r.text for _, r in records], labels=labels) if records else []
+    lines: list[tuple[int, str]] = []
+    for (n, r), spans in zip(records, found, strict=True):
+        out = {"id": r.id, "spans": [s.to_dict() for s in spans]}
+        lines.append((n, json.dumps(out, ensure_ascii=False)))
+    for n, rid, msg in bad:
+        lines.append((n, json.dumps({"id": rid, "line": n, "error": msg}, ensure_ascii=False)))
+    lines.sort()
+    _write_atomic(args.output, "".join(line + "\n" for _, line in lines))
+    if bad:
+        print(f"guardrail: {len(bad)} of {len(bad) + len(records)} records were bad; see 'error' lines", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _line_id(line: str) -> object:
+    """The id of a bad line when it can still be read, so the error line can be matched up."""
+    try:
+        obj = json.loads(line)
+        return obj.get("id") if isinstance(obj, dict) else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _write_atomic(path: str, content: str) -> None:
+    """Write all or nothing: a crash half-way never leaves a truncated output file."""
+    if path == "-":
+        sys.stdout.write(content)
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".guardrail-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from guardrail.train import TrainConfig, train
+
+    cfg = TrainConfig(out=Path(args.out), model=args.model, layer=args.layer, seed=args.seed)
+    cfg.n_train, cfg.n_calib = args.n_train, args.n_calib
+    bundle = train(cfg)
+    print(f"wrote bundle {bundle.folder}")
+    print(json.dumps(bundle.manifest.metrics, indent=1))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from guardrail.bundle import DEFAULT_BUNDLE, probes_root
+    from guardrail.redact import OPERATORS
+
+    p = argparse.ArgumentParser(
+        prog="guardrail",
+        description="Find and redact personal data (PII) by reading a language model's residual stream.",
+        epilog="Exit codes: 0 ok, 1 cannot run (bundle/model), 2 bad input or usage, 3 some records bad.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--bundle", default=DEFAULT_BUNDLE, help=f"bundle name under {probes_root()} or a folder path"
+        )
+        sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+        sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
+        sp.add_argument("--labels", default=None, help="comma list of labels to report (default: bundle's)")
+        sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
+
+    r = sub.add_parser(
+        "redact",
+        help="redact text files (or stdin) to stdout",
+        description="Read text from FILEs (or stdin when none) and write it to stdout with PII replaced.",
+    )
+    r.add_argument("files", nargs="*", metavar="FILE", help="UTF-8 text files; '-' or none for stdin")
+    r.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
+    r.add_argument("--key", default=None, help="HMAC key for --operator hash (or GUARDRAIL_HASH_KEY)")
+    common(r)
+    r.set_defaults(func=cmd_redact)
+
+    d = sub.add_parser(
+        "detect",
+        help="detect PII spans in a JSONL file",
+        description="Read JSONL records with 'id' and 'text'; write one {'id', 'spans'} line per record "
+        "(offsets in Python code points, end exclusive).",
+    )
+    d.add_argument("--input", required=True, help="JSONL input ('-' for stdin)")
+    d.add_argument("--output", required=True, help="JSONL output ('-' for stdout); written all at once")
+    d.add_argument(
+        "--on-error",
+        choices=("fail", "report"),
+        default="fail",
+        help="bad lines: fail (exit 2, write nothing) or report (an 'error' line each, exit 3)",
+    )
+    common(d)
+    d.set_defaults(func=cmd_detect)
+
+    t = sub.add_parser(
+        "train",
+        help="rebuild a bundle from nothing",
+        description="Generate synthetic data, read activations, fit the probe, calibrate thresholds, "
+        "write the bundle.",
+    )
+    t.add_argument("--out", default=str(probes_root() / DEFAULT_BUNDLE), help="bundle folder to write")
+    t.add_argument("--model", default="gemma-3-270m", help="backbone: embedded alias, .gguf, folder or hub id")
+    t.add_argument("--layer", type=int, default=6, help="residual stream after this many blocks")
+    t.add_argument("--n-train", type=int, default=8000)
+    t.add_argument("--n-calib", type=int, default=2000)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from guardrail.backbone import BackboneError
+    from guardrail.bundle import BundleError
+    from guardrail.pipeline import GuardrailError
+    from guardrail.redact import RedactionError
+
+    try:
+        return int(args.func(args))
+    except InputError as e:
+        return _fail(EXIT_INPUT, str(e))
+    except (RedactionError, GuardrailError) as e:
+        return _fail(EXIT_INPUT, str(e))
+    except (BundleError, BackboneError) as e:
+        return _fail(EXIT_RUNTIME, str(e))
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # never a traceback with user text in it; --verbose shows where
+        if args.verbose:
+            logging.exception("internal error")
+        return _fail(EXIT_RUNTIME, f"internal error ({type(e).__name__}); rerun with -v for details")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

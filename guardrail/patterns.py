@@ -1,0 +1,295 @@
+"""Pattern stage: structured identifiers (email, card, IBAN, IP, phone, IDs) from Presidio's recognizers.
+
+Runs presidio-analyzer's own predefined recognizers (regexes plus their checksums: Luhn for cards,
+mod-97 for IBAN, region metadata for phones, ``ipaddress`` for IPs) through an ``AnalyzerEngine``
+with Presidio's no-op NLP engine, so no spaCy model is loaded and nothing touches the network. The
+spans found here are unioned with the probe's spans downstream.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import tldextract
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer.nlp_engine import NoOpNlpEngine
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
+
+from guardrail.labels import check_label
+from guardrail.spans import Span
+
+LANGUAGE = "en"
+"""Presidio's predefined recognizers are loaded for English (their context words and defaults)."""
+
+ENTITY_TO_LABEL: dict[str, str] = {
+    # generic structured identifiers
+    "EMAIL_ADDRESS": "EMAIL",
+    "EMAIL": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "ZA_MOBILE_NUMBER": "PHONE",
+    "ZA_TELEPHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "URL": "URL",
+    "DATE_TIME": "DATE",
+    # identifiers of a person: government, tax, health, licence, passport, personal bank account
+    **dict.fromkeys(
+        (
+            "ID",
+            "US_SSN",
+            "US_ITIN",
+            "US_PASSPORT",
+            "US_DRIVER_LICENSE",
+            "US_BANK_NUMBER",
+            "US_MBI",
+            "US_NPI",
+            "US_HEALTH_INSURANCE_MEMBER_ID",
+            "US_CLAIM_NUMBER",
+            "US_PRESCRIPTION_NUMBER",
+            "US_PRIOR_AUTHORIZATION_NUMBER",
+            "US_REFERRAL_NUMBER",
+            "MEDICAL_LICENSE",
+            "UK_NHS",
+            "UK_NINO",
+            "UK_PASSPORT",
+            "UK_DRIVING_LICENCE",
+            "UK_VEHICLE_REGISTRATION",
+            "CA_SIN",
+            "AU_TFN",
+            "AU_MEDICARE",
+            "SG_NRIC_FIN",
+            "IN_PAN",
+            "IN_AADHAAR",
+            "IN_PASSPORT",
+            "IN_VOTER",
+            "IN_VEHICLE_REGISTRATION",
+            "ES_NIF",
+            "ES_NIE",
+            "ES_PASSPORT",
+            "IT_FISCAL_CODE",
+            "IT_DRIVER_LICENSE",
+            "IT_IDENTITY_CARD",
+            "IT_PASSPORT",
+            "PL_PESEL",
+            "FI_PERSONAL_IDENTITY_CODE",
+            "SE_PERSONNUMMER",
+            "KR_RRN",
+            "KR_FRN",
+            "KR_DRIVER_LICENSE",
+            "KR_PASSPORT",
+            "PH_PASSPORT",
+            "PH_TIN",
+            "PH_UMID",
+            "NG_NIN",
+            "NG_VEHICLE_REGISTRATION",
+            "TH_TNIN",
+            "TR_NATIONAL_ID",
+            "TR_LICENSE_PLATE",
+            "ZA_ID_NUMBER",
+            "ZA_PASSPORT",
+            "ZA_DRIVER_LICENSE",
+            "ZA_INCOME_TAX_NUMBER",
+            "ZA_LICENSE_PLATE",
+            "ZA_TRAFFIC_REGISTER_NUMBER",
+            "DE_TAX_ID",
+            "DE_TAX_NUMBER",
+            "DE_PASSPORT",
+            "DE_ID_CARD",
+            "DE_SOCIAL_SECURITY",
+            "DE_HEALTH_INSURANCE",
+            "DE_FUEHRERSCHEIN",
+            "DE_KFZ",
+            "DE_LANR",
+        ),
+        "ID_NUMBER",
+    ),
+    # postal codes are address parts (the dev sets file ZIP codes under ADDRESS)
+    "UK_POSTCODE": "ADDRESS",
+    "CA_POSTAL_CODE": "ADDRESS",
+    "DE_PLZ": "ADDRESS",
+    # NER entities (used by the Presidio+spaCy baseline)
+    "PERSON": "PERSON",
+    "LOCATION": "LOCATION",
+    "GPE": "LOCATION",
+    "ORGANIZATION": "ORGANIZATION",
+    "NRP": "OTHER",
+    "AGE": "OTHER",
+    # identify a device, a wallet, a record or an organisation rather than a person: kept, as OTHER
+    **dict.fromkeys(
+        (
+            "CRYPTO",
+            "MAC_ADDRESS",
+            "UUID",
+            "ABA_ROUTING_NUMBER",
+            "US_PROVIDER_TAX_ID",
+            "AU_ABN",
+            "AU_ACN",
+            "SG_UEN",
+            "IN_GSTIN",
+            "IT_VAT_CODE",
+            "KR_BRN",
+            "SE_ORGANISATIONSNUMMER",
+            "ZA_COMPANY_REGISTRATION",
+            "ZA_VAT_NUMBER",
+            "DE_BSNR",
+            "DE_HANDELSREGISTER",
+            "DE_VAT_ID",
+        ),
+        "OTHER",
+    ),
+}
+"""Presidio entity type -> canonical label (guardrail.labels.CANONICAL)."""
+
+DEFAULT_MIN_SCORE = 0.5
+"""Minimum Presidio score for an entity not listed in :data:`MIN_SCORE`.
+
+Presidio grades its regexes "very weak" (0.01-0.1), "weak" (0.3) and "medium" (0.5); checksum-validated
+results are raised to 1.0. The weak tiers are meant to be lifted by context words around the match
+(LemmaContextAwareEnhancer), which needs tokens and lemmas from an NLP engine. The no-op engine gives
+none, so no context enhancement happens here (no predefined recognizer overrides its own
+``enhance_using_context`` either) and a weak match stays weak: US_BANK_NUMBER (any 8-17 digits, 0.05),
+US_DRIVER_LICENSE (any 6-14 digits 0.01; letter+digits 0.3, which also hits IPv6 groups like "c617"),
+US_PASSPORT (any 9 digits, 0.05), bare 9-digit SSN/ITIN (0.05-0.3), mm/yy dates (0.1-0.2, i.e. fractions)
+would flood every order or invoice number. 0.5 keeps the medium tier and everything validated.
+"""
+
+MIN_SCORE: dict[str, float] = {
+    # PhoneRecognizer gives every match the same 0.4; python-phonenumbers has already checked the
+    # number against a region's numbering plan. A bare digit run that happens to be a valid number
+    # (an order number "1234567890") cannot be told from a phone without context, and a leaked phone
+    # costs more than a masked order number, so phones are kept. Phone-shaped runs inside a card
+    # number, an IP or an SSN are dropped by the containment rule in :meth:`PatternDetector.detect`.
+    "PHONE_NUMBER": 0.4,
+    # DEA numbers score 0.4 before their checksum; the checksum raises valid ones to 1.0 and drops
+    # the rest, so 0.4 only admits validated ones.
+    "MEDICAL_LICENSE": 0.4,
+}
+"""Per-entity minimum score, overriding :data:`DEFAULT_MIN_SCORE`."""
+
+
+@functools.cache
+def offline_tld_extractor() -> tldextract.TLDExtract:
+    """A TLDExtract that uses the public suffix list bundled with tldextract: no download, no disk cache."""
+    return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's EmailRecognizer with its domain check on the bundled suffix list.
+
+    The stock recognizer calls ``tldextract.extract``, whose default extractor first tries to download
+    the public suffix list: a network call per process (and a stall where there is no network).
+    """
+
+    def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
+        return offline_tld_extractor()(pattern_text).fqdn != ""
+
+
+def no_op_nlp_engine() -> NoOpNlpEngine:
+    """Presidio's NLP engine that loads no model and returns empty artifacts."""
+    engine = NoOpNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": "no_op"}])
+    engine.load()
+    return engine
+
+
+def make_offline(recognizers: Iterable[EntityRecognizer]) -> list[EntityRecognizer]:
+    """Replace Presidio's EmailRecognizer by :class:`OfflineEmailRecognizer` (same patterns and context)."""
+    out: list[EntityRecognizer] = []
+    for r in recognizers:
+        if type(r) is EmailRecognizer:
+            r = OfflineEmailRecognizer(
+                patterns=r.patterns, context=r.context, supported_language=r.supported_language
+            )
+        out.append(r)
+    return out
+
+
+def min_score_for(entity: str, min_score: float | None = None) -> float:
+    """The minimum score kept for a Presidio entity (``min_score`` overrides every per-entity default)."""
+    return min_score if min_score is not None else MIN_SCORE.get(entity, DEFAULT_MIN_SCORE)
+
+
+def _can_reach(recognizer: EntityRecognizer, threshold: float) -> bool:
+    """Whether any result of ``recognizer`` can score ``>= threshold`` (validation lifts it to 1.0)."""
+    if not isinstance(recognizer, PatternRecognizer):
+        return True
+    validates = type(recognizer).validate_result is not PatternRecognizer.validate_result
+    return validates or max((p.score for p in recognizer.patterns), default=0.0) >= threshold
+
+
+def pattern_recognizers(labels: Iterable[str] | None = None, min_score: float | None = None) -> list[EntityRecognizer]:
+    """Presidio's default English recognizers that need no NLP model, restricted to ``labels``.
+
+    NLP-backed recognizers (spaCy/Stanza/transformers NER, GLiNER, LLM ones) are left out: only
+    ``PatternRecognizer`` subclasses and the phonenumbers-based ``PhoneRecognizer`` are self-contained.
+    Recognizers that can never reach their minimum score are skipped: they would cost time and yield
+    nothing.
+    """
+    wanted = None if labels is None else {check_label(x) for x in labels}
+    registry = RecognizerRegistry(supported_languages=[LANGUAGE])
+    registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=no_op_nlp_engine())
+    keep = []
+    for r in make_offline(registry.recognizers):
+        if not isinstance(r, (PatternRecognizer, PhoneRecognizer)) or r.supported_language != LANGUAGE:
+            continue
+        entities = r.supported_entities
+        if not all(e in ENTITY_TO_LABEL for e in entities):
+            continue
+        if wanted is not None and not any(ENTITY_TO_LABEL[e] in wanted for e in entities):
+            continue
+        if not any(_can_reach(r, min_score_for(e, min_score)) for e in entities):
+            continue
+        keep.append(r)
+    return keep
+
+
+def drop_contained(spans: Iterable[Span]) -> list[Span]:
+    """Drop every span that lies wholly inside a kept span of at least its score (ties: longer wins).
+
+    Presidio removes contained results of the same entity only; across entities its recognizers
+    overlap in known ways (the domain of an email is also a URL; phonenumbers finds phones inside
+    card numbers, IPv4 addresses and SSNs). The inner span adds nothing to redaction and mislabels it.
+    """
+    kept: list[Span] = []
+    for s in sorted(spans, key=lambda s: (-s.score, s.start - s.end, s.start, s.label)):
+        if not any(k.start <= s.start and s.end <= k.end for k in kept):
+            kept.append(s)
+    return sorted(kept)
+
+
+class PatternDetector:
+    """Structured identifiers from Presidio's pattern recognizers, as canonical :class:`Span` s.
+
+    Build once per process (loading Presidio's recognizer config takes well under a second; importing
+    presidio-analyzer takes a few). ``detect`` is thread-safe: all lazy state (compiled regexes,
+    phone metadata, the suffix list) is warmed up here, and each call only reads it.
+    """
+
+    def __init__(self, labels: Iterable[str] | None = None, min_score: float | None = None):
+        self.labels = None if labels is None else tuple(check_label(x) for x in labels)
+        self.min_score = min_score
+        self.recognizers = pattern_recognizers(self.labels, min_score)
+        engine = no_op_nlp_engine()
+        registry = RecognizerRegistry(recognizers=self.recognizers, supported_languages=[LANGUAGE])
+        self._engine = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+        self._entities = sorted({e for r in self.recognizers for e in r.supported_entities})
+        self.detect("warm up: a@b.com 4111 1111 1111 1111 DE89370400440532013000 10.0.0.1 +1 415 555 0100")
+
+    def detect(self, text: str) -> list[Span]:
+        """Pattern spans of ``text`` (source ``pattern``), sorted by position."""
+        if not self._entities or not text:
+            return []
+        results = self._engine.analyze(text, language=LANGUAGE, entities=self._entities, score_threshold=0.0)
+        spans = [
+            Span(r.start, r.end, ENTITY_TO_LABEL[r.entity_type], float(r.score), "pattern")
+            for r in results
+            if r.score >= min_score_for(r.entity_type, self.min_score)
+            and (self.labels is None or ENTITY_TO_LABEL[r.entity_type] in self.labels)
+        ]
+        return drop_contained(spans)
+
+    def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
+        """:meth:`detect` for each text (patterns need no batching: there is no model to amortise)."""
+        return [self.detect(t) for t in texts]
+

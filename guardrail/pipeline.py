@@ -1,0 +1,151 @@
+"""The public API: one place where backbone -> probe -> spans (∪ patterns) -> redactor are composed.
+
+    >>> g = Guardrail.load()                      # the embedded default bundle
+    >>> g.detect(["Call Ana Silva at +1 415 555 0100"])
+    [[Span(start=5, end=14, label='PERSON', ...), Span(start=18, end=33, label='PHONE', ...)]]
+    >>> g.redact(["Call Ana Silva"])[0].text
+    'Call [PERSON]'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from guardrail.backbone import Backbone
+from guardrail.bundle import DEFAULT_BUNDLE, Bundle
+from guardrail.labels import CANONICAL, OUTSIDE
+from guardrail.probe import Probe
+from guardrail.redact import Redacted, Redactor
+from guardrail.spans import Span, decode, merge
+
+
+class GuardrailError(ValueError):
+    """Bad input to the public API (the message never contains the input text)."""
+
+
+@dataclass(slots=True)
+class TokenScores:
+    """Per-token probe output for one text."""
+
+    offsets: np.ndarray
+    """``[T, 2]`` character offsets."""
+    probs: np.ndarray
+    """``[T, C]`` probabilities over the probe's classes."""
+
+
+def collapse(probs: np.ndarray, classes: Sequence[str], keep: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Fold the probability of classes outside ``keep`` into ``O``: ``[T, C] -> [T, 1 + len(keep)]``.
+
+    A token the probe calls ORGANIZATION is "not reported" rather than "reported under another label".
+    """
+    idx = [classes.index(c) for c in keep if c in classes]
+    kept = probs[:, idx]
+    outside = np.clip(1.0 - kept.sum(axis=1, keepdims=True), 0.0, 1.0)
+    return np.concatenate([outside, kept], axis=1), [OUTSIDE, *(classes[i] for i in idx)]
+
+
+def _as_texts(texts: str | Iterable[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise GuardrailError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return out
+
+
+class Guardrail:
+    """Finds and redacts PII by reading a language model's residual stream."""
+
+    def __init__(self, bundle: Bundle, backbone: Backbone, *, probe: str | None = None, patterns: bool = True):
+        self.bundle = bundle
+        self.backbone = backbone
+        m = bundle.manifest
+        self.probe_name = probe or m.default_probe
+        if self.probe_name not in bundle.probes:
+            raise GuardrailError(f"bundle has no probe {self.probe_name!r}; it has {sorted(bundle.probes)}")
+        self.probe: Probe = bundle.probes[self.probe_name]
+        self.labels: list[str] = list(m.detect_labels)
+        self.patterns = None
+        if patterns and m.patterns:
+            from guardrail.patterns import PatternDetector
+
+            self.patterns = PatternDetector()
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | Path = DEFAULT_BUNDLE,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        probe: str | None = None,
+        patterns: bool = True,
+    ) -> Guardrail:
+        """Load a bundle by name (``probes/<name>``) or path, and the backbone it names."""
+        bundle = Bundle.load(name_or_path)
+        ref = bundle.manifest.backbone
+        backbone = Backbone.load(ref.id, layer=ref.layer, device=device, dtype=dtype)
+        if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
+            raise GuardrailError(f"backbone file of {ref.id!r} differs from the one the bundle was trained on")
+        return cls(bundle, backbone, probe=probe, patterns=patterns)
+
+    def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
+        """Per-token class probabilities of the probe, with the tokens' character offsets."""
+        items = _as_texts(texts)
+        encoded = self.backbone.encode(items)
+        resids = self.backbone.residuals(encoded, batch_size=batch_size)
+        out = []
+        with torch.inference_mode():
+            for e, r in zip(encoded, resids, strict=True):
+                probs = self.probe(r).numpy() if len(r) else np.zeros((0, len(self.probe.classes)))
+                out.append(TokenScores(e.offsets, probs))
+        return out
+
+    def _labels(self, labels: Iterable[str] | None) -> list[str]:
+        if labels is None:
+            return self.labels
+        chosen = list(labels)
+        if bad := [x for x in chosen if x not in CANONICAL]:
+            raise GuardrailError(f"unknown labels {bad}; expected some of {', '.join(CANONICAL)}")
+        return chosen
+
+    def detect(
+        self, texts: str | Iterable[str], *, labels: Iterable[str] | None = None, batch_size: int = 16
+    ) -> list[list[Span]]:
+        """Spans of PII per text (sorted, non-overlapping, offsets in Python code points).
+
+        ``texts`` is a list of strings (a single ``str`` counts as a list of one); ``labels`` narrows or
+        widens the reported labels (default: the bundle's ``detect_labels``).
+        """
+        items = _as_texts(texts)
+        keep = self._labels(labels)
+        m = self.bundle.manifest
+        results: list[list[Span]] = []
+        pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
+        for text, ts, pats in zip(items, self.scores(items, batch_size), pattern_spans, strict=True):
+            probs, classes = collapse(ts.probs, list(self.probe.classes), keep)
+            spans = decode(text, ts.offsets, probs, classes, m.thresholds, lone_min_score=m.lone_min_score)
+            spans += [s for s in pats if s.label in keep]
+            results.append(merge(spans))
+        return results
+
+    def redact(
+        self,
+        texts: str | Iterable[str],
+        *,
+        operator: str = "placeholder",
+        key: bytes | str | None = None,
+        labels: Iterable[str] | None = None,
+        batch_size: int = 16,
+    ) -> list[Redacted]:
+        """Redacted texts with the spans replaced; one call is one pseudonym scope."""
+        redactor = Redactor(operator, key=key)  # fails before any work if e.g. hash has no key
+        items = _as_texts(texts)
+        found = self.detect(items, labels=labels, batch_size=batch_size)
+        return [redactor.redact(t, s) for t, s in zip(items, found, strict=True)]

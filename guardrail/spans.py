@@ -1,0 +1,201 @@
+"""Span stage: per-token label scores -> character spans (offsets in Python code points)."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from guardrail.labels import CANONICAL, OUTSIDE
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Span:
+    """A labelled character range of a text; ``text[start:end]`` is the surface string."""
+
+    start: int
+    """First character (Python str offset)."""
+    end: int
+    """One past the last character."""
+    label: str
+    """A canonical label (guardrail.labels.CANONICAL)."""
+    score: float = 1.0
+    """Confidence in [0, 1]."""
+    source: str = "probe"
+    """Which detector produced it: ``probe`` or ``pattern``."""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready ``{"start", "end", "label", "score"}`` (source dropped: not part of the format)."""
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+
+# Tie-break ranks for merge: a validated pattern (checksum, syntax) is stronger evidence than a probe
+# score of the same value; unknown sources and labels rank last but still deterministically.
+_SOURCE_RANK = {"pattern": 0, "probe": 1}
+_LABEL_RANK = {label: i for i, label in enumerate(CANONICAL)}
+
+
+def is_word_char(ch: str) -> bool:
+    """Letters, digits, ``_`` and combining marks: the characters a span must never cut between."""
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
+
+
+def _is_edge_junk(ch: str) -> bool:
+    # Whitespace, punctuation and invisible controls/format chars (ZWSP, BOM) carry no PII at an edge;
+    # leaving them in would make boundaries depend on how the tokenizer glued them to a word.
+    return ch.isspace() or unicodedata.category(ch)[0] == "P" or unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink ``[start, end)`` past edge whitespace, punctuation (P*) and control/format characters.
+
+    Offsets are clipped to the text first; an all-junk range comes back empty (``start == end``).
+    """
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    while start < end and _is_edge_junk(text[start]):
+        start += 1
+    while end > start and _is_edge_junk(text[end - 1]):
+        end -= 1
+    return start, end
+
+
+def snap(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow ``[start, end)`` to whole words, so that no half-word ("bel" of "Anabel") is left raw.
+
+    An empty range is returned unchanged: it names no word to grow.
+    """
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    if start >= end:
+        return start, end
+    while start > 0 and is_word_char(text[start - 1]):
+        start -= 1
+    while end < len(text) and is_word_char(text[end]):
+        end += 1
+    return start, end
+
+
+def _label_key(label: str) -> tuple[int, str]:
+    return _LABEL_RANK.get(label, len(_LABEL_RANK)), label
+
+
+def _run_label(labels: list[str], scores: list[float]) -> str:
+    # Halves of one entity read as two labels (PERSON "Ana" + ORGANIZATION "Silva") must not split
+    # the entity: the label with the most total evidence wins the whole run.
+    totals: dict[str, float] = {}
+    for label, score in zip(labels, scores, strict=True):
+        totals[label] = totals.get(label, 0.0) + score
+    return min(totals, key=lambda lab: (-totals[lab], _label_key(lab)))
+
+
+def _lone_min(lone_min_score: float | Mapping[str, float], label: str) -> float:
+    if isinstance(lone_min_score, Mapping):
+        return float(lone_min_score.get(label, 0.0))
+    return float(lone_min_score)
+
+
+def decode(
+    text: str,
+    offsets: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    thresholds: Mapping[str, float],
+    *,
+    lone_min_score: float | Mapping[str, float] = 0.0,
+    default_threshold: float = 0.5,
+) -> list[Span]:
+    """Turn per-token probe scores into sorted, non-overlapping character spans of ``text``.
+
+    ``offsets`` is ``[T, 2]`` (start, end) per token, end exclusive; tokens with ``start == end``
+    (specials, padding) are ignored. ``probs`` is ``[T, C]``, a softmax over ``classes`` with
+    ``classes[0] == "O"``. A token is flagged when ``1 - probs[t, 0]`` reaches the threshold of its
+    best non-O class; flagged tokens separated only by whitespace form one run, one span.
+    """
+    offsets = np.asarray(offsets)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or offsets.shape != (probs.shape[0], 2):
+        raise ValueError(f"expected offsets [T, 2] and probs [T, C]; got {offsets.shape} and {probs.shape}")
+    if len(classes) != probs.shape[1] or not classes or classes[0] != OUTSIDE:
+        raise ValueError(f"classes must have {probs.shape[1]} entries with {OUTSIDE!r} first")
+    n_chars = len(text)
+    if len(offsets) and (
+        offsets.min() < 0 or offsets.max() > n_chars or bool((offsets[:, 0] > offsets[:, 1]).any())
+    ):
+        # Offsets past the text mean the wrong text or tokenizer: fail loudly rather than redact garbage.
+        raise ValueError(f"offsets must satisfy 0 <= start <= end <= len(text) = {n_chars}")
+    if probs.shape[1] < 2:
+        return []
+
+    pii = 1.0 - probs[:, 0]
+    best = probs[:, 1:].argmax(axis=1) + 1
+    thr = np.array([thresholds.get(c, default_threshold) for c in classes], dtype=np.float64)
+    flagged = (pii >= thr[best]) & (offsets[:, 0] < offsets[:, 1])
+    # Text order, not token order: windowed or byte-level tokenizers may repeat or reorder offsets.
+    order = sorted(np.flatnonzero(flagged).tolist(), key=lambda t: (int(offsets[t, 0]), int(offsets[t, 1])))
+
+    runs: list[list[int]] = []
+    run_end = -1
+    for t in order:
+        start, end = int(offsets[t, 0]), int(offsets[t, 1])
+        if runs and (start <= run_end or text[run_end:start].isspace()):
+            runs[-1].append(t)
+            run_end = max(run_end, end)
+        else:
+            runs.append([t])
+            run_end = end
+
+    spans: list[Span] = []
+    for run in runs:
+        scores = [float(pii[t]) for t in run]
+        label = _run_label([classes[best[t]] for t in run], scores)
+        score = round(min(1.0, max(0.0, max(scores))), 4)
+        # A single token is the weakest evidence there is: one stray subword should not redact a word.
+        if len(run) == 1 and score < _lone_min(lone_min_score, label):
+            continue
+        start, end = trim(text, min(int(offsets[t, 0]) for t in run), max(int(offsets[t, 1]) for t in run))
+        start, end = snap(text, start, end)
+        if start < end:
+            spans.append(Span(start, end, label, score, "probe"))
+    # Snapping can make two runs reach into the same word; merge makes the output non-overlapping.
+    return merge(spans)
+
+
+def _winner_key(span: Span) -> tuple[float, int, int, tuple[int, str]]:
+    score = span.score if not math.isnan(span.score) else -math.inf
+    return (
+        -score,
+        _SOURCE_RANK.get(span.source, len(_SOURCE_RANK)),
+        -(span.end - span.start),
+        _label_key(span.label),
+    )
+
+
+def merge(spans: Iterable[Span]) -> list[Span]:
+    """Resolve overlaps between spans (probe and pattern alike): sorted, non-overlapping, idempotent.
+
+    Spans that share a character become one span over their union; its label, score and source come
+    from the member with the highest score (ties: ``pattern`` over ``probe``, then the longer span, then
+    CANONICAL order). Touching spans stay apart; empty spans are dropped.
+    """
+    ordered = sorted((s for s in spans if s.start < s.end), key=lambda s: (s.start, s.end))
+    groups: list[list[Span]] = []
+    group_end = 0
+    for s in ordered:
+        if groups and s.start < group_end:
+            groups[-1].append(s)
+            group_end = max(group_end, s.end)
+        else:
+            groups.append([s])
+            group_end = s.end
+    out: list[Span] = []
+    for group in groups:
+        if len(group) == 1:
+            out.append(group[0])  # returned as is, which is what makes merge idempotent
+            continue
+        win = min(group, key=_winner_key)
+        out.append(Span(group[0].start, max(s.end for s in group), win.label, win.score, win.source))
+    return out

@@ -1,0 +1,214 @@
+"""Training: synthetic data -> activations -> probe fit -> thresholds -> bundle (``guardrail train``).
+
+Only generated data is used. Thresholds are set on the ``calib`` family of the generator (held-out
+templates): in-distribution validation is near-separable and would pick too strict a point.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from guardrail.backbone import DEFAULT_MODEL, Backbone
+from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, probes_root
+from guardrail.data import Record
+from guardrail.labels import PRIVACY, PROBE_CLASSES
+from guardrail.pipeline import collapse
+from guardrail.probe import Probe, fit, token_features
+from guardrail.spans import Span, decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class TrainConfig:
+    """Everything ``guardrail train`` can set."""
+
+    out: Path = field(default_factory=lambda: probes_root() / DEFAULT_BUNDLE)
+    model: str = DEFAULT_MODEL
+    layer: int = 6
+    n_train: int = 8000
+    n_calib: int = 2000
+    seed: int = 0
+    context: tuple[int, ...] = (-1, 0, 1)
+    o_keep: float = 0.35
+    """Share of ``O`` tokens kept for fitting (they outnumber PII tokens ~5:1 and fitting cost scales)."""
+    c: float = 0.5
+    recall_target: float = 0.99
+    detect_labels: tuple[str, ...] = (*PRIVACY, "PASSWORD")
+    batch_size: int = 16
+    max_iter: int = 300
+
+
+def token_labels(text: str, offsets: np.ndarray, spans: Sequence[Span], classes: Sequence[str]) -> np.ndarray:
+    """Class index per token ``[T]``: a token takes the label of a gold span its non-space part overlaps."""
+    cover = np.zeros(len(text) + 1, dtype=np.int64)
+    index = {c: i for i, c in enumerate(classes)}
+    for s in spans:
+        cover[s.start : s.end] = index.get(s.label, 0)
+    out = np.zeros(len(offsets), dtype=np.int64)
+    for t, (a, b) in enumerate(offsets):
+        while a < b and text[a].isspace():  # SentencePiece tokens carry their leading space
+            a += 1
+        if a < b:
+            seg = cover[a:b]
+            hit = seg[seg > 0]
+            if hit.size:
+                out[t] = np.bincount(hit).argmax()
+    return out
+
+
+@dataclass(slots=True)
+class Activations:
+    """Residuals of a corpus with per-token labels, one entry per record."""
+
+    resid: list[torch.Tensor]
+    """``[T_i, d]`` float32 (bf16-rounded values, stored as float32)."""
+    offsets: list[np.ndarray]
+    labels: list[np.ndarray]
+    seconds: float
+    tokens: int
+
+
+def collect(backbone: Backbone, records: Sequence[Record], desc: str, batch_size: int = 16) -> Activations:
+    """Run the backbone over records in chunks, with a progress bar."""
+    t0 = time.perf_counter()
+    resid, offs, labs = [], [], []
+    chunk = 256
+    with tqdm(total=len(records), desc=desc, unit="rec") as bar:
+        for i in range(0, len(records), chunk):
+            part = records[i : i + chunk]
+            enc = backbone.encode([r.text for r in part])
+            res = backbone.residuals(enc, batch_size=batch_size)
+            for r, e, x in zip(part, enc, res, strict=True):
+                resid.append(x.to(torch.bfloat16))  # halves memory; values were bf16 anyway on CPU
+                offs.append(e.offsets)
+                labs.append(token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES))
+            bar.update(len(part))
+    n = sum(len(x) for x in labs)
+    return Activations(resid, offs, labs, time.perf_counter() - t0, n)
+
+
+def design_matrix(
+    acts: Activations, context: Sequence[int], o_keep: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack token features ``[N, F]`` and labels ``[N]``, keeping a random ``o_keep`` share of ``O``."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for r, y in zip(acts.resid, acts.labels, strict=True):
+        if len(y) == 0:
+            continue
+        keep = (y > 0) | (rng.random(len(y)) < o_keep)
+        xs.append(token_features(r.float(), context)[torch.from_numpy(keep)].numpy())
+        ys.append(y[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def predict(probe: Probe, acts: Activations) -> list[np.ndarray]:
+    """Probe probabilities ``[T_i, C]`` per record."""
+    with torch.inference_mode():
+        return [probe(r.float()).numpy() for r in acts.resid]
+
+
+def calibrate(
+    probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], keep: Sequence[str], target: float
+) -> dict[str, float]:
+    """Per-label threshold on ``1 - P(O)`` meeting the token-recall target for that label's gold tokens."""
+    classes = list(PROBE_CLASSES)
+    pp = np.concatenate([collapse(p, classes, keep)[0] for p in probs if len(p)])
+    yy = np.concatenate([y for y in labels if len(y)])
+    pii = 1.0 - pp[:, 0]
+    out = {}
+    for lab in keep:
+        s = pii[yy == classes.index(lab)]
+        if s.size < 20:
+            out[lab] = 0.5
+            continue
+        # the (1 - target) quantile lets `target` of this label's tokens through; clamp to a sane range
+        out[lab] = float(np.clip(np.quantile(s, 1.0 - target), 0.02, 0.9))
+    return out
+
+
+def spans_of(
+    records: Sequence[Record],
+    acts: Activations,
+    probs: Sequence[np.ndarray],
+    keep: Sequence[str],
+    thresholds: dict[str, float],
+    lone_min_score: float,
+) -> dict[str, list[Span]]:
+    """Decoded probe spans (no patterns) per record id."""
+    out = {}
+    for r, o, p in zip(records, acts.offsets, probs, strict=True):
+        cp, cl = collapse(p, list(PROBE_CLASSES), keep)
+        out[r.id] = decode(r.text, o, cp, cl, thresholds, lone_min_score=lone_min_score)
+    return out
+
+
+def train(cfg: TrainConfig) -> Bundle:
+    """Build a bundle from nothing; returns it after writing it to ``cfg.out``."""
+    from guardrail import synth
+    from guardrail.metrics import score
+
+    t_start = time.perf_counter()
+    log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
+    train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
+    calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
+    backbone = Backbone.load(cfg.model, layer=cfg.layer)
+    tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size)
+    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
+    x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
+    log.info("fitting probe on %d tokens x %d features", *x.shape)
+    t_fit = time.perf_counter()
+    probe = fit(x, y, context=cfg.context, c=cfg.c, max_iter=cfg.max_iter, seed=cfg.seed)
+    fit_s = time.perf_counter() - t_fit
+    del x, y
+    cprobs = predict(probe, ca)
+    keep = list(cfg.detect_labels)
+    thresholds = calibrate(cprobs, ca.labels, keep, cfg.recall_target)
+    lone = 0.0
+    pred = spans_of(calib_recs, ca, cprobs, keep, thresholds, lone)
+    rep = score(calib_recs, pred, labels=PRIVACY)
+    calib_metrics = {k: rep["overall"][k] for k in ("leakage", "recall_partial", "precision", "f1")}
+    log.info("calib (probe only): %s", calib_metrics)
+    info = backbone.info
+    manifest = Manifest(
+        name=cfg.out.name,
+        backbone=BackboneRef(
+            id=cfg.model,
+            layer=cfg.layer,
+            file=info.get("file"),
+            sha256=info.get("sha256"),
+            license=info.get("license"),
+            n_layers=int(info["n_layers"]),
+        ),
+        detect_labels=keep,
+        thresholds=thresholds,
+        lone_min_score=lone,
+        recall_target=cfg.recall_target,
+        training={
+            "data": "guardrail.synth (generated only; no evaluation data)",
+            "seed": cfg.seed,
+            "n_train_records": cfg.n_train,
+            "n_calib_records": cfg.n_calib,
+            "train_tokens": tr.tokens,
+            "calib_tokens": ca.tokens,
+            "context": list(cfg.context),
+            "o_keep": cfg.o_keep,
+            "C": cfg.c,
+            "activation_seconds": round(tr.seconds + ca.seconds, 1),
+            "fit_seconds": round(fit_s, 1),
+            "total_seconds": round(time.perf_counter() - t_start, 1),
+        },
+        metrics={"calib_probe_only": calib_metrics},
+    )
+    bundle = Bundle(cfg.out, manifest, {"raw": probe})
+    bundle.save()
+    return bundle

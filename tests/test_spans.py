@@ -1,0 +1,367 @@
+"""Span decoder and overlap resolution: hand-made cases plus property tests for the offset arithmetic."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardrail.labels import CANONICAL
+from guardrail.spans import Span, decode, is_word_char, merge, snap, trim
+
+CLASSES = ("O", "PERSON", "EMAIL", "PHONE", "ORGANIZATION")
+
+
+def probs_for(labels: list[str | None], pii: float | list[float] = 0.9) -> np.ndarray:
+    """``[T, C]`` probabilities: ``None`` is an O token, a label gets ``pii`` mass on that class."""
+    scores = pii if isinstance(pii, list) else [pii] * len(labels)
+    out = np.zeros((len(labels), len(CLASSES)))
+    for t, (label, p) in enumerate(zip(labels, scores, strict=True)):
+        if label is None:
+            out[t, 0] = 1.0
+        else:
+            out[t, 0] = 1.0 - p
+            out[t, CLASSES.index(label)] = p
+    return out
+
+
+def tokens(text: str, pieces: list[str]) -> np.ndarray:
+    """``[T, 2]`` offsets of consecutive pieces that must tile ``text``."""
+    assert "".join(pieces) == text
+    offsets, pos = [], 0
+    for p in pieces:
+        offsets.append((pos, pos + len(p)))
+        pos += len(p)
+    return np.array(offsets, dtype=np.int64)
+
+
+# --- trim / snap --------------------------------------------------------------------------------------
+
+
+def test_trim_strips_edge_whitespace_and_punctuation_but_keeps_inner() -> None:
+    text = ' ("O\'Brien, j.doe@x.com"). '
+    start, end = trim(text, 0, len(text))
+    assert text[start:end] == "O'Brien, j.doe@x.com"
+
+
+def test_trim_keeps_leading_plus_of_a_phone_and_drops_parenthesis() -> None:
+    text = "+1 (415) 555-0100."
+    assert text[slice(*trim(text, 0, len(text)))] == "+1 (415) 555-0100"
+    text = "(415) 555"
+    assert text[slice(*trim(text, 0, len(text)))] == "415) 555"
+
+
+def test_trim_all_junk_is_empty_and_clips_out_of_range() -> None:
+    assert trim(" .,; ", 0, 5) == (5, 5)
+    assert trim("abc", -3, 10) == (0, 3)
+    assert trim("a\u200bb\u200b", 0, 4) == (0, 3)  # zero-width space (Cf) at the edge
+
+
+def test_snap_extends_half_word_both_ways() -> None:
+    text = "Call Anabel now"
+    assert snap(text, 5, 8) == (5, 11)
+    assert snap(text, 7, 9) == (5, 11)
+    assert snap(text, 5, 11) == (5, 11)
+    assert snap(text, 4, 4) == (4, 4)
+
+
+def test_snap_treats_combining_marks_and_underscore_as_word() -> None:
+    text = "x Jose\u0301_b y"
+    assert snap(text, 2, 6) == (2, 9)
+
+
+# --- decode: hand-made ---------------------------------------------------------------------------------
+
+
+def test_leading_space_tokens_are_trimmed() -> None:
+    text = "Call Ana Silva today"
+    off = tokens(text, ["Call", " Ana", " Silva", " today"])
+    spans = decode(text, off, probs_for([None, "PERSON", "PERSON", None]), CLASSES, {})
+    assert spans == [Span(5, 14, "PERSON", 0.9, "probe")]
+    assert text[5:14] == "Ana Silva"
+
+
+def test_special_and_padding_tokens_are_ignored() -> None:
+    text = "Ana"
+    off = np.array([[0, 0], [0, 3], [0, 0], [3, 3]])
+    spans = decode(text, off, probs_for(["PERSON", "PERSON", "PERSON", "EMAIL"], 0.99), CLASSES, {})
+    assert spans == [Span(0, 3, "PERSON", 0.99)]
+
+
+def test_whitespace_gap_merges_but_punctuation_gap_splits() -> None:
+    text = "Ana  Silva, Bob"
+    off = np.array([[0, 3], [5, 10], [12, 15]])
+    spans = decode(text, off, probs_for(["PERSON"] * 3), CLASSES, {})
+    assert [(text[s.start : s.end], s.label) for s in spans] == [("Ana  Silva", "PERSON"), ("Bob", "PERSON")]
+
+
+def test_newline_gap_keeps_a_multiline_address_whole() -> None:
+    text = "at 6750 Koskikatu\nArtilleros\n, CO"
+    off = tokens(text, ["at", " 6750", " Koskikatu", "\n", "Artilleros", "\n,", " CO"])
+    spans = decode(text, off, probs_for([None, "PHONE", "PHONE", None, "PHONE", None, None]), CLASSES, {})
+    assert [text[s.start : s.end] for s in spans] == ["6750 Koskikatu\nArtilleros"]
+
+
+def test_label_disagreement_in_a_run_takes_the_label_with_most_total_score() -> None:
+    text = "Ana Maria Silva"
+    off = tokens(text, ["Ana", " Maria", " Silva"])
+    probs = probs_for(["PERSON", "ORGANIZATION", "ORGANIZATION"], [0.95, 0.6, 0.6])
+    spans = decode(text, off, probs, CLASSES, {})
+    # ORGANIZATION sums 1.2 > PERSON 0.95; the entity stays one span either way.
+    assert spans == [Span(0, 15, "ORGANIZATION", 0.95)]
+
+
+def test_whitespace_adjacent_entities_of_two_labels_form_one_run() -> None:
+    # The price of never splitting a mislabelled entity: two real entities with only a space between
+    # them come out as one span (nothing leaks; the smaller label is lost).
+    text = "Ana +14155550100"
+    off = tokens(text, ["Ana", " +14155550100"])
+    spans = decode(text, off, probs_for(["PERSON", "PHONE"], [0.9, 0.99]), CLASSES, {})
+    assert spans == [Span(0, 16, "PHONE", 0.99)]
+
+
+def test_label_tie_in_a_run_follows_canonical_order() -> None:
+    text = "Ana Silva"
+    off = tokens(text, ["Ana", " Silva"])
+    assert CANONICAL.index("PERSON") < CANONICAL.index("ORGANIZATION")
+    for order in (["PERSON", "ORGANIZATION"], ["ORGANIZATION", "PERSON"]):
+        spans = decode(text, off, probs_for(list(order), 0.8), CLASSES, {})
+        assert spans == [Span(0, 9, "PERSON", 0.8)]
+
+
+def test_per_label_threshold_and_default() -> None:
+    text = "Ana, x@y.io"
+    off = tokens(text, ["Ana", ",", " x@y.io"])
+    probs = probs_for(["PERSON", None, "EMAIL"], [0.6, 0.0, 0.6])
+    assert [s.label for s in decode(text, off, probs, CLASSES, {"PERSON": 0.7})] == ["EMAIL"]
+    assert decode(text, off, probs, CLASSES, {"PERSON": 0.7}, default_threshold=0.65) == []
+    # The threshold is inclusive.
+    assert len(decode(text, off, probs, CLASSES, {"PERSON": 0.6, "EMAIL": 0.6})) == 2
+
+
+def test_token_label_is_argmax_over_non_o_classes_even_when_o_is_largest() -> None:
+    text = "Ana"
+    probs = np.array([[0.4, 0.1, 0.0, 0.35, 0.15]])
+    spans = decode(text, np.array([[0, 3]]), probs, CLASSES, {"PHONE": 0.6})
+    assert spans == [Span(0, 3, "PHONE", 0.6)]
+    assert decode(text, np.array([[0, 3]]), probs, CLASSES, {"PHONE": 0.61}) == []
+
+
+def test_lone_token_needs_more_evidence() -> None:
+    text = "Ana and Bob Smith"
+    off = tokens(text, ["Ana", " and", " Bob", " Smith"])
+    probs = probs_for(["PERSON", None, "PERSON", "PERSON"], [0.7, 0.0, 0.7, 0.7])
+    spans = decode(text, off, probs, CLASSES, {}, lone_min_score=0.8)
+    assert [text[s.start : s.end] for s in spans] == ["Bob Smith"]
+    spans = decode(text, off, probs, CLASSES, {}, lone_min_score={"PERSON": 0.7})
+    assert [text[s.start : s.end] for s in spans] == ["Ana", "Bob Smith"]
+    spans = decode(text, off, probs, CLASSES, {}, lone_min_score={"EMAIL": 0.99})
+    assert len(spans) == 2  # labels missing from the mapping default to 0.0
+
+
+def test_punctuation_is_trimmed_from_flagged_tokens() -> None:
+    text = 'Mail "j.doe@x.com".'
+    off = tokens(text, ["Mail", ' "', "j", ".", "doe", "@", "x", ".", "com", '".'])
+    probs = probs_for([None] + ["EMAIL"] * 9)
+    spans = decode(text, off, probs, CLASSES, {})
+    assert [text[s.start : s.end] for s in spans] == ["j.doe@x.com"]
+
+
+def test_flagged_punctuation_alone_gives_no_span() -> None:
+    text = "Hi , there"
+    off = tokens(text, ["Hi", " ,", " there"])
+    assert decode(text, off, probs_for([None, "PERSON", None]), CLASSES, {}) == []
+
+
+def test_half_word_is_snapped_to_the_whole_word() -> None:
+    text = "Call Anabel now"
+    off = tokens(text, ["Call", " Ana", "bel", " now"])
+    spans = decode(text, off, probs_for([None, "PERSON", None, None]), CLASSES, {})
+    assert spans == [Span(5, 11, "PERSON", 0.9)]
+
+
+def test_two_runs_snapped_into_one_word_become_one_span() -> None:
+    text = "Anabelle"
+    off = tokens(text, ["An", "abe", "lle"])
+    probs = probs_for(["PERSON", None, "ORGANIZATION"], [0.9, 0.0, 0.7])
+    assert decode(text, off, probs, CLASSES, {}) == [Span(0, 8, "PERSON", 0.9)]
+
+
+def test_byte_level_tokens_sharing_one_character_and_unordered_offsets() -> None:
+    text = "I am 😀 Ana"
+    # Two byte-level tokens of one emoji share its offsets; tokens given out of order still decode.
+    off = np.array([[6, 10], [5, 6], [5, 6], [0, 1]])
+    probs = probs_for(["PERSON", None, None, None])
+    assert decode(text, off, probs, CLASSES, {}) == [Span(7, 10, "PERSON", 0.9)]
+
+
+def test_score_is_max_token_score_rounded() -> None:
+    text = "Ana Silva"
+    probs = probs_for(["PERSON", "PERSON"], [0.612345678, 0.81234567])
+    assert decode(text, tokens(text, ["Ana", " Silva"]), probs, CLASSES, {})[0].score == 0.8123
+
+
+def test_no_tokens_and_only_o_class() -> None:
+    assert decode("", np.zeros((0, 2), dtype=int), np.zeros((0, len(CLASSES))), CLASSES, {}) == []
+    assert decode("abc", np.array([[0, 3]]), np.array([[1.0]]), ("O",), {}) == []
+
+
+@pytest.mark.parametrize(
+    ("offsets", "probs", "classes"),
+    [
+        (np.array([[0, 3]]), np.zeros((2, 5)), CLASSES),  # T mismatch
+        (np.array([0, 3]), np.zeros((1, 5)), CLASSES),  # offsets not [T, 2]
+        (np.array([[0, 3]]), np.zeros((1, 5)), ("PERSON", "O", "EMAIL", "PHONE", "ORGANIZATION")),
+        (np.array([[0, 3]]), np.zeros((1, 4)), CLASSES),  # C mismatch
+        (np.array([[0, 99]]), np.zeros((1, 5)), CLASSES),  # past the text
+        (np.array([[-1, 2]]), np.zeros((1, 5)), CLASSES),
+        (np.array([[3, 1]]), np.zeros((1, 5)), CLASSES),
+    ],
+)
+def test_bad_inputs_raise_without_the_text(offsets: np.ndarray, probs: np.ndarray, classes: tuple) -> None:
+    secret = "Ana Silva"
+    with pytest.raises(ValueError) as e:
+        decode(secret, offsets, probs, classes, {})
+    assert "Ana" not in str(e.value)
+
+
+# --- merge: hand-made ----------------------------------------------------------------------------------
+
+
+def test_merge_unions_overlaps_and_keeps_touching_apart() -> None:
+    a, b, c = Span(0, 5, "PERSON", 0.9), Span(3, 8, "EMAIL", 0.95), Span(8, 10, "PHONE", 0.5)
+    assert merge([c, b, a]) == [Span(0, 8, "EMAIL", 0.95), c]
+
+
+def test_merge_tie_breaks_source_then_length_then_canonical() -> None:
+    probe, pattern = Span(0, 10, "PERSON", 0.9, "probe"), Span(2, 6, "PHONE", 0.9, "pattern")
+    assert merge([probe, pattern]) == [Span(0, 10, "PHONE", 0.9, "pattern")]
+    short, long = Span(0, 4, "PERSON", 0.9), Span(2, 9, "EMAIL", 0.9)
+    assert merge([short, long]) == [Span(0, 9, "EMAIL", 0.9)]
+    x, y = Span(0, 4, "ORGANIZATION", 0.9), Span(2, 6, "PERSON", 0.9)
+    assert merge([x, y]) == merge([y, x]) == [Span(0, 6, "PERSON", 0.9)]
+
+
+def test_merge_chains_and_drops_empty_spans() -> None:
+    spans = [Span(0, 3, "PERSON", 0.1), Span(2, 5, "PERSON", 0.2), Span(4, 7, "EMAIL", 0.3), Span(9, 9, "X")]
+    assert merge(spans) == [Span(0, 7, "EMAIL", 0.3)]
+    assert merge([]) == []
+
+
+# --- properties ----------------------------------------------------------------------------------------
+
+# Characters that break naive offset arithmetic: combining marks, ZWJ emoji, CJK, controls, odd spaces.
+TRICKY = [
+    "a", "Z", "7", "_", "é", "e\u0301", "\u0301", "😀", "👩\u200d👩\u200d👧", "中", "文", "\u3000", "\x00",
+    "\x1f", "\u200b", "\ufeff", "\n", "\t", " ", "  ", "\r\n", "\u2028", "-", ".", "'", "(", ")", "+", "@",
+    "ß", "İ", "١", "\u0915\u094d",
+]  # fmt: skip
+
+
+def texts() -> st.SearchStrategy[str]:
+    piece = st.one_of(st.sampled_from(TRICKY), st.characters(exclude_categories=("Cs",)))
+    return st.lists(piece, max_size=30).map("".join)
+
+
+@st.composite
+def decode_inputs(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]]:
+    text = draw(texts())
+    n = len(text)
+    if draw(st.booleans()):
+        # A tokenizer-like tiling, with specials (empty ranges) sprinkled in.
+        cuts = sorted(set(draw(st.lists(st.integers(0, n), max_size=n + 1))) | {0, n})
+        offsets = [(a, b) for a, b in pairwise(cuts)]
+        offsets += [(0, 0)] * draw(st.integers(0, 2))
+    else:
+        pairs = draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)), max_size=20))
+        offsets = [(min(a, b), max(a, b)) for a, b in pairs]
+    t = len(offsets)
+    classes = ("O", *draw(st.lists(st.sampled_from(CANONICAL), min_size=1, max_size=4, unique=True)))
+    raw = draw(st.lists(st.floats(0, 1), min_size=t * len(classes), max_size=t * len(classes)))
+    probs = np.array(raw, dtype=np.float64).reshape(t, len(classes)) + 1e-9
+    probs /= probs.sum(axis=1, keepdims=True)
+    thresholds = {c: draw(st.floats(0, 1)) for c in classes[1:] if draw(st.booleans())}
+    return text, np.array(offsets, dtype=np.int64).reshape(t, 2), probs, classes, thresholds
+
+
+def is_junk(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch)[0] == "P" or unicodedata.category(ch) in ("Cc", "Cf")
+
+
+@settings(max_examples=400, deadline=None)
+@given(decode_inputs(), st.floats(0, 1))
+def test_decode_spans_are_well_formed(
+    args: tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]], lone: float
+) -> None:
+    text, offsets, probs, classes, thresholds = args
+    spans = decode(text, offsets, probs, classes, thresholds, lone_min_score=lone)
+    for s in spans:
+        assert 0 <= s.start < s.end <= len(text)
+        assert not text[s.start].isspace() and not text[s.end - 1].isspace()
+        assert s.start == 0 or not is_word_char(text[s.start - 1])
+        assert s.end == len(text) or not is_word_char(text[s.end])
+        assert s.label in classes[1:] and 0.0 <= s.score <= 1.0 and s.source == "probe"
+    assert all(a.end <= b.start for a, b in pairwise(spans))
+    assert merge(spans) == spans
+
+
+@settings(max_examples=300, deadline=None)
+@given(decode_inputs())
+def test_decode_covers_every_meaningful_character_of_a_flagged_token(
+    args: tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]],
+) -> None:
+    # With no lone-token filter, no flagged character that could carry PII may be left raw.
+    text, offsets, probs, classes, thresholds = args
+    covered = {i for s in decode(text, offsets, probs, classes, thresholds) for i in range(s.start, s.end)}
+    for t, (a, b) in enumerate(offsets.tolist()):
+        label = classes[int(probs[t, 1:].argmax()) + 1]
+        if 1.0 - probs[t, 0] >= thresholds.get(label, 0.5):
+            assert all(i in covered for i in range(a, b) if not is_junk(text[i]))
+
+
+def span_lists(n: int) -> st.SearchStrategy[list[Span]]:
+    def build(a: int, b: int, label: str, score: float, source: str) -> Span:
+        return Span(min(a, b), max(a, b), label, score, source)
+
+    one = st.builds(
+        build,
+        st.integers(0, n),
+        st.integers(0, n),
+        st.sampled_from(CANONICAL[:4]),
+        st.sampled_from([0.5, 0.9, 1.0]) | st.floats(0, 1),
+        st.sampled_from(["probe", "pattern"]),
+    )
+    return st.lists(one, max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(span_lists(40), st.randoms(use_true_random=False))
+def test_merge_is_idempotent_order_free_and_covers_exactly_the_union(
+    spans: list[Span], rnd: random.Random
+) -> None:
+    out = merge(spans)
+    assert merge(out) == out
+    shuffled = list(spans)
+    rnd.shuffle(shuffled)
+    assert merge(shuffled) == out
+    assert all(s.start < s.end for s in out)
+    assert all(a.end <= b.start for a, b in pairwise(out))
+    chars_in = {i for s in spans for i in range(s.start, s.end)}
+    chars_out = {i for s in out for i in range(s.start, s.end)}
+    assert chars_in == chars_out
+    for s in out:
+        members = [m for m in spans if m.start < s.end and s.start < m.end and m.start < m.end]
+        assert s.score == max(m.score for m in members)
+        # Members chain by real overlap (sharing a character), never by merely touching.
+        members.sort(key=lambda m: m.start)
+        reach = members[0].end
+        for m in members[1:]:
+            assert m.start < reach
+            reach = max(reach, m.end)
+        assert (members[0].start, reach) == (s.start, s.end)
+        assert (s.label, s.score, s.source) in {(m.label, m.score, m.source) for m in members}
