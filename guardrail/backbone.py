@@ -62,19 +62,23 @@ def cache_dir() -> Path:
 
 def _gguf_path(src: GgufSource) -> Path:
     """Path of the GGUF file of an embedded model, assembling it from its chunks when needed."""
-    try:
-        mod = __import__(src.package)
-    except ImportError as e:
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(src.package)
+    if spec is None or not spec.submodule_search_locations:
         raise BackboneError(
             f"backbone {src.name!r} needs the PyPI package {src.package.replace('_', '-')}; install it"
-        ) from e
-    if hasattr(mod, "assemble"):  # split into chunks to fit PyPI's file size limit
-        target = cache_dir() / "gguf" / mod.MODEL_NAME
-        return Path(mod.assemble(target))
-    files = sorted(Path(mod.__file__).parent.glob("*.gguf"))
-    if not files:
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if files:  # the file ships whole; the package itself may import a runtime we do not need
+        return files[0]
+    mod = importlib.import_module(src.package)
+    if not hasattr(mod, "assemble"):
         raise BackboneError(f"package {src.package} holds no .gguf file")
-    return files[0]
+    # split into chunks to fit PyPI's size limit: join them once into the cache
+    return Path(mod.assemble(cache_dir() / "gguf" / mod.MODEL_NAME))
 
 
 def _sha256(path: Path) -> str:
@@ -158,7 +162,12 @@ def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if _cpu_has_bf16() else torch.float32
-    table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    table = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if dtype not in table:
         raise BackboneError(f"dtype must be auto, bf16 or fp32 (fp16 overflows the residual), got {dtype!r}")
     return table[dtype]
@@ -298,5 +307,6 @@ class Backbone:
         for i, (ti, _s, _t, k) in enumerate(pieces):
             out[ti].append(results[i][k:])
         return [
-            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32) for parts in out
+            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32)
+            for parts in out
         ]

@@ -53,7 +53,7 @@ class Manifest(BaseModel):
     backbone: BackboneRef
     window: Window = Window()
     classes: list[str] = list(PROBE_CLASSES)
-    detect_labels: list[str] = list(PRIVACY) + ["PASSWORD"]
+    detect_labels: list[str] = [*list(PRIVACY), "PASSWORD"]
     """Labels that ``detect`` reports by default; the probe still scores every class."""
     default_probe: Literal["raw", "sae"] = "raw"
     probes: dict[str, str] = {"raw": "raw."}
@@ -102,7 +102,9 @@ def find(name_or_path: str | Path) -> Path:
     for cand in (p, probes_root() / str(name_or_path)):
         if (cand / MANIFEST).is_file():
             return cand
-    raise BundleError(f"no guard bundle at {name_or_path!s} (looked for {MANIFEST} there and in {probes_root()})")
+    raise BundleError(
+        f"no guard bundle at {name_or_path!s} (looked for {MANIFEST} there and in {probes_root()})"
+    )
 
 
 def read_manifest(folder: Path) -> Manifest:

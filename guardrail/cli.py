@@ -96,7 +96,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     continue
                 try:
                     obj = json.loads(line)
-                    records.append((n, parse_record(obj, f"line {n}", require_spans=False)))
+                    rec = parse_record(obj, f"line {n}", require_spans=False)
+                    records.append((n, obj["id"], rec))
                 except json.JSONDecodeError as e:
                     bad.append((n, _line_id(line), f"line {n}: not valid JSON ({e.msg})"))
                 except DataError as e:
@@ -109,17 +110,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise InputError(f"{src}: {first}{more}; nothing written (use --on-error report to go on)")
     guard = _load(args)
     labels = args.labels.split(",") if args.labels else None
-    found = guard.detect([r.text for _, r in records], labels=labels) if records else []
+    found = guard.detect([r.text for _, _, r in records], labels=labels) if records else []
     lines: list[tuple[int, str]] = []
-    for (n, r), spans in zip(records, found, strict=True):
-        out = {"id": r.id, "spans": [s.to_dict() for s in spans]}
+    for (n, rid, _), spans in zip(records, found, strict=True):
+        out = {"id": rid, "spans": [s.to_dict() for s in spans]}
         lines.append((n, json.dumps(out, ensure_ascii=False)))
     for n, rid, msg in bad:
         lines.append((n, json.dumps({"id": rid, "line": n, "error": msg}, ensure_ascii=False)))
     lines.sort()
     _write_atomic(args.output, "".join(line + "\n" for _, line in lines))
     if bad:
-        print(f"guardrail: {len(bad)} of {len(bad) + len(records)} records were bad; see 'error' lines", file=sys.stderr)
+        print(
+            f"guardrail: {len(bad)} of {len(bad) + len(records)} records were bad; see 'error' lines",
+            file=sys.stderr,
+        )
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -216,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         "write the bundle.",
     )
     t.add_argument("--out", default=str(probes_root() / DEFAULT_BUNDLE), help="bundle folder to write")
-    t.add_argument("--model", default="gemma-3-270m", help="backbone: embedded alias, .gguf, folder or hub id")
+    t.add_argument(
+        "--model", default="gemma-3-270m", help="backbone: embedded alias, .gguf, folder or hub id"
+    )
     t.add_argument("--layer", type=int, default=6, help="residual stream after this many blocks")
     t.add_argument("--n-train", type=int, default=8000)
     t.add_argument("--n-calib", type=int, default=2000)

@@ -182,7 +182,8 @@ class OfflineEmailRecognizer(EmailRecognizer):
     the public suffix list: a network call per process (and a stall where there is no network).
     """
 
-    def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
+    def validate_result(self, pattern_text: str) -> bool:
+        """True when the text ends in a known public suffix."""
         return offline_tld_extractor()(pattern_text).fqdn != ""
 
 
@@ -218,7 +219,9 @@ def _can_reach(recognizer: EntityRecognizer, threshold: float) -> bool:
     return validates or max((p.score for p in recognizer.patterns), default=0.0) >= threshold
 
 
-def pattern_recognizers(labels: Iterable[str] | None = None, min_score: float | None = None) -> list[EntityRecognizer]:
+def pattern_recognizers(
+    labels: Iterable[str] | None = None, min_score: float | None = None
+) -> list[EntityRecognizer]:
     """Presidio's default English recognizers that need no NLP model, restricted to ``labels``.
 
     NLP-backed recognizers (spaCy/Stanza/transformers NER, GLiNER, LLM ones) are left out: only
@@ -292,4 +295,3 @@ class PatternDetector:
     def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
         """:meth:`detect` for each text (patterns need no batching: there is no model to amortise)."""
         return [self.detect(t) for t in texts]
-

@@ -1,10 +1,10 @@
 """The public API: one place where backbone -> probe -> spans (∪ patterns) -> redactor are composed.
 
-    >>> g = Guardrail.load()                      # the embedded default bundle
-    >>> g.detect(["Call Ana Silva at +1 415 555 0100"])
-    [[Span(start=5, end=14, label='PERSON', ...), Span(start=18, end=33, label='PHONE', ...)]]
-    >>> g.redact(["Call Ana Silva"])[0].text
-    'Call [PERSON]'
+>>> g = Guardrail.load()                      # the embedded default bundle
+>>> g.detect(["Call Ana Silva at +1 415 555 0100"])
+[[Span(start=5, end=14, label='PERSON', ...), Span(start=18, end=33, label='PHONE', ...)]]
+>>> g.redact(["Call Ana Silva"])[0].text
+'Call [PERSON]'
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def _as_texts(texts: str | Iterable[str]) -> list[str]:
 class Guardrail:
     """Finds and redacts PII by reading a language model's residual stream."""
 
-    def __init__(self, bundle: Bundle, backbone: Backbone, *, probe: str | None = None, patterns: bool = True):
+    def __init__(
+        self, bundle: Bundle, backbone: Backbone, *, probe: str | None = None, patterns: bool = True
+    ):
         self.bundle = bundle
         self.backbone = backbone
         m = bundle.manifest
@@ -92,7 +94,9 @@ class Guardrail:
         ref = bundle.manifest.backbone
         backbone = Backbone.load(ref.id, layer=ref.layer, device=device, dtype=dtype)
         if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
-            raise GuardrailError(f"backbone file of {ref.id!r} differs from the one the bundle was trained on")
+            raise GuardrailError(
+                f"backbone file of {ref.id!r} differs from the one the bundle was trained on"
+            )
         return cls(bundle, backbone, probe=probe, patterns=patterns)
 
     def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from guardrail.labels import PROBE_CLASSES
@@ -118,7 +119,7 @@ class Probe:
                     raise ProbeError(f"{p.name}: missing tensors {missing}")
                 w, b, m, s = (f.get_tensor(k).float() for k in need)
             meta = json.loads(metadata.get(f"{prefix}meta", "{}"))
-        except (OSError, json.JSONDecodeError) as e:  # safetensors raises on a corrupt header
+        except (OSError, json.JSONDecodeError, SafetensorError) as e:
             raise ProbeError(f"{p.name}: unreadable probe ({type(e).__name__})") from e
         classes = tuple(meta.pop("classes", PROBE_CLASSES))
         context = tuple(int(c) for c in meta.pop("context", [0]))
@@ -171,5 +172,5 @@ def fit(
         torch.from_numpy(scale.astype(np.float32)),
         tuple(classes),
         tuple(context),
-        meta={"n_train_tokens": int(len(labels)), "C": c},
+        meta={"n_train_tokens": len(labels), "C": c},
     )

@@ -163,26 +163,19 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, data: st.
     assert back.spans == rec.spans
 
 
-# --- known issues in data.py, kept as strict xfails so they flip when fixed -----------------------------
+# --- regressions: issues found in data.py and fixed -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="data.py truncates fractional offsets (int(1.7) == 1) instead of refusing"
-)
 def test_fractional_offsets_are_refused() -> None:
     with pytest.raises(DataError):
         parse_record(good(spans=[{"start": 5.7, "end": 14, "label": "PERSON"}]))
 
 
-@pytest.mark.xfail(strict=True, reason="data.py lets a bad 'score' escape as a bare ValueError, without line")
 def test_bad_score_is_a_data_error() -> None:
     with pytest.raises(DataError):
         parse_record(good(spans=[{"start": 5, "end": 14, "label": "PERSON", "score": "high"}]))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="data.py drops span-level extra fields such as the dev sets' orig_label"
-)
 def test_span_extra_fields_survive_a_round_trip(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "o.jsonl",
@@ -193,7 +186,6 @@ def test_span_extra_fields_survive_a_round_trip(tmp_path: Path) -> None:
     assert json.loads(out.read_text(encoding="utf-8"))["spans"][0]["orig_label"] == "PER"
 
 
-@pytest.mark.xfail(strict=True, reason="write_jsonl crashes on a lone surrogate that read_jsonl accepted")
 def test_lone_surrogate_read_can_be_written_back(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "s.jsonl", ['{"id": "s", "text": "a\\ud800b", "spans": []}'])
     write_jsonl(tmp_path / "s2.jsonl", read_jsonl(path))

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny randomly initialised causal LM (fast), and the real default backbone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("GUARDRAIL_SHARED", REPO.parent / "shared"))
+
+
+def make_tiny_model(folder: Path, arch: str = "llama") -> Path:
+    """A 2-layer random causal LM with a real fast tokenizer (BPE trained here, offline)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+
+    corpus = [
+        "Call Ana Silva at +1 415 555 0100 or mail ana@example.com.",
+        "The quick brown fox jumps over the lazy dog in Paris on Monday.",
+        "Order #4821 shipped to 12 Main Street, Springfield. Total $42.50.",
+        "日本語のテキストと emoji 🎉 and café naïve résumé.",
+    ] * 20
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    cfg = LlamaConfig(
+        vocab_size=fast.vocab_size + 8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def real_guardrail():
+    """The shipped default bundle on the real backbone (converted once into the cache)."""
+    from guardrail.pipeline import Guardrail
+
+    return Guardrail.load()

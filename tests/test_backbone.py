@@ -1,0 +1,99 @@
+"""Backbone stage: loading, truncation, windows, offsets, dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guardrail.backbone import (
+    EMBEDDED,
+    Backbone,
+    BackboneError,
+    Encoded,
+    pick_dtype,
+    windows,
+)
+
+
+@given(st.integers(0, 2000), st.integers(8, 300), st.integers(0, 64))
+def test_windows_take_every_token_exactly_once(n: int, window: int, overlap: int) -> None:
+    if overlap >= window - 1:
+        with pytest.raises(ValueError):
+            windows(n, window, overlap)
+        return
+    taken: list[int] = []
+    for start, end, keep in windows(n, window, overlap):
+        assert 0 < end - start <= window - 1
+        assert keep == 0 or keep == overlap
+        taken.extend(range(start + keep, end))
+    assert taken == list(range(n))
+
+
+def test_fp16_is_refused() -> None:
+    with pytest.raises(BackboneError, match="fp16"):
+        pick_dtype(torch.device("cpu"), "fp16")
+
+
+def test_tiny_model_truncated_and_windowed(tiny_model_dir) -> None:
+    bb = Backbone.load(str(tiny_model_dir), layer=1, dtype="fp32")
+    assert len(bb.model.layers) == 1  # upper block never built
+    assert not hasattr(bb.model, "lm_head")
+    text = "Call Ana Silva at +1 415 555 0100. " * 40
+    (enc,) = bb.encode([text])
+    assert len(enc.ids) > 127  # forces several windows
+    for a, b in enc.offsets:
+        assert 0 <= a <= b <= len(text)
+    (res,) = bb.residuals([enc])
+    assert res.shape == (len(enc.ids), bb.d_model) and res.dtype == torch.float32
+    # the first window's tokens equal a direct run on those tokens alone
+    (head,) = bb.residuals([Encoded(enc.ids[:127], enc.offsets[:127])])
+    assert torch.allclose(res[:127], head, atol=1e-5)
+    # a token in a later window sees <= 127 tokens of context, so its value differs from a full-length run
+    assert torch.isfinite(res).all()
+
+
+def test_batching_does_not_change_values(tiny_model_dir) -> None:
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    texts = ["Ana", "Order #4821 shipped to 12 Main Street", "", "café 🎉 naïve"]
+    enc = bb.encode(texts)
+    together = bb.residuals(enc, batch_size=4)
+    alone = [bb.residuals([e], batch_size=1)[0] for e in enc]
+    for a, b in zip(together, alone, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4)
+    assert together[2].shape == (0, bb.d_model)
+
+
+def test_bad_layer_and_unknown_model(tiny_model_dir, tmp_path) -> None:
+    with pytest.raises(BackboneError, match="layer"):
+        Backbone.load(str(tiny_model_dir), layer=5)
+    with pytest.raises(BackboneError):
+        Backbone.load(str(tmp_path / "nope.gguf"), layer=1)
+
+
+@pytest.mark.model
+def test_default_gemma_backbone_offsets_and_scale() -> None:
+    bb = Backbone.load("gemma-3-270m", layer=6)
+    assert bb.info["license"] == "Gemma Terms of Use" and bb.info["n_layers"] == "18"
+    assert len(bb.model.layers) == 6
+    text = "Call Ana Silva at +1 415 555 0100 🎉 naïve"
+    (enc,) = bb.encode([text])
+    pieces = [text[a:b] for a, b in enc.offsets]
+    assert "".join(pieces) == text  # offsets tile the text
+    (res,) = bb.residuals([enc])
+    assert res.shape == (len(enc.ids), 640)
+    assert float(res.abs().max()) > 100  # raw residual scale: why the probe normalises
+
+
+@pytest.mark.model
+def test_second_backbone_smollm2_same_code_path() -> None:
+    assert "smollm2-135m" in EMBEDDED
+    bb = Backbone.load("smollm2-135m", layer=4)
+    assert bb.model.config.model_type == "llama"
+    (enc,) = bb.encode(["Write to ana@example.com today"])
+    (res,) = bb.residuals([enc])
+    assert res.shape == (len(enc.ids), bb.d_model) and bool(torch.isfinite(res).all())
+    assert np.all(enc.offsets[:, 1] >= enc.offsets[:, 0])

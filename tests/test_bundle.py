@@ -1,0 +1,68 @@
+"""Bundles: manifest validation, round trip, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from guardrail.bundle import BackboneRef, Bundle, BundleError, Manifest, find
+from guardrail.labels import PROBE_CLASSES
+from guardrail.probe import Probe
+
+
+def _bundle(folder) -> Bundle:
+    n = len(PROBE_CLASSES)
+    probe = Probe(torch.zeros(n, 4), torch.zeros(n), torch.zeros(4), torch.ones(4))
+    m = Manifest(name="t", backbone=BackboneRef(id="x", layer=1), thresholds={"PERSON": 0.3})
+    return Bundle(folder, m, {"raw": probe})
+
+
+def test_round_trip(tmp_path) -> None:
+    _bundle(tmp_path / "b").save()
+    b = Bundle.load(tmp_path / "b")
+    assert b.manifest.thresholds == {"PERSON": 0.3} and set(b.probes) == {"raw"}
+    assert not list((tmp_path / "b").glob("*.pkl"))
+
+
+def test_unknown_path_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(BundleError, match="no guard bundle"):
+        find(tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize(
+    "patch, where",
+    [
+        ({"thresholds": {"NAME": 0.5}}, "thresholds"),
+        ({"detect_labels": ["SECRET"]}, "detect_labels"),
+        ({"backbone": {"id": "x", "layer": 0}}, "backbone.layer"),
+        ({"surprise": 1}, "surprise"),
+        ({"default_probe": "sae"}, None),
+    ],
+)
+def test_invalid_manifests_are_refused(tmp_path, patch, where) -> None:
+    _bundle(tmp_path / "b").save()
+    path = tmp_path / "b" / "guard.json"
+    d = json.loads(path.read_text())
+    d.update(patch)
+    path.write_text(json.dumps(d))
+    with pytest.raises(BundleError) as e:
+        Bundle.load(tmp_path / "b")
+    if where:
+        assert where in str(e.value)
+
+
+def test_corrupt_probe_file(tmp_path) -> None:
+    _bundle(tmp_path / "b").save()
+    (tmp_path / "b" / "probe.safetensors").write_bytes(b"junk")
+    with pytest.raises(BundleError, match="probe"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_shipped_default_bundle_validates() -> None:
+    b = Bundle.load("gemma-3-270m")
+    m = b.manifest
+    assert m.backbone.id == "gemma-3-270m" and m.backbone.license == "Gemma Terms of Use"
+    assert set(m.thresholds) >= set(m.detect_labels)
+    assert (b.folder / "MODEL_CARD.md").is_file()

@@ -1,0 +1,103 @@
+"""CLI: exit codes, one-line errors, stdin/stdout, JSONL in and out."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from guardrail import cli
+from tests.test_pipeline import tiny_guard  # noqa: F401  (fixture)
+
+
+@pytest.fixture()
+def bundle_dir(tiny_guard):  # noqa: F811
+    return str(tiny_guard.bundle.folder)
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_help_lists_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("redact", "detect", "train"):
+        assert cmd in out
+
+
+def test_redact_stdin_to_stdout(monkeypatch, capsys, bundle_dir) -> None:
+    _stdin(monkeypatch, b"I met Jun Sato thanks")
+    assert cli.main(["redact", "--bundle", bundle_dir]) == 0
+    out = capsys.readouterr().out
+    assert out == "I met [PERSON] thanks"
+
+
+def test_redact_invalid_utf8_is_exit_2_one_line(monkeypatch, capsys, bundle_dir) -> None:
+    _stdin(monkeypatch, b"Jun Sato \xff\xfe")
+    assert cli.main(["redact", "--bundle", bundle_dir]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""  # fail closed: nothing written
+    assert "not valid UTF-8" in cap.err and cap.err.count("\n") == 1 and "Sato" not in cap.err
+
+
+def test_redact_hash_without_key_refused(monkeypatch, capsys, bundle_dir) -> None:
+    monkeypatch.delenv("GUARDRAIL_HASH_KEY", raising=False)
+    _stdin(monkeypatch, b"Jun Sato")
+    assert cli.main(["redact", "--operator", "hash", "--bundle", bundle_dir]) == 2
+    assert "needs a key" in capsys.readouterr().err
+
+
+def test_unknown_bundle_is_exit_1(capsys, tmp_path) -> None:
+    assert cli.main(["redact", "--bundle", str(tmp_path / "nope"), str(tmp_path / "x")]) in (1, 2)
+    assert capsys.readouterr().err.startswith("guardrail: error:")
+
+
+def test_unknown_bundle_exit_code(monkeypatch, capsys, tmp_path) -> None:
+    _stdin(monkeypatch, b"hello")
+    assert cli.main(["redact", "--bundle", str(tmp_path / "nope")]) == 1
+    assert "no guard bundle" in capsys.readouterr().err
+
+
+def test_missing_file_is_exit_2(capsys, bundle_dir, tmp_path) -> None:
+    assert cli.main(["redact", "--bundle", bundle_dir, str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_detect_jsonl_round_trip(tmp_path, bundle_dir) -> None:
+    src = tmp_path / "in.jsonl"
+    texts = ["I met Jun Sato thanks", "", "😀 send it to Ana Silva"]
+    src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["detect", "--input", str(src), "--output", str(out), "--bundle", bundle_dir]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2]
+    assert rows[1]["spans"] == []
+    # code-point offsets survive the emoji (a byte or UTF-16 offset would be off by 1-3)
+    assert "Ana Silva" in {texts[2][s["start"] : s["end"]] for s in rows[2]["spans"]}
+    assert all(set(s) == {"start", "end", "label", "score"} for s in rows[2]["spans"])
+
+
+def test_detect_malformed_line_fails_closed_or_reports(tmp_path, capsys, bundle_dir) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "I met Jun Sato"}\n{"id": "b", "text": \n{"id": "c"}\n')
+    out = tmp_path / "out.jsonl"
+    args = ["detect", "--input", str(src), "--output", str(out), "--bundle", bundle_dir]
+    assert cli.main(args) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "line 2" in err and "1 more" in err
+    assert cli.main([*args, "--on-error", "report"]) == 3
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r.get("id") for r in rows] == ["a", None, "c"]
+    assert "error" in rows[1] and "error" in rows[2] and rows[0]["spans"]
+
+
+def test_chunks_concatenate_back() -> None:
+    text = ("line of text\n" * 50) + "x" * 300
+    parts = cli._chunks(text, size=100)
+    assert "".join(parts) == text and all(len(p) <= 100 for p in parts)

@@ -1,0 +1,190 @@
+"""Pattern stage (guardrail/patterns.py): Presidio's recognizers, checksums, thresholds, no network."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from guardrail.labels import CANONICAL
+from guardrail.spans import Span
+
+pytest.importorskip("presidio_analyzer")
+
+from guardrail.patterns import (
+    DEFAULT_MIN_SCORE,
+    ENTITY_TO_LABEL,
+    OfflineEmailRecognizer,
+    PatternDetector,
+    drop_contained,
+    min_score_for,
+)
+
+
+def _refuse(attempts: list[str], what: str):
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(f"{what}{args[1:] if what.startswith('socket.') else args}")
+        raise OSError(f"network access attempted in a test: {what}")
+
+    return refuse
+
+
+@pytest.fixture(scope="module")
+def network_attempts() -> Iterator[list[str]]:
+    """Every connect or DNS lookup made while the module's tests run (each one also fails).
+
+    Recorded rather than only refused: tldextract swallows a failed download and falls back to its
+    snapshot, so a refusal alone would not fail a test.
+    """
+    attempts: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", _refuse(attempts, "socket.connect"))
+        mp.setattr(socket.socket, "connect_ex", _refuse(attempts, "socket.connect_ex"))
+        mp.setattr(socket, "create_connection", _refuse(attempts, "create_connection"))
+        mp.setattr(socket, "getaddrinfo", _refuse(attempts, "getaddrinfo"))
+        yield attempts
+
+
+@pytest.fixture(scope="module")
+def detector(network_attempts: list[str]) -> PatternDetector:
+    return PatternDetector()
+
+
+def found(detector: PatternDetector, text: str) -> list[tuple[str, str]]:
+    return [(s.label, text[s.start : s.end]) for s in detector.detect(text)]
+
+
+def test_valid_card_found_and_luhn_failing_card_not(detector: PatternDetector) -> None:
+    assert found(detector, "card 4111 1111 1111 1111 thanks") == [("CREDIT_CARD", "4111 1111 1111 1111")]
+    assert found(detector, "card 4111-1111-1111-1111.") == [("CREDIT_CARD", "4111-1111-1111-1111")]
+    assert found(detector, "card 4111 1111 1111 1112 thanks") == []  # Luhn fails
+
+
+def test_valid_iban_found_and_mod97_failing_iban_not(detector: PatternDetector) -> None:
+    assert found(detector, "IBAN DE89370400440532013000 ok") == [("IBAN", "DE89370400440532013000")]
+    assert found(detector, "to GB82 WEST 1234 5698 7654 32.") == [("IBAN", "GB82 WEST 1234 5698 7654 32")]
+    assert found(detector, "IBAN DE89370400440532013001 ok") == []  # mod-97 fails
+    assert found(detector, "IBAN DE88370400440532013000 ok") == []  # wrong check digits
+
+
+def test_email_is_one_email_span_not_also_a_url(detector: PatternDetector) -> None:
+    text = "write to ana.silva@example.com or bob@mail.co.uk"
+    assert found(detector, text) == [("EMAIL", "ana.silva@example.com"), ("EMAIL", "bob@mail.co.uk")]
+
+
+def test_ip_addresses(detector: PatternDetector) -> None:
+    assert found(detector, "from 192.168.10.1 today") == [("IP_ADDRESS", "192.168.10.1")]
+    assert found(detector, "v6 2001:db8:85a3::8a2e:370:7334 up") == [
+        ("IP_ADDRESS", "2001:db8:85a3::8a2e:370:7334")
+    ]
+    assert found(detector, "version 999.1.1.1") == []  # not an IPv4 address
+
+
+def test_phone_numbers(detector: PatternDetector) -> None:
+    assert found(detector, "call (415) 555-0100 now") == [("PHONE", "(415) 555-0100")]
+    assert found(detector, "ring +44 20 7946 0958") == [("PHONE", "+44 20 7946 0958")]
+
+
+def test_ssn_is_an_id_not_a_phone(detector: PatternDetector) -> None:
+    assert found(detector, "my SSN is 536-22-1234.") == [("ID_NUMBER", "536-22-1234")]
+    assert ("ID_NUMBER", "000-22-1234") not in found(detector, "my SSN is 000-22-1234.")  # invalid area
+
+
+def test_url(detector: PatternDetector) -> None:
+    assert found(detector, "see https://www.example.com/a?b=1 now") == [
+        ("URL", "https://www.example.com/a?b=1")
+    ]
+
+
+def test_weak_patterns_do_not_flood(detector: PatternDetector) -> None:
+    # bank account (8-17 digits), driver licence, passport, bare SSN: Presidio's "very weak" regexes
+    text = "order 12345678 ref A1234567 ticket 987654328 code 5551234 on 3/20"
+    assert found(detector, text) == []
+
+
+def test_min_score_overrides_every_per_entity_minimum() -> None:
+    weak = PatternDetector(labels=["ID_NUMBER"], min_score=0.0)
+    spans = weak.detect("order 12345678")
+    assert spans and all(s.label == "ID_NUMBER" and s.score < DEFAULT_MIN_SCORE for s in spans)
+    assert min_score_for("PHONE_NUMBER") == 0.4 and min_score_for("PHONE_NUMBER", 0.7) == 0.7
+    assert min_score_for("US_BANK_NUMBER") == DEFAULT_MIN_SCORE
+
+
+def test_labels_restrict_recognizers_and_results() -> None:
+    only_email = PatternDetector(labels=["EMAIL"])
+    assert [type(r) for r in only_email.recognizers] == [OfflineEmailRecognizer]
+    text = "a@example.com 4111111111111111 10.0.0.1"
+    assert [s.label for s in only_email.detect(text)] == ["EMAIL"]
+    with pytest.raises(ValueError):
+        PatternDetector(labels=["EMAIL_ADDRESS"])  # a Presidio entity, not a canonical label
+
+
+def test_no_nlp_recognizer_and_every_entity_mapped(detector: PatternDetector) -> None:
+    from presidio_analyzer import PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    assert detector.recognizers
+    for r in detector.recognizers:
+        assert isinstance(r, (PatternRecognizer, PhoneRecognizer)), type(r)
+        assert all(e in ENTITY_TO_LABEL for e in r.supported_entities)
+    assert set(ENTITY_TO_LABEL.values()) <= set(CANONICAL)
+
+
+def test_spans_are_sorted_canonical_pattern_spans(detector: PatternDetector) -> None:
+    text = "b@example.org, 10.1.2.3, card 5555555555554444, call +1 415 555 0100, a@example.com"
+    spans = detector.detect(text)
+    assert spans == sorted(spans) and len(spans) == 5
+    assert all(s.source == "pattern" and s.label in CANONICAL and 0 < s.score <= 1 for s in spans)
+    assert detector.detect("") == [] and detector.detect("nothing to see") == []
+
+
+def test_detect_batch_matches_detect(detector: PatternDetector) -> None:
+    texts = ["a@example.com", "", "call (415) 555-0100", "IBAN DE89370400440532013000"]
+    assert detector.detect_batch(texts) == [detector.detect(t) for t in texts]
+
+
+def test_detect_is_thread_safe(detector: PatternDetector) -> None:
+    texts = [
+        f"user{i}@example.com paid with 4111 1111 1111 1111 from 10.0.{i % 256}.1,"
+        f" call (415) 555-01{i % 100:02d}"
+        for i in range(200)
+    ]
+    expected = [detector.detect(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(detector.detect, texts))
+    assert got == expected
+
+
+def test_drop_contained_keeps_the_stronger_outer_span() -> None:
+    spans = [
+        Span(0, 20, "EMAIL", 1.0, "pattern"),
+        Span(10, 20, "URL", 0.5, "pattern"),  # the email's domain
+        Span(30, 46, "CREDIT_CARD", 1.0, "pattern"),
+        Span(30, 40, "PHONE", 0.4, "pattern"),  # phone-shaped run inside the card
+        Span(50, 60, "PHONE", 0.4, "pattern"),
+        Span(55, 70, "URL", 0.6, "pattern"),  # overlaps, not contained: both kept
+        Span(80, 90, "ID_NUMBER", 0.5, "pattern"),
+        Span(80, 90, "PHONE", 0.4, "pattern"),  # same digits, weaker
+        Span(100, 110, "DATE", 0.6, "pattern"),
+        Span(102, 108, "ID_NUMBER", 1.0, "pattern"),  # stronger inner span: kept
+    ]
+    assert drop_contained(spans) == sorted(
+        [spans[0], spans[2], spans[4], spans[5], spans[6], spans[8], spans[9]]
+    )
+
+
+def test_network_guard_records_attempts(network_attempts: list[str]) -> None:
+    before = len(network_attempts)
+    with pytest.raises(OSError):
+        socket.create_connection(("example.com", 80))
+    assert len(network_attempts) == before + 1
+    del network_attempts[before:]
+
+
+def test_no_network_access_attempted(detector: PatternDetector, network_attempts: list[str]) -> None:
+    # a fresh detector too: construction loads the recognizers and warms up the suffix list
+    PatternDetector(labels=["EMAIL", "URL"]).detect("mail ana@example.com, see www.example.org")
+    detector.detect("mail ana@example.co.uk or bob@xn--80ak6aa92e.com")
+    assert network_attempts == []

@@ -1,0 +1,119 @@
+"""The public API end to end on a tiny random model (fast) and on the shipped default (real)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from guardrail.backbone import Backbone
+from guardrail.bundle import BackboneRef, Bundle, Manifest
+from guardrail.data import Record
+from guardrail.pipeline import Guardrail, GuardrailError, collapse
+from guardrail.probe import fit
+from guardrail.spans import Span
+from guardrail.train import collect, design_matrix
+
+NAMES = ["Ana Silva", "Bob Stone", "Lena Vogt", "Jun Sato"]
+FILLER = ["please call", "the order for", "I met", "send it to", "thanks", "see you soon"]
+
+
+def _records(n: int, seed: int) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a, name, b = rng.choice(FILLER), rng.choice(NAMES), rng.choice(FILLER)
+        text = f"{a} {name} {b}"
+        start = len(a) + 1
+        out.append(Record(f"r{i}", text, [Span(start, start + len(name), "PERSON")]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_guard(tiny_model_dir, tmp_path_factory) -> Guardrail:
+    """Train a real probe on the tiny model's activations and build a bundle from it."""
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    acts = collect(bb, _records(200, 0), "tiny")
+    x, y = design_matrix(acts, (-1, 0, 1))
+    probe = fit(x, y, context=(-1, 0, 1), c=10.0)
+    folder = tmp_path_factory.mktemp("bundle") / "tiny"
+    m = Manifest(
+        name="tiny",
+        backbone=BackboneRef(id=str(tiny_model_dir), layer=2),
+        thresholds={"PERSON": 0.5},
+        detect_labels=["PERSON", "EMAIL", "PHONE", "CREDIT_CARD"],
+    )
+    Bundle(folder, m, {"raw": probe}).save()
+    return Guardrail.load(folder, dtype="fp32")
+
+
+def test_collapse_folds_unreported_classes_into_o() -> None:
+    p = np.array([[0.1, 0.6, 0.3], [0.7, 0.1, 0.2]])
+    out, classes = collapse(p, ["O", "ORGANIZATION", "PERSON"], ["PERSON"])
+    assert classes == ["O", "PERSON"]
+    assert np.allclose(out, [[0.7, 0.3], [0.8, 0.2]])
+
+
+def test_tiny_detects_trained_names_and_patterns(tiny_guard: Guardrail) -> None:
+    text = "thanks Lena Vogt please call, card 4111 1111 1111 1111"
+    (spans,) = tiny_guard.detect([text])
+    got = {(text[s.start : s.end], s.label) for s in spans}
+    assert ("Lena Vogt", "PERSON") in got
+    assert ("4111 1111 1111 1111", "CREDIT_CARD") in got
+    assert spans == sorted(spans) and all(a.end <= b.start for a, b in itertools.pairwise(spans))
+
+
+def test_tiny_redact_operators(tiny_guard: Guardrail) -> None:
+    texts = ["I met Jun Sato thanks", "send it to Jun Sato", "thanks see you soon"]
+    out = tiny_guard.redact(texts, operator="pseudonym")
+    assert out[0].text == "I met <PERSON_1> thanks" and out[1].text == "send it to <PERSON_1>"
+    assert out[2].text == "thanks see you soon" and out[2].spans == []
+    assert tiny_guard.redact(["I met Jun Sato"])[0].text == "I met [PERSON]"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   \n\t ", "\x00\x07 control", "🎉🎉 Ana Silva 🎉", "é" * 5 + "\u0301"]
+)
+def test_tiny_odd_inputs_keep_offsets_valid(tiny_guard: Guardrail, text: str) -> None:
+    (spans,) = tiny_guard.detect([text])
+    for s in spans:
+        assert 0 <= s.start < s.end <= len(text)
+    (red,) = tiny_guard.redact([text])
+    if not spans:
+        assert red.text == text
+
+
+def test_bad_arguments(tiny_guard: Guardrail) -> None:
+    with pytest.raises(GuardrailError, match="texts\\[1\\]"):
+        tiny_guard.detect(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(GuardrailError, match="unknown labels"):
+        tiny_guard.detect(["ok"], labels=["NAME"])
+    assert tiny_guard.detect("a single string") == tiny_guard.detect(["a single string"])
+
+
+@pytest.mark.model
+def test_real_default_end_to_end(real_guardrail: Guardrail) -> None:
+    text = "Hi, I'm Maria Gonzalez, email maria.gonzalez@example.com, phone +1 (415) 555-0172."
+    (spans,) = real_guardrail.detect([text])
+    found = {text[s.start : s.end] for s in spans}
+    assert "Maria Gonzalez" in found
+    assert "maria.gonzalez@example.com" in found
+    assert any("555-0172" in f for f in found)
+    (red,) = real_guardrail.redact([text])
+    assert "Maria" not in red.text and "555-0172" not in red.text and "[PERSON]" in red.text
+
+
+@pytest.mark.model
+def test_real_default_leaves_plain_prose_alone(real_guardrail: Guardrail) -> None:
+    text = "The weather was nice, so we walked to the market and bought apples for $3.50."
+    (spans,) = real_guardrail.detect([text])
+    assert spans == []
+
+
+@pytest.mark.model
+def test_real_default_long_text_is_windowed(real_guardrail: Guardrail) -> None:
+    body = "The meeting notes are below and nothing in them is personal. " * 60
+    text = body + "Contact: Maria Gonzalez."
+    (spans,) = real_guardrail.detect([text])
+    assert any(text[s.start : s.end] == "Maria Gonzalez" for s in spans)
