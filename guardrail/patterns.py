@@ -162,9 +162,6 @@ MIN_SCORE: dict[str, float] = {
     # costs more than a masked order number, so phones are kept. Phone-shaped runs inside a card
     # number, an IP or an SSN are dropped by the containment rule in :meth:`PatternDetector.detect`.
     "PHONE_NUMBER": 0.4,
-    # DEA numbers score 0.4 before their checksum; the checksum raises valid ones to 1.0 and drops
-    # the rest, so 0.4 only admits validated ones.
-    "MEDICAL_LICENSE": 0.4,
 }
 """Per-entity minimum score, overriding :data:`DEFAULT_MIN_SCORE`."""
 
@@ -273,15 +270,19 @@ class PatternDetector:
         self.labels = None if labels is None else tuple(check_label(x) for x in labels)
         self.min_score = min_score
         self.recognizers = pattern_recognizers(self.labels, min_score)
-        engine = no_op_nlp_engine()
-        registry = RecognizerRegistry(recognizers=self.recognizers, supported_languages=[LANGUAGE])
-        self._engine = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
         self._entities = sorted({e for r in self.recognizers for e in r.supported_entities})
+        if not self.recognizers:  # e.g. labels=["PERSON"]: nothing here detects them
+            return
+        registry = RecognizerRegistry(recognizers=self.recognizers, supported_languages=[LANGUAGE])
+        self._engine = AnalyzerEngine(
+            registry=registry, nlp_engine=no_op_nlp_engine(), supported_languages=[LANGUAGE]
+        )
+        # compiles every regex, loads the phone metadata and the suffix list before any thread calls
         self.detect("warm up: a@b.com 4111 1111 1111 1111 DE89370400440532013000 10.0.0.1 +1 415 555 0100")
 
     def detect(self, text: str) -> list[Span]:
         """Pattern spans of ``text`` (source ``pattern``), sorted by position."""
-        if not self._entities or not text:
+        if not self.recognizers or not text:
             return []
         results = self._engine.analyze(text, language=LANGUAGE, entities=self._entities, score_threshold=0.0)
         spans = [

@@ -136,7 +136,8 @@ def test_spans_optional_when_not_required(tmp_path: Path) -> None:
 
 def test_shared_dev_set_shape_parses() -> None:
     line = (
-        '{"id": "p-0", "text": "The address of Persint is 6750 Koskikatu", "spans": [{"start": 15, "end": 22, '
+        '{"id": "p-0", "text": "The address of Persint is 6750 Koskikatu", '
+        '"spans": [{"start": 15, "end": 22, '
         '"label": "ORGANIZATION", "orig_label": "ORGANIZATION"}], "source": "github:x", "lang": "en", '
         '"meta": {"template_id": 87}}'
     )

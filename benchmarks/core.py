@@ -1,0 +1,165 @@
+"""Core numbers of the default bundle against Presidio + spaCy (the figures issue 2 asks for).
+
+    python benchmarks/core.py [--bundle gemma-3-270m] [--limit N] [--json-out FILE] [--update-card]
+
+Quality: presidio_synth_v2 over the privacy labels; wnut17 PERSON recall. Speed: detect over
+presidio_synth, each method in its own fresh process given the whole machine (peak memory is that
+process's), timed after a warm-up, in the same run so ratios hold on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from guardrail.data import Record, read_jsonl
+from guardrail.labels import PRIVACY
+from guardrail.metrics import format_table, score
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GUARDRAIL_SHARED", REPO.parent / "shared")) / "data"
+
+
+def _guardrail_worker(bundle: str, texts: list[str], q: mp.Queue) -> None:
+    from guardrail.pipeline import Guardrail
+
+    g = Guardrail.load(bundle)
+    g.detect(texts[:32])  # warm-up: kernels for every length bucket
+    t0 = time.perf_counter()
+    spans = g.detect(texts)
+    dt = time.perf_counter() - t0
+    tokens = sum(len(e.ids) for e in g.backbone.encode(texts))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q.put(
+        {
+            "seconds": dt,
+            "tokens": tokens,
+            "peak_rss_mb": rss,
+            "spans": [[s.to_dict() for s in x] for x in spans],
+        }
+    )
+
+
+def _presidio_worker(texts: list[str], n_process: int, q: mp.Queue) -> None:
+    from guardrail.baselines import PresidioNER
+
+    ner = PresidioNER(n_process=n_process)
+    ner.detect_batch(texts[:32])
+    t0 = time.perf_counter()
+    spans = ner.detect_batch(texts)
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    q.put(
+        {
+            "seconds": dt,
+            "peak_rss_mb": rss + rss_children,
+            "spans": [[s.to_dict() for s in x] for x in spans],
+        }
+    )
+
+
+def _run(target, *args) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def _as_pred(records: list[Record], spans: list[list[dict]]) -> dict[str, list]:
+    from guardrail.spans import Span
+
+    return {
+        r.id: [Span(d["start"], d["end"], d["label"], d["score"]) for d in s]
+        for r, s in zip(records, spans, strict=True)
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="gemma-3-270m")
+    ap.add_argument("--limit", type=int, default=None, help="first N records of each set")
+    ap.add_argument("--presidio-processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--update-card", action="store_true", help="write the figures into the bundle")
+    a = ap.parse_args(argv)
+
+    synth = read_jsonl(DATA / "presidio_synth_v2.jsonl")[: a.limit]
+    wnut = read_jsonl(DATA / "wnut17_test.jsonl")[: a.limit]
+    texts = [r.text for r in synth]
+    chars = sum(len(t) for t in texts)
+    print(f"presidio_synth_v2: {len(synth)} records, {chars} chars; wnut17: {len(wnut)} records", flush=True)
+
+    g = _run(_guardrail_worker, a.bundle, texts)
+    p = _run(_presidio_worker, texts, a.presidio_processes)
+    gw = _run(_guardrail_worker, a.bundle, [r.text for r in wnut])
+    pw = _run(_presidio_worker, [r.text for r in wnut], a.presidio_processes)
+
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
+        "bundle": a.bundle,
+        "records": {"presidio_synth_v2": len(synth), "wnut17_test": len(wnut)},
+    }
+    for name, run, runw in (("guardrail", g, gw), ("presidio_spacy_sm", p, pw)):
+        rep = score(synth, _as_pred(synth, run["spans"]), labels=PRIVACY)
+        repw = score(wnut, _as_pred(wnut, runw["spans"]), ignore_unlabeled=True)
+        o = rep["overall"]
+        person = repw["per_label"]["PERSON"]
+        result[name] = {
+            "presidio_synth": {
+                k: o[k] for k in ("leakage", "recall_partial", "recall_exact", "precision", "f1", "f2")
+            },
+            "wnut17_person_recall": person["recall_partial"],
+            "wnut17_overall": {k: repw["overall"][k] for k in ("leakage", "recall_partial", "precision")},
+            "chars_per_s": chars / run["seconds"],
+            "seconds": run["seconds"],
+            "peak_rss_mb": run["peak_rss_mb"],
+        }
+        if "tokens" in run:
+            result[name]["tokens_per_s"] = run["tokens"] / run["seconds"]
+        print(format_table(rep, f"== {name} on presidio_synth_v2 (privacy labels)"))
+        print()
+    gr, pr = result["guardrail"], result["presidio_spacy_sm"]
+    result["speed_ratio"] = gr["chars_per_s"] / pr["chars_per_s"]
+    print("method              leak%   R_part   P      wnut PERSON R   chars/s   tokens/s  peak MB")
+    for name in ("guardrail", "presidio_spacy_sm"):
+        r = result[name]
+        q = r["presidio_synth"]
+        print(
+            f"{name:18s} {100 * q['leakage']:6.1f}  {q['recall_partial']:6.3f}  {q['precision']:6.3f}"
+            f"  {r['wnut17_person_recall']:8.3f}  {r['chars_per_s']:8.0f}  {r.get('tokens_per_s', 0):8.0f}"
+            f"  {r['peak_rss_mb']:6.0f}"
+        )
+    print(f"speed ratio guardrail / presidio: {result['speed_ratio']:.2f}x")
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(result, indent=1))
+    if a.update_card:
+        from guardrail.bundle import Bundle
+
+        b = Bundle.load(a.bundle)
+        b.manifest.metrics["benchmark"] = {k: v for k, v in result.items() if k != "records"} | {
+            "records": result["records"],
+            "command": "python benchmarks/core.py --update-card",
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        b.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

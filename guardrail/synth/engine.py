@@ -1,0 +1,242 @@
+"""A tiny text builder and template grammar: spans are recorded while the text is written.
+
+Offsets are never recovered by searching the finished text for a value (a name that also occurs in
+the prose would be found at the wrong place); each labelled piece knows its offset when appended.
+
+Template mini-language (compiled once, cached):
+
+- ``{SLOT}``        a slot filler from the registry (labelled value or unlabelled negative);
+- ``[text]``        optional: rendered with probability 0.5 (nests);
+- ``(a|b|c)``       one alternative, chosen uniformly (nests); parentheses without a top-level ``|``
+                    are literal text, so "(optional)" in prose stays as written.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardrail.labels import CANONICAL
+from guardrail.spans import Span
+
+_CANON = frozenset(CANONICAL)
+
+
+class Builder:
+    """Appends text pieces; labelled pieces become spans at the offset they were written at."""
+
+    __slots__ = ("_len", "_parts", "case", "spans")
+
+    def __init__(self, case: str | None = None) -> None:
+        self._parts: list[str] = []
+        self._len = 0
+        self.spans: list[Span] = []
+        self.case = case
+        """``"lower"``/``"upper"``/None: applied to every piece (tweets are often all lowercase)."""
+
+    def add(self, text: str, label: str | None = None) -> Builder:
+        """Append ``text``; with a label it becomes one span (edge whitespace stays outside)."""
+        if not text:
+            return self
+        if self.case is not None:
+            cased = text.lower() if self.case == "lower" else text.upper()
+            # "ß".upper() is "SS": a length change would shift every later offset.
+            if len(cased) == len(text):
+                text = cased
+        if label is not None:
+            if label not in _CANON:
+                raise ValueError(f"unknown label {label!r}")
+            core = text.strip()
+            if core:
+                lead = len(text) - len(text.lstrip())
+                start = self._len + lead
+                self.spans.append(Span(start, start + len(core), label))
+        self._parts.append(text)
+        self._len += len(text)
+        return self
+
+    def pos(self) -> int:
+        """Current length of the text."""
+        return self._len
+
+    def last_char(self) -> str:
+        """The last character written, or ``""``."""
+        for part in reversed(self._parts):
+            if part:
+                return part[-1]
+        return ""
+
+    def text(self) -> str:
+        """The text written so far."""
+        s = "".join(self._parts)
+        self._parts = [s]
+        return s
+
+    def rstrip(self) -> None:
+        """Drop trailing whitespace that no span covers."""
+        s = self.text()
+        floor = self.spans[-1].end if self.spans else 0
+        cut = max(len(s.rstrip()), floor)
+        self._parts = [s[:cut]]
+        self._len = cut
+
+
+Filler = Callable[["Ctx", Builder], None]
+
+
+@dataclass(slots=True)
+class Ctx:
+    """What a slot filler needs: the record's RNG, its locale's Faker, and per-record memory."""
+
+    rng: random.Random
+    fake: Any
+    locale: str
+    family: str
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Values reused inside one record (the same person named twice, the email built from the name)."""
+
+
+SLOTS: dict[str, Filler] = {}
+"""Slot name -> filler; modules register theirs with :func:`slot`."""
+
+
+def slot(*names: str) -> Callable[[Filler], Filler]:
+    """Decorator registering a filler under one or more slot names."""
+
+    def deco(fn: Filler) -> Filler:
+        for n in names:
+            if n in SLOTS:
+                raise ValueError(f"slot {n} registered twice")
+            SLOTS[n] = fn
+        return fn
+
+    return deco
+
+
+# Compiled template nodes: ("t", str) literal, ("s", name) slot, ("o", seq) optional,
+# ("c", [seq, ...]) choice. A seq is a tuple of nodes.
+Node = tuple[str, Any]
+
+
+def _parse(src: str, i: int, stop: str) -> tuple[list[list[Node]], int]:
+    """Parse from ``i`` until a character of ``stop``; return alternatives split at top-level ``|``."""
+    alts: list[list[Node]] = [[]]
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            alts[-1].append(("t", "".join(buf)))
+            buf.clear()
+
+    while i < len(src):
+        ch = src[i]
+        if ch in stop:
+            flush()
+            return alts, i
+        if ch == "|" and "|" in stop:
+            flush()
+            alts.append([])
+            i += 1
+        elif ch == "{":
+            j = src.index("}", i)
+            flush()
+            alts[-1].append(("s", src[i + 1 : j]))
+            i = j + 1
+        elif ch == "[":
+            flush()
+            inner, j = _parse(src, i + 1, "]")
+            if len(inner) != 1:
+                raise ValueError(f"'|' inside [...] of template {src!r}")
+            alts[-1].append(("o", tuple(inner[0])))
+            i = j + 1
+        elif ch == "(":
+            flush()
+            inner, j = _parse(src, i + 1, ")|")
+            while j < len(src) and src[j] == "|":
+                more, j = _parse(src, j + 1, ")|")
+                inner.extend(more)
+            if j >= len(src):
+                raise ValueError(f"unbalanced '(' in template {src!r}")
+            if len(inner) == 1:  # no alternatives: literal parentheses
+                alts[-1].extend([("t", "("), *inner[0], ("t", ")")])
+            else:
+                alts[-1].append(("c", [tuple(a) for a in inner]))
+            i = j + 1
+        else:
+            buf.append(ch)
+            i += 1
+    flush()
+    if stop and stop != ")|":
+        raise ValueError(f"unterminated group in template {src!r}")
+    return alts, i
+
+
+@functools.cache
+def compile_template(src: str) -> tuple[Node, ...]:
+    """Compile a template once; raises ValueError on bad syntax or an unknown slot at render."""
+    alts, _ = _parse(src, 0, "")
+    if len(alts) != 1:
+        raise ValueError(f"top-level '|' in template {src!r}")
+    return tuple(alts[0])
+
+
+def _render_seq(seq: tuple[Node, ...] | list[Node], ctx: Ctx, b: Builder) -> None:
+    for kind, val in seq:
+        if kind == "t":
+            # Optional groups leave double spaces behind ("a  b"); collapse when writing.
+            if val.startswith(" ") and b.last_char() in (" ", "\n", ""):
+                val = val.lstrip(" ")
+            b.add(val)
+        elif kind == "s":
+            fill = SLOTS.get(val)
+            if fill is None:
+                raise KeyError(f"no filler for slot {{{val}}}")
+            fill(ctx, b)
+        elif kind == "o":
+            if ctx.rng.random() < 0.5:
+                _render_seq(val, ctx, b)
+        else:
+            _render_seq(ctx.rng.choice(val), ctx, b)
+
+
+def render(src: str, ctx: Ctx, b: Builder) -> None:
+    """Render template ``src`` into ``b``."""
+    _render_seq(compile_template(src), ctx, b)
+
+
+def stable_hash(name: str) -> int:
+    """A hash that is the same in every process (``hash()`` is salted per run)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def family_of(frame: str) -> str:
+    """``"calib"`` for about a quarter of frames, ``"train"`` for the rest (stable by name)."""
+    return "calib" if stable_hash(frame) % 4 == 0 else "train"
+
+
+def split(frames: list[str] | tuple[str, ...], family: str) -> list[str]:
+    """The frames of ``frames`` that belong to ``family``; never empty (falls back to all)."""
+    picked = [f for f in frames if family_of(f) == family]
+    return picked or list(frames)
+
+
+def pick(ctx: Ctx, frames: list[str] | tuple[str, ...]) -> str:
+    """One frame of ``frames`` from the record's family (split cached per list identity)."""
+    key = (id(frames), ctx.family)
+    got = _SPLIT_CACHE.get(key)
+    if got is None or got[0] is not frames:
+        got = (frames, split(frames, ctx.family))
+        _SPLIT_CACHE[key] = got
+    return ctx.rng.choice(got[1])
+
+
+_SPLIT_CACHE: dict[tuple[int, str], tuple[Any, list[str]]] = {}
+
+
+def chance(ctx: Ctx, p: float) -> bool:
+    """True with probability ``p``."""
+    return ctx.rng.random() < p
