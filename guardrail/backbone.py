@@ -28,7 +28,7 @@ WINDOW = 128
 """Tokens per window, the BOS token included."""
 OVERLAP = 32
 """Tokens of left context shared by consecutive windows."""
-LENGTH_BUCKETS = (16, 32, 64, 128)
+LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128)
 """Padded sequence lengths: a few fixed shapes keep CPU bf16 kernels warm (each new shape stalls)."""
 
 
@@ -271,11 +271,15 @@ class Backbone:
         ]
 
     @torch.inference_mode()
-    def forward_windows(self, rows: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def forward_windows(
+        self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
         """Residuals for token rows of at most ``WINDOW - 1`` ids each (BOS is prepended here).
 
-        Returns one float32 CPU tensor ``[len(row), d_model]`` per row. Rows are padded on the right to a
-        length bucket: with causal attention a real token never sees the padding, so no mask is needed.
+        Returns one float32 CPU tensor per row: ``[len(row), d_model]``, or ``[len(row), len(layers),
+        d_model]`` when ``layers`` (each in ``1..layer``) asks for several depths from one pass. Rows are
+        padded on the right to a length bucket: with causal attention a real token never sees the
+        padding, so no mask is needed.
         """
         lengths = [len(r) + 1 for r in rows]
         bucket = next((b for b in LENGTH_BUCKETS if b >= max(lengths)), max(lengths))
@@ -283,12 +287,31 @@ class Backbone:
         for i, r in enumerate(rows):
             ids[i, 0] = self.bos_id
             ids[i, 1 : len(r) + 1] = torch.from_numpy(r)
-        out = self.model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
+        taps: dict[int, torch.Tensor] = {}
+        hooks = []
+        for x in layers or ():
+            if not 1 <= x <= self.layer:
+                raise ValueError(f"layer {x} is outside 1..{self.layer}")
+
+            def keep(_m, _i, out, x=x):  # the output of block x-1 is the residual after x blocks
+                taps[x] = out[0] if isinstance(out, tuple) else out
+
+            hooks.append(self.model.layers[x - 1].register_forward_hook(keep))
+        try:
+            out = self.model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
+        finally:
+            for h in hooks:
+                h.remove()
+        if layers:
+            out = torch.stack([taps[x] for x in layers], dim=2)
         out = out.float().cpu()
         return [out[i, 1:n] for i, n in enumerate(lengths)]
 
-    def residuals(self, encoded: Sequence[Encoded], batch_size: int = 16) -> list[torch.Tensor]:
-        """Residual stream after ``layer`` blocks for each encoded text: ``[T_i, d_model]`` float32.
+    def residuals(
+        self, encoded: Sequence[Encoded], batch_size: int = 16, layers: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Residual stream after ``layer`` blocks for each encoded text: ``[T_i, d_model]`` float32
+        (``[T_i, len(layers), d_model]`` with ``layers``, see :meth:`forward_windows`).
 
         Windows of all texts are batched together, sorted by length so padding stays small.
         """
@@ -301,7 +324,7 @@ class Backbone:
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             rows = [encoded[pieces[i][0]].ids[pieces[i][1] : pieces[i][2]] for i in idx]
-            for i, res in zip(idx, self.forward_windows(rows), strict=True):
+            for i, res in zip(idx, self.forward_windows(rows, layers), strict=True):
                 results[i] = res
         out: list[list[torch.Tensor]] = [[] for _ in encoded]
         for i, (ti, _s, _t, k) in enumerate(pieces):

@@ -97,3 +97,16 @@ def test_second_backbone_smollm2_same_code_path() -> None:
     (res,) = bb.residuals([enc])
     assert res.shape == (len(enc.ids), bb.d_model) and bool(torch.isfinite(res).all())
     assert np.all(enc.offsets[:, 1] >= enc.offsets[:, 0])
+
+
+def test_several_layers_from_one_pass(tiny_model_dir) -> None:
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    enc = bb.encode(["Call Ana Silva at +1 415 555 0100", "x"])
+    multi = bb.residuals(enc, layers=[1, 2])
+    top = bb.residuals(enc)
+    low = Backbone.load(str(tiny_model_dir), layer=1, dtype="fp32").residuals(enc)
+    for m, t, lo in zip(multi, top, low, strict=True):
+        assert m.shape == (t.shape[0], 2, bb.d_model)
+        assert torch.allclose(m[:, 1], t, atol=1e-5) and torch.allclose(m[:, 0], lo, atol=1e-5)
+    with pytest.raises(ValueError):
+        bb.residuals(enc, layers=[3])

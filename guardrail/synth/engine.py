@@ -76,6 +76,15 @@ class Builder:
         self._parts = [s]
         return s
 
+    def chop(self, n: int) -> bool:
+        """Remove the last ``n`` characters unless a span reaches into them; True if removed."""
+        s = self.text()
+        if n > len(s) or (self.spans and self.spans[-1].end > len(s) - n):
+            return False
+        self._parts = [s[: len(s) - n]]
+        self._len -= n
+        return True
+
     def rstrip(self) -> None:
         """Drop trailing whitespace that no span covers."""
         s = self.text()

@@ -43,7 +43,7 @@ CHAT: tuple[str, ...] = (
     "(Find|Show) flights from {CITY} to {CITY} for {NAME} (on|around) {DATE}.",
     "(Summarize|Summarise) the (email|thread) from {NAME} about {WORK}.",
     "{NAME} ({PHONE}) (called|rang) about (the leak|a refund|{TICKET}) and (wants|asked for) a callback.",
-    "(Translate|Rewrite) this for {TNAME}: \"(Thank you for your order|Your visit is confirmed).\"",
+    '(Translate|Rewrite) this for {TNAME}: "(Thank you for your order|Your visit is confirmed)."',
     "(Set|Update) my date of birth to {DOB} and my (postcode|zip code|ZIP) to {POSTCODE}.",
     "Customer {IDVAL} ({NAME}) (wants to|asked to) (close|upgrade) (the|their) account.",
     "(Check|Look at) the logins from {IP} for user {USERNAME} (since|on) {DATE}.",

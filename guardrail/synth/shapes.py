@@ -1,0 +1,143 @@
+"""Shapes of text (chat turn, transcript, email, ticket, tool call, log, form, ...), each a builder.
+
+A shape builder writes one record into a :class:`Builder` and returns the name of the frame it
+used; frames are split between the train and calib families by :func:`engine.family_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from guardrail.synth import frames_chat as fc
+from guardrail.synth import prose
+from guardrail.synth.engine import Builder, Ctx, chance, pick, render, stable_hash
+
+ShapeFn = Callable[[Ctx, Builder], str]
+
+
+def frame_id(shape: str, template: str) -> str:
+    """A short stable name for a frame: shape and a hash of its text."""
+    return f"{shape}:{stable_hash(template):08x}"
+
+
+def _frame(ctx: Ctx, b: Builder, shape: str, frames: tuple[str, ...]) -> str:
+    t = pick(ctx, frames)
+    render(t, ctx, b)
+    return frame_id(shape, t)
+
+
+def end_punct(ctx: Ctx, b: Builder) -> None:
+    """Vary the end of a message: drop the full stop, double the '?', add '!!' or an emoji."""
+    r = ctx.rng.random()
+    if r < 0.15 and b.last_char() in ".!":
+        b.chop(1)  # refuses when a value ends the text
+    elif r < 0.2:
+        b.add(ctx.rng.choice((" :)", " 🙏", "!!", " thx", " pls", " ??", " 😊")))
+
+
+def _with_prose(ctx: Ctx, b: Builder, fn: Callable[[], str]) -> str:
+    """Mix PII-free prose (and its hard negatives) before or after a PII-bearing frame."""
+    r = ctx.rng.random()
+    if r < 0.15:
+        render(pick(ctx, prose.PLAIN), ctx, b)
+        b.add(" ")
+        return fn()
+    name = fn()
+    if r > 0.85:
+        b.add(ctx.rng.choice((" ", " ", "\n")))
+        render(pick(ctx, prose.PLAIN if chance(ctx, 0.7) else prose.ENTITY), ctx, b)
+    return name
+
+
+def chat(ctx: Ctx, b: Builder) -> str:
+    """One user turn to an assistant."""
+    if chance(ctx, 0.3):
+        b.add(ctx.rng.choice(("Hi, ", "Hello! ", "Hey, ", "Hi there. ", "Good morning, ", "Quick one: ")))
+    name = _with_prose(ctx, b, lambda: _frame(ctx, b, "chat", fc.CHAT))
+    end_punct(ctx, b)
+    return name
+
+
+def search(ctx: Ctx, b: Builder) -> str:
+    """A search-box query: short, often lowercase, no punctuation."""
+    if chance(ctx, 0.5):
+        b.case = "lower"
+    return _frame(ctx, b, "search", fc.SEARCH)
+
+
+def fragment(ctx: Ctx, b: Builder) -> str:
+    """A short fragment: a lone name, number or reply."""
+    return _frame(ctx, b, "fragment", fc.FRAGMENT)
+
+
+def plain(ctx: Ctx, b: Builder) -> str:
+    """One to three PII-free sentences (hard negatives only, no spans)."""
+    first = ""
+    for i in range(ctx.rng.choice((1, 1, 2, 3))):
+        if i:
+            b.add(ctx.rng.choice((" ", " ", "\n")))
+        t = pick(ctx, prose.PLAIN)
+        render(t, ctx, b)
+        first = first or frame_id("prose", t)
+    return first
+
+
+def entity_prose(ctx: Ctx, b: Builder) -> str:
+    """Prose that names organisations, dates, public URLs, places; no private person."""
+    name = _frame(ctx, b, "eprose", prose.ENTITY)
+    if chance(ctx, 0.4):
+        b.add(" ")
+        render(pick(ctx, prose.PLAIN), ctx, b)
+    return name
+
+
+_SPEAKERS = (
+    ("User", "Assistant"), ("Human", "AI"), ("Customer", "Agent"), ("user", "assistant"), ("Q", "A"),
+    ("Me", "Bot"), ("[user]", "[assistant]"), ("Client", "Support"),
+)  # fmt: skip
+
+_REPLIES: tuple[str, ...] = (
+    "(Sure|Of course|Done)[!] I've (sent|forwarded) it to {EMAIL}.",
+    "(Got it|Thanks|Understood). I've updated (your|the) address to {ADDRESS}.",
+    "(I can help with that|Happy to help). Could you confirm your date of birth?",
+    "(Thanks|Thank you), {FIRST}. (Your|The) (ticket|case) {TICKET} is (open|being handled).",
+    "I (can't|cannot) (share|look up) personal details, but (I can|let me) (explain|summarise) the process.",
+    "(Here is|Here's) a (summary|draft):[ {PROSE}]",
+    "(Okay|OK), I (called|will call) {PHONE} {WHEN}.",
+    "(The|Your) order {ORDER} (ships|shipped) {WHEN}.",
+    "Is there anything else I can help (with|you with)?",
+    "(I've|I have) (scheduled|booked) it for {DATE}.",
+    "(Which|What) (email|phone number|address) should I use?",
+    "(Noted|Saved). Your username is {USERNAME}.",
+    "{PROSE}",
+)
+
+
+def transcript(ctx: Ctx, b: Builder) -> str:
+    """A multi-turn conversation, one turn a line."""
+    u, a = ctx.rng.choice(_SPEAKERS)
+    sep = ctx.rng.choice((": ", ": ", " - ", ":\n"))
+    first = ""
+    for turn in range(ctx.rng.randint(2, 6)):
+        if turn:
+            b.add(ctx.rng.choice(("\n", "\n", "\n\n")))
+        if turn % 2 == 0:
+            b.add(u + sep)
+            t = pick(ctx, fc.CHAT)
+            render(t, ctx, b)
+            first = first or frame_id("transcript", t)
+        else:
+            b.add(a + sep)
+            render(pick(ctx, _REPLIES), ctx, b)
+    return first
+
+
+SHAPES: dict[str, tuple[float, ShapeFn]] = {
+    "chat": (0.24, chat),
+    "transcript": (0.08, transcript),
+    "search": (0.05, search),
+    "fragment": (0.05, fragment),
+    "prose": (0.10, plain),
+    "eprose": (0.04, entity_prose),
+}
+"""Shape name -> (weight, builder)."""
