@@ -152,3 +152,102 @@ class Bundle:
             probe.save(pf, self.manifest.probes[name])
         text = json.dumps(self.manifest.model_dump(), indent=2, ensure_ascii=False)
         (self.folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
+        (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest), encoding="utf-8")
+
+
+def _pct(x: object) -> str:
+    return f"{100 * x:.1f}%" if isinstance(x, int | float) else "n/a"
+
+
+def _num(x: object, fmt: str = ".3f") -> str:
+    return format(x, fmt) if isinstance(x, int | float) else "n/a"
+
+
+def render_card(m: Manifest) -> str:
+    """``MODEL_CARD.md`` from the manifest: what it detects, how it was trained, what it measured."""
+    t = m.training
+    lines = [
+        f"# Guard bundle `{m.name}`",
+        "",
+        "A per-token probe over the residual stream of a language model that flags personal data (PII);",
+        "spans are decoded to character offsets and unioned with Presidio's checksum-validated patterns.",
+        "",
+        "## Backbone",
+        "",
+        f"- model: `{m.backbone.id}` (file `{m.backbone.file}`, sha256 `{m.backbone.sha256}`)",
+        f"- license: {m.backbone.license or 'see the model source'}"
+        + (
+            " — use of the weights is subject to the Gemma Terms of Use (ai.google.dev/gemma/terms)"
+            if m.backbone.license == "Gemma Terms of Use"
+            else ""
+        ),
+        f"- read after block {m.backbone.layer} of {m.backbone.n_layers}; blocks above it and the LM head "
+        "are "
+        "never loaded",
+        f"- windows of {m.window.tokens} tokens with {m.window.overlap} tokens of overlap",
+        "",
+        "## What it detects",
+        "",
+        f"- reported labels: {', '.join(m.detect_labels)}",
+        f"- the probe scores all classes: {', '.join(m.classes)} (non-reported ones count as `O`)",
+        f"- probes in the bundle: {', '.join(sorted(m.probes))}; default `{m.default_probe}`",
+        "- thresholds on P(not O), per label, set for token recall "
+        f"{m.recall_target} on a shifted synthetic set: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.thresholds.items())),
+        f"- patterns (Presidio recognizers) unioned: {'yes' if m.patterns else 'no'}",
+        "",
+        "## Training",
+        "",
+        "Only generated data (`guardrail.synth`, Faker, 7 locales); the evaluation sets were never "
+        "trained on.",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in t.items()]
+    bench = m.metrics.get("benchmark")
+    lines += ["", "## Measured", ""]
+    if isinstance(bench, dict):
+        lines += [
+            f"Command: `{bench.get('command')}` on {bench.get('date')}, machine: {bench.get('machine')}.",
+            "",
+            "| method | presidio_synth leakage | recall (partial) | precision | wnut17 PERSON recall "
+            "| chars/s | tokens/s | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name in ("guardrail", "presidio_spacy_sm"):
+            r = bench.get(name)
+            if not isinstance(r, dict):
+                continue
+            q = r.get("presidio_synth", {})
+            lines.append(
+                f"| {name} | {_pct(q.get('leakage'))} | {_num(q.get('recall_partial'))} | "
+                f"{_num(q.get('precision'))} | {_num(r.get('wnut17_person_recall'))} | "
+                f"{_num(r.get('chars_per_s'), '.0f')} | {_num(r.get('tokens_per_s'), '.0f')} | "
+                f"{_num(r.get('peak_rss_mb'), '.0f')} |"
+            )
+        lines += [
+            "",
+            "Speed ratio (guardrail / Presidio + spaCy sm, chars/s): "
+            f"{_num(bench.get('speed_ratio'), '.2f')}x.",
+            "Quality on presidio_synth_v2 is type-agnostic over the privacy labels; wnut17 ignores labels",
+            "it never annotates. Metric definitions: DESIGN.md (`guardrail.metrics`, equal to the",
+            "reference scorer).",
+        ]
+    else:
+        lines.append("Not benchmarked yet: run `python benchmarks/core.py --update-card`.")
+    calib = m.metrics.get("calib_probe_only")
+    if isinstance(calib, dict):
+        lines += [
+            "",
+            "On the shifted synthetic calibration set (probe only, no patterns): "
+            + ", ".join(f"{k} {_num(v)}" for k, v in calib.items()),
+        ]
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "- Trained on synthetic English-first data in 7 locales; other languages and domains are untested.",
+        "- Names of public figures and fictional characters are flagged like any other name.",
+        "- A detector lowers the risk of leaking PII; it does not prove its absence.",
+        "",
+    ]
+    return "\n".join(lines)

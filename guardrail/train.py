@@ -152,11 +152,34 @@ def spans_of(
     return out
 
 
+def choose_lone_min(
+    records: Sequence[Record],
+    acts: Activations,
+    probs: Sequence[np.ndarray],
+    keep: Sequence[str],
+    thresholds: dict[str, float],
+    max_recall_drop: float = 0.01,
+) -> tuple[float, dict[str, float]]:
+    """The score a one-token span needs: the best F1 on the calibration set among values that cost at
+    most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm)."""
+    from guardrail.metrics import score
+
+    def run(lone: float) -> dict[str, float]:
+        o = score(records, spans_of(records, acts, probs, keep, thresholds, lone), labels=PRIVACY)["overall"]
+        return {k: float(o[k] or 0.0) for k in ("leakage", "recall_partial", "precision", "f1")}
+
+    base = run(0.0)
+    best, best_m = 0.0, base
+    for lone in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98):
+        m = run(lone)
+        if m["recall_partial"] >= base["recall_partial"] - max_recall_drop and m["f1"] > best_m["f1"]:
+            best, best_m = lone, m
+    return best, best_m
+
+
 def train(cfg: TrainConfig) -> Bundle:
     """Build a bundle from nothing; returns it after writing it to ``cfg.out``."""
     from guardrail import synth
-    from guardrail.metrics import score
-
     t_start = time.perf_counter()
     log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
     train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
@@ -173,10 +196,7 @@ def train(cfg: TrainConfig) -> Bundle:
     cprobs = predict(probe, ca)
     keep = list(cfg.detect_labels)
     thresholds = calibrate(cprobs, ca.labels, keep, cfg.recall_target)
-    lone = 0.0
-    pred = spans_of(calib_recs, ca, cprobs, keep, thresholds, lone)
-    rep = score(calib_recs, pred, labels=PRIVACY)
-    calib_metrics = {k: rep["overall"][k] for k in ("leakage", "recall_partial", "precision", "f1")}
+    lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
     log.info("calib (probe only): %s", calib_metrics)
     info = backbone.info
     manifest = Manifest(

@@ -12,7 +12,7 @@ import argparse
 import functools
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from guardrail.data import Record, write_jsonl
@@ -22,7 +22,7 @@ from guardrail.synth import attrs, ids, negatives, prose, values  # noqa: F401
 from guardrail.synth.engine import Builder, Ctx
 from guardrail.synth.shapes import SHAPES
 
-__all__ = ["DEFAULT_LOCALES", "FAMILIES", "generate", "main"]
+__all__ = ["DEFAULT_LOCALES", "FAMILIES", "generate", "iter_records", "main"]
 
 DEFAULT_LOCALES: tuple[str, ...] = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "ja_JP")
 """Locales drawn by default, weighted by :data:`LOCALE_WEIGHTS`."""
@@ -47,7 +47,15 @@ def _faker(locale: str) -> Any:
     # Building a Faker costs ~50 ms; one per locale per process, reseeded for every record.
     from faker import Faker
 
-    return Faker(locale)
+    fake = Faker(locale)
+    # Some providers build lists from sets (it_IT cities): their order follows str hashing, which
+    # differs per process. Sorting them makes a seed give the same records under any PYTHONHASHSEED.
+    for provider in fake.get_providers():
+        for attr in ("cities",):
+            val = getattr(provider, attr, None)
+            if isinstance(val, list):
+                setattr(provider, attr, sorted(val))
+    return fake
 
 
 def _cumulative(weights: Sequence[float]) -> list[float]:
@@ -79,7 +87,7 @@ def generate(
 
 def iter_records(
     n: int, seed: int = 0, *, family: str = "train", locales: Sequence[str] = DEFAULT_LOCALES
-) -> Any:
+) -> Iterator[Record]:
     """Yield the records of :func:`generate` one at a time."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")

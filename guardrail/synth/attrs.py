@@ -92,11 +92,37 @@ def _year(ctx: Ctx, b: Builder) -> None:
 
 @slot("DATETIME")
 def _datetime(ctx: Ctx, b: Builder) -> None:
+    """A machine timestamp (logs, headers): ISO 8601, RFC 2822-like or epoch-free syslog style."""
     d = _some_date(ctx)
+    h, m, sec = ctx.rng.randrange(24), ctx.rng.randrange(60), ctx.rng.randrange(60)
+    r = ctx.rng.random()
+    if r < 0.5:
+        s = f"{d.isoformat()}{ctx.rng.choice(('T', ' '))}{h:02d}:{m:02d}:{sec:02d}"
+        s += ctx.rng.choice(("", "", "Z", f".{ctx.rng.randrange(1000):03d}Z", "+00:00", "+02:00"))
+    elif r < 0.75:
+        day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[d.weekday()]
+        s = f"{day}, {d.day} {d.strftime('%b')} {d.year} {h:02d}:{m:02d}:{sec:02d} +0000"
+    else:
+        s = f"{d.strftime('%b')} {d.day:2d} {h:02d}:{m:02d}:{sec:02d}".replace("  ", " ")
+    b.add(s, "DATE")
+
+
+@slot("CLFDATE")
+def _clf_date(ctx: Ctx, b: Builder) -> None:
+    """Apache/nginx access-log time: 10/Oct/2023:13:55:36 +0000."""
+    d = _some_date(ctx)
+    t = f"{ctx.rng.randrange(24):02d}:{ctx.rng.randrange(60):02d}:{ctx.rng.randrange(60):02d}"
     b.add(
-        f"{d.isoformat()}{ctx.rng.choice(('T', ' '))}{_time(ctx)[:5].strip()}:{ctx.rng.randrange(60):02d}",
-        "DATE",
+        f"{d.day:02d}/{d.strftime('%b')}/{d.year}:{t} {ctx.rng.choice(('+0000', '+0100', '-0700'))}", "DATE"
     )
+
+
+@slot("SYSLOGDATE")
+def _syslog_date(ctx: Ctx, b: Builder) -> None:
+    """Classic syslog time: Mar  3 10:15:01 (no year)."""
+    d = _some_date(ctx)
+    t = f"{ctx.rng.randrange(24):02d}:{ctx.rng.randrange(60):02d}:{ctx.rng.randrange(60):02d}"
+    b.add(f"{d.strftime('%b')} {d.day:2d} {t}", "DATE")
 
 
 # ------------------------------------------------------------------------------------------- OTHER
@@ -125,7 +151,7 @@ def _age_num(ctx: Ctx, b: Builder) -> None:
 @slot("JOB")
 def _job(ctx: Ctx, b: Builder) -> None:
     s = ctx.fake.job() if chance(ctx, 0.5) else ctx.rng.choice(lx.JOBS)
-    b.add(s.split(",")[0], "OTHER")
+    b.add(s.split(",")[0].split(" (")[0], "OTHER")
 
 
 @slot("NRP")

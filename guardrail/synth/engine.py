@@ -8,7 +8,8 @@ Template mini-language (compiled once, cached):
 - ``{SLOT}``        a slot filler from the registry (labelled value or unlabelled negative);
 - ``[text]``        optional: rendered with probability 0.5 (nests);
 - ``(a|b|c)``       one alternative, chosen uniformly (nests); parentheses without a top-level ``|``
-                    are literal text, so "(optional)" in prose stays as written.
+                    are literal text, so "(optional)" in prose stays as written;
+- ``\\[``            a backslash makes the next character literal.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Builder:
 
     def add(self, text: str, label: str | None = None) -> Builder:
         """Append ``text``; with a label it becomes one span (edge whitespace stays outside)."""
+        if not self._len:
+            text = text.lstrip()  # a record never starts with whitespace
         if not text:
             return self
         if self.case is not None:
@@ -54,7 +57,12 @@ class Builder:
             if core:
                 lead = len(text) - len(text.lstrip())
                 start = self._len + lead
-                self.spans.append(Span(start, start + len(core), label))
+                prev = self.spans[-1] if self.spans else None
+                if prev and label == "PERSON" == prev.label and self.text()[prev.end : start] == " ":
+                    # "{FIRST} {LAST}" is one name: one span, as an annotator would mark it.
+                    self.spans[-1] = Span(prev.start, start + len(core), label)
+                else:
+                    self.spans.append(Span(start, start + len(core), label))
         self._parts.append(text)
         self._len += len(text)
         return self
@@ -146,7 +154,10 @@ def _parse(src: str, i: int, stop: str) -> tuple[list[list[Node]], int]:
         if ch in stop:
             flush()
             return alts, i
-        if ch == "|" and "|" in stop:
+        if ch == "\\" and i + 1 < len(src):  # escaped: a literal [, ], (, ), {, } or |
+            buf.append(src[i + 1])
+            i += 2
+        elif ch == "|" and "|" in stop:
             flush()
             alts.append([])
             i += 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 def items(s: str) -> tuple[str, ...]:
     """Split a ``|``-separated list (one string keeps the lists compact and format-stable)."""
-    return tuple(x.strip() for x in s.split("|") if x.strip())
+    # Items may be wrapped across lines in the source: collapse runs of whitespace to one space.
+    return tuple(" ".join(x.split()) for x in s.split("|") if x.strip())
 
 
 # Given and family names from outside the default locales: the real sets name people from everywhere.

@@ -89,13 +89,20 @@ def _qty(ctx: Ctx, b: Builder) -> None:
 
 @slot("NUM")
 def _num(ctx: Ctx, b: Builder) -> None:
-    b.add(
-        str(
-            ctx.rng.choice(
-                (ctx.rng.randint(2, 60), ctx.rng.randint(100, 9999), ctx.rng.randint(10**5, 10**7))
-            )
-        )
+    r = ctx.rng.random()
+    n = (
+        ctx.rng.randint(2, 60)
+        if r < 0.6
+        else ctx.rng.randint(61, 9999)
+        if r < 0.92
+        else ctx.rng.randint(10**4, 10**6)
     )
+    b.add(str(n))
+
+
+@slot("SCORE")
+def _score(ctx: Ctx, b: Builder) -> None:
+    b.add(f"{ctx.rng.randint(0, 6)}{ctx.rng.choice(('-', '-', ':', ' - '))}{ctx.rng.randint(0, 6)}")
 
 
 @slot("PERCENT")

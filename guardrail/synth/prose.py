@@ -14,7 +14,8 @@ PLAIN: tuple[str, ...] = (
     "(Preheat|Heat) the oven to (180|200|220) degrees and (bake|roast) for {DURATION}.",
     "Whisk the eggs with (a pinch of salt|the sugar|some milk) until (smooth|pale and fluffy).",
     "(Honestly|Tbh|Turns out), the secret to good risotto is patience and (warm stock|a lot of stirring).",
-    "I (tried|made) a (lentil curry|banana bread|sourdough loaf|ramen) (last night|yesterday) and it was (amazing|a disaster).",
+    "I (tried|made) a (lentil curry|banana bread|sourdough loaf|ramen) (last night|yesterday) "
+    "and it was (amazing|a disaster).",
     "Let the dough rest for {DURATION} before you (shape it|roll it out).",
     "Does anyone know a good substitute for (buttermilk|eggs|heavy cream|fish sauce) in (baking|a curry)?",
     "(Add|Stir in) {QTY} of (flour|rice|chopped tomatoes) and simmer (gently|for {DURATION}).",
@@ -23,10 +24,12 @@ PLAIN: tuple[str, ...] = (
     "(We|I) (refactored|rewrote) {FUNC} so it no longer (blocks the event loop|allocates on every call).",
     "Can you explain the difference between a process and a thread?",
     "(Please|Can you) (review|look at) the (changes|diff) in {PATH} before (we merge|the release).",
-    "(The|Our) (deploy|pipeline|cron job) to {CODEWORD} (timed out|was rolled back|succeeded) after {DURATION}.",
+    "(The|Our) (deploy|pipeline|cron job) to {CODEWORD} (timed out|was rolled back|succeeded) "
+    "after {DURATION}.",
     "Commit {HASH} (fixes|reverts|introduced) the (race condition|memory leak|flaky test) in {FUNC}.",
     "Request {UUID} returned {ERRCODE} (twice|again|after {DURATION}).",
-    "How do I (reverse a list|read a CSV file|parse JSON|sort a dictionary by value) in (Python|JavaScript|Go|Rust)?",
+    "How do I (reverse a list|read a CSV file|parse JSON|sort a dictionary by value) "
+    "in (Python|JavaScript|Go|Rust)?",
     "(Write|Generate) a (unit test|docstring|regex) for {FUNC}[ please].",
     "Latency went from {NUM}ms to {NUM}ms after we (enabled caching|switched regions|upgraded to {VERSION}).",
     "(Bump|Pin) the dependency to {VERSION} and (rerun|restart) the (tests|job).",
@@ -48,7 +51,7 @@ PLAIN: tuple[str, ...] = (
     "(Check-in|Boarding) (closes|opens) {DURATION} before departure.",
     # sports
     "What a (match|game)! (Two goals|A late equaliser|Overtime) in the last {DURATION}.",
-    "(The|Our) (team|club) (won|lost|drew) {NUM}-{NUM} (again|at home|in the final).",
+    "(The|Our) (team|club) (won|lost|drew) {SCORE} (again|at home|in the final).",
     "I (ran|cycled|swam) {NUM} (km|miles|laps) (this morning|{WHEN}) and my legs hate me.",
     "(The|This) season has been (a rollercoaster|brilliant|painful) for (fans|everyone).",
     # weather
@@ -85,7 +88,7 @@ PLAIN: tuple[str, ...] = (
 
 ENTITY: tuple[str, ...] = (
     "{COMPANY} (reported|announced) (record profits|{PERCENT} growth|layoffs) on {DATE}.",
-    "{TEAM} (beat|lost to) {TEAM} {NUM}-{NUM} (on|last) {DATE}.",
+    "{TEAM} (beat|lost to) {TEAM} {SCORE} (on|last) {DATE}.",
     "(The new album by|Tickets for) {BAND} (drops|go on sale) on {DATE}.",
     "{UNI} (opens|closes) applications (on|by) {DATE}; details at {URL}.",
     "{AGENCY} (published|updated) its guidance on {DATE}: {URL}",
@@ -100,6 +103,16 @@ ENTITY: tuple[str, ...] = (
     "{ORG} (is hiring|has {NUM} openings) - apply at {URL} before {DATE}.",
     "(Storms|Floods|A heatwave) (hit|swept) {REGION} on {DATE}.",
     "{COMPANY} (shares|stock) (jumped|fell) {PERCENT} after the {YEAR} results.",
+    "(Tickets|Passes) for the {TEAM} (game|match) (go on sale|sell out) on {DATE}.",
+    "{UNI} (ranked|was ranked) (first|in the top ten) in {COUNTRY} (in|for) {YEAR}.",
+    "{COMPANY} (will|plans to) (open|close) {NUM} stores in {REGION} by {DATE}.",
+    "(The|A) {NATIONALITY} (startup|bank|airline) {COMPANY} (raised|lost) {PRICE} (this year|in {YEAR}).",
+    "(Read|Download) the {YEAR} annual report of {COMPANY} at {URL}.",
+    "{AGENCY} (warned|reported) on {DATE} that (prices|rents) in {CITY} (rose|fell) {PERCENT}.",
+    "(Since|From) {YEAR}, {BAND} (has|have) (sold|streamed) {NUM} million (records|times).",
+    "(Registration|Voting) (opens|closes) on {DATE}; see {URL} for (details|the rules).",
+    "{COMPANY} and {COMPANY} (settled|ended) their (dispute|lawsuit) on {DATE}.",
+    "(Many|Most) {NRP} (voters|families) in {REGION} (celebrate|observe) the holiday on {DATE}.",
 )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from guardrail.synth import frames_chat as fc
-from guardrail.synth import prose
+from guardrail.synth import frames_docs as fd
+from guardrail.synth import frames_intl as fi
+from guardrail.synth import prose, structured
 from guardrail.synth.engine import Builder, Ctx, chance, pick, render, stable_hash
 
 ShapeFn = Callable[[Ctx, Builder], str]
@@ -51,10 +53,38 @@ def _with_prose(ctx: Ctx, b: Builder, fn: Callable[[], str]) -> str:
 
 def chat(ctx: Ctx, b: Builder) -> str:
     """One user turn to an assistant."""
-    if chance(ctx, 0.3):
-        b.add(ctx.rng.choice(("Hi, ", "Hello! ", "Hey, ", "Hi there. ", "Good morning, ", "Quick one: ")))
-    name = _with_prose(ctx, b, lambda: _frame(ctx, b, "chat", fc.CHAT))
+    lang = ctx.locale[:2]
+    if chance(ctx, 0.05):
+        b.case = "lower"  # typed on a phone
+    if lang in fi.INTL and chance(ctx, 0.5):
+        name = _frame(ctx, b, f"chat-{lang}", fi.INTL[lang])
+    else:
+        if chance(ctx, 0.3):
+            b.add(ctx.rng.choice(("Hi, ", "Hello! ", "Hey, ", "Hi there. ", "Good morning, ", "Quick one: ")))
+        name = _with_prose(ctx, b, lambda: _frame(ctx, b, "chat", fc.CHAT))
     end_punct(ctx, b)
+    return name
+
+
+def clean_chat(ctx: Ctx, b: Builder) -> str:
+    """A request with no personal data: orders, products, works, code, trivia."""
+    if chance(ctx, 0.08):
+        b.case = "lower"
+    name = _frame(ctx, b, "clean", fc.CLEAN)
+    if chance(ctx, 0.2):
+        b.add(" ")
+        render(pick(ctx, prose.PLAIN), ctx, b)
+    end_punct(ctx, b)
+    return name
+
+
+def social(ctx: Ctx, b: Builder) -> str:
+    """A tweet or comment: often lowercase, with handles, hashtags and emoji."""
+    if chance(ctx, 0.35):
+        b.case = "lower"
+    name = _frame(ctx, b, "social", fc.SOCIAL)
+    if chance(ctx, 0.15):
+        b.add(" " + ctx.rng.choice(("#tbt", "#blessed", "😂😂", "🙌", "#mondaymotivation", "lol")))
     return name
 
 
@@ -132,12 +162,104 @@ def transcript(ctx: Ctx, b: Builder) -> str:
     return first
 
 
+def _body(ctx: Ctx, b: Builder, shape: str, frames: tuple[str, ...], n: int, sep: str = " ") -> str:
+    """``n`` sentences of ``frames`` mixed with PII-free prose; returns the first frame's name."""
+    first = ""
+    for i in range(n):
+        if i:
+            b.add(sep)
+        if i and chance(ctx, 0.3):
+            render(pick(ctx, prose.PLAIN), ctx, b)
+            continue
+        t = pick(ctx, frames)
+        render(t, ctx, b)
+        first = first or frame_id(shape, t)
+    return first
+
+
+def _mailbox(ctx: Ctx, b: Builder) -> None:
+    r = ctx.rng.random()
+    if r < 0.5:
+        render("{NAME} <{EMAIL}>", ctx, b)
+    elif r < 0.65:
+        render('"{NAME}" <{EMAIL}>', ctx, b)
+    else:
+        render("{EMAIL}", ctx, b)
+
+
+def email(ctx: Ctx, b: Builder) -> str:
+    """An email: optional headers, greeting, body, closing and signature."""
+    if chance(ctx, 0.6):
+        b.add("From: ")
+        _mailbox(ctx, b)
+        b.add("\nTo: ")
+        _mailbox(ctx, b)
+        if chance(ctx, 0.2):
+            b.add("\nCc: ")
+            _mailbox(ctx, b)
+        if chance(ctx, 0.4):
+            b.add("\nDate: ")
+            render("{DATETIME}", ctx, b)
+        b.add("\nSubject: ")
+        render(pick(ctx, fd.EMAIL_SUBJECT), ctx, b)
+        b.add("\n\n")
+    elif chance(ctx, 0.3):
+        b.add("Subject: ")
+        render(pick(ctx, fd.EMAIL_SUBJECT), ctx, b)
+        b.add("\n\n")
+    if chance(ctx, 0.8):
+        render(ctx.rng.choice(fd.GREETING), ctx, b)
+        b.add(ctx.rng.choice(("\n\n", "\n", " ")))
+    name = _body(ctx, b, "email", fd.EMAIL_BODY, ctx.rng.randint(1, 4), ctx.rng.choice((" ", "\n", "\n\n")))
+    if chance(ctx, 0.85):
+        b.add("\n\n" + ctx.rng.choice(fd.CLOSING) + "\n")
+        render(ctx.rng.choice(("{NAME}", "{FIRST}", "{NAME}", "{FIRST} {LAST}")), ctx, b)
+        for line in ("{JOB}[, {COMPANY}]", "{PHONE}", "{EMAIL}", "{URL}", "({ADDRESS}|{ADDRESS_ML})"):
+            if chance(ctx, 0.3):
+                b.add("\n")
+                render(line, ctx, b)
+    return name
+
+
+def ticket(ctx: Ctx, b: Builder) -> str:
+    """A support ticket: header fields then a description."""
+    style = ctx.rng.randrange(3)
+    if style == 0:
+        render(
+            "Ticket {TICKET} | Priority: (High|Low|Medium|P1|P2|P3) | Status: (Open|New|Pending)\n", ctx, b
+        )
+        b.add("Reporter: ")
+        render("{NAME}[ ({EMAIL})]\n", ctx, b)
+    elif style == 1:
+        render("\\[{TICKET}\\] (Opened|Created) {DATETIME} by {USERNAME}\n", ctx, b)
+    else:
+        render("#{NUM} (bug|incident|request) - (opened|filed) by {HANDLE}\n", ctx, b)
+    b.add(ctx.rng.choice(("Description: ", "Summary:\n", "Details: ", "")))
+    name = _body(ctx, b, "ticket", fd.TICKET_BODY, ctx.rng.randint(1, 3), ctx.rng.choice((" ", "\n")))
+    if chance(ctx, 0.3):
+        render("\n(Agent|Assignee|Owner): {TNAME}", ctx, b)
+    return name
+
+
+def narrative(ctx: Ctx, b: Builder) -> str:
+    """Free narrative text about people, places and things."""
+    return _body(ctx, b, "narrative", fd.NARRATIVE, ctx.rng.randint(1, 3))
+
+
 SHAPES: dict[str, tuple[float, ShapeFn]] = {
-    "chat": (0.24, chat),
+    "chat": (0.18, chat),
+    "email": (0.09, email),
+    "ticket": (0.07, ticket),
+    "narrative": (0.08, narrative),
+    "toolcall": (0.08, structured.toolcall),
+    "log": (0.06, structured.log),
+    "form": (0.07, structured.form),
     "transcript": (0.08, transcript),
-    "search": (0.05, search),
+    "social": (0.07, social),
+    "search": (0.04, search),
     "fragment": (0.05, fragment),
-    "prose": (0.10, plain),
+    "prose": (0.09, plain),
+    "clean": (0.06, clean_chat),
     "eprose": (0.04, entity_prose),
 }
 """Shape name -> (weight, builder)."""

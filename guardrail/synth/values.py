@@ -80,7 +80,7 @@ def full_name(ctx: Ctx, first: str, last: str) -> str:
     elif r < 0.90:
         s = f"{last.upper()} {first}"
     elif r < 0.94:
-        s = f"{first[0]}{ctx.rng.choice(('. ', '.', ''))}{ctx.rng.choice('ABCDEFGHJKLMNPRSTW')}. {last}"
+        s = f"{first[0]}.{ctx.rng.choice((' ', ''))}{ctx.rng.choice('ABCDEFGHJKLMNPRSTW')}. {last}"
     else:
         s = f"{first} {last}"
     return _vary_case(ctx, s)
@@ -118,7 +118,8 @@ def _titled(ctx: Ctx, b: Builder) -> None:
     titles = lx.TITLES.get(_lang(ctx), lx.TITLES["en"])
     if _lang(ctx) != "en" and chance(ctx, 0.3):
         titles = lx.TITLES["en"]
-    b.add(ctx.rng.choice(titles) + " ")
+    title = ctx.rng.choice(titles)
+    b.add(f"{title} " if title else "")
     b.add(last if chance(ctx, 0.6) else f"{first} {last}", "PERSON")
 
 
@@ -261,7 +262,9 @@ def _city(ctx: Ctx, b: Builder) -> None:
 
 @slot("COUNTRY")
 def _country(ctx: Ctx, b: Builder) -> None:
-    b.add(ctx.rng.choice(lx.COUNTRIES) if chance(ctx, 0.7) else ctx.fake.country(), "LOCATION")
+    # Faker's country names carry notes in parentheses ("Bouvet Island (Bouvetoya)"): drop them.
+    name = ctx.rng.choice(lx.COUNTRIES) if chance(ctx, 0.7) else ctx.fake.country().split(" (")[0]
+    b.add(name, "LOCATION")
 
 
 @slot("REGION")
