@@ -180,6 +180,7 @@ def choose_lone_min(
 def train(cfg: TrainConfig) -> Bundle:
     """Build a bundle from nothing; returns it after writing it to ``cfg.out``."""
     from guardrail import synth
+
     t_start = time.perf_counter()
     log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
     train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
