@@ -32,6 +32,9 @@ LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128)
 """Padded sequence lengths: a few fixed shapes keep CPU bf16 kernels warm (each new shape stalls)."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class BackboneError(RuntimeError):
     """The backbone could not be found, converted or loaded."""
 
@@ -261,9 +264,14 @@ class Backbone:
         return cls(model, tokenizer, layer, info, dev, dt)
 
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
-        """Tokenise without special tokens, keeping character offsets."""
+        """Tokenise without special tokens, keeping character offsets.
+
+        Lone surrogates (a ``str`` may hold them, e.g. after ``surrogateescape``) are not text to a
+        tokenizer: each is read as U+FFFD, one code point for one, so offsets still index the original.
+        """
+        clean = [_SURROGATE.sub("\ufffd", t) if _SURROGATE.search(t) else t for t in texts]
         enc = self.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+            clean, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
         )
         return [
             Encoded(np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2))

@@ -117,3 +117,20 @@ def test_real_default_long_text_is_windowed(real_guardrail: Guardrail) -> None:
     text = body + "Contact: Maria Gonzalez."
     (spans,) = real_guardrail.detect([text])
     assert any(text[s.start : s.end] == "Maria Gonzalez" for s in spans)
+
+
+def test_tiny_one_megabyte_text(tiny_guard: Guardrail) -> None:
+    text = ("send it to Ana Silva thanks. " * 36_000)[:1_000_000]
+    (spans,) = tiny_guard.detect([text])
+    assert spans and all(0 <= s.start < s.end <= len(text) for s in spans)
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert sum(text[s.start : s.end] == "Ana Silva" for s in spans) > 30_000  # windows stitched, none lost
+
+
+def test_tiny_lone_surrogate_keeps_offsets(tiny_guard: Guardrail) -> None:
+    # a str can hold a lone surrogate (e.g. from surrogateescape); it is read as U+FFFD, one for one
+    text = "I met \ud800 Jun Sato thanks"
+    (spans,) = tiny_guard.detect([text])
+    assert any(text[s.start : s.end].endswith("Jun Sato") for s in spans)
+    (red,) = tiny_guard.redact([text])
+    assert red.text.startswith("I met ") and "Jun Sato" not in red.text
