@@ -123,7 +123,7 @@ def test_tiny_one_megabyte_text(tiny_guard: Guardrail) -> None:
     text = ("send it to Ana Silva thanks. " * 36_000)[:1_000_000]
     (spans,) = tiny_guard.detect([text])
     assert spans and all(0 <= s.start < s.end <= len(text) for s in spans)
-    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
     assert sum(text[s.start : s.end] == "Ana Silva" for s in spans) > 30_000  # windows stitched, none lost
 
 
