@@ -36,6 +36,8 @@ class BackboneRef(BaseModel):
     sha256: str | None = None
     license: str | None = None
     n_layers: int | None = None
+    runtime: str = "torch"
+    """Runtime whose activations the probe was fitted on (``torch`` or ``onnx-int8``)."""
 
 
 class Window(BaseModel):

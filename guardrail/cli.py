@@ -61,7 +61,9 @@ def _chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
 def _load(args: argparse.Namespace):
     from guardrail.pipeline import Guardrail
 
-    return Guardrail.load(args.bundle, device=args.device, probe=args.probe, patterns=not args.no_patterns)
+    return Guardrail.load(
+        args.bundle, device=args.device, runtime=args.runtime, probe=args.probe, patterns=not args.no_patterns
+    )
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
@@ -156,7 +158,9 @@ def _write_atomic(path: str, content: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from guardrail.train import TrainConfig, train
 
-    cfg = TrainConfig(out=Path(args.out), model=args.model, layer=args.layer, seed=args.seed)
+    cfg = TrainConfig(
+        out=Path(args.out), model=args.model, layer=args.layer, seed=args.seed, runtime=args.runtime
+    )
     cfg.n_train, cfg.n_calib = args.n_train, args.n_calib
     bundle = train(cfg)
     print(f"wrote bundle {bundle.folder}")
@@ -165,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
     from guardrail.redact import OPERATORS
 
@@ -181,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--bundle", default=DEFAULT_BUNDLE, help=f"bundle name under {probes_root()} or a folder path"
         )
         sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+        sp.add_argument(
+            "--runtime",
+            default="torch",
+            choices=RUNTIMES,
+            help="torch (default) or onnx-int8 (ONNX Runtime, CPU)",
+        )
         sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
         sp.add_argument("--labels", default=None, help="comma list of labels to report (default: bundle's)")
         sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
@@ -227,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-train", type=int, default=8000)
     t.add_argument("--n-calib", type=int, default=2000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--runtime", default="torch", choices=RUNTIMES, help="backbone runtime for activations")
     t.set_defaults(func=cmd_train)
     return p
 

@@ -86,13 +86,17 @@ class Guardrail:
         *,
         device: str = "auto",
         dtype: str = "auto",
+        runtime: str = "torch",
         probe: str | None = None,
         patterns: bool = True,
     ) -> Guardrail:
-        """Load a bundle by name (``probes/<name>``) or path, and the backbone it names."""
+        """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
+
+        ``runtime``: ``torch`` (default) or ``onnx-int8`` (CPU only; see ``backbone.RUNTIMES``).
+        """
         bundle = Bundle.load(name_or_path)
         ref = bundle.manifest.backbone
-        backbone = Backbone.load(ref.id, layer=ref.layer, device=device, dtype=dtype)
+        backbone = Backbone.load(ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime)
         if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
             raise GuardrailError(
                 f"backbone file of {ref.id!r} differs from the one the bundle was trained on"

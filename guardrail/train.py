@@ -45,6 +45,8 @@ class TrainConfig:
     detect_labels: tuple[str, ...] = (*PRIVACY, "PASSWORD")
     batch_size: int = 16
     max_iter: int = 300
+    runtime: str = "torch"
+    """Backbone runtime for the activations; fit on what inference will run (see backbone.RUNTIMES)."""
 
 
 def token_labels(text: str, offsets: np.ndarray, spans: Sequence[Span], classes: Sequence[str]) -> np.ndarray:
@@ -185,7 +187,7 @@ def train(cfg: TrainConfig) -> Bundle:
     log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
     train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
-    backbone = Backbone.load(cfg.model, layer=cfg.layer)
+    backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime)
     tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size)
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
     x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
@@ -209,6 +211,7 @@ def train(cfg: TrainConfig) -> Bundle:
             sha256=info.get("sha256"),
             license=info.get("license"),
             n_layers=int(info["n_layers"]),
+            runtime=backbone.runtime,
         ),
         detect_labels=keep,
         thresholds=thresholds,

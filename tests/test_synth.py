@@ -260,3 +260,90 @@ def test_person_parts_merge_into_one_span() -> None:
     b = Builder()
     b.add("Hi ").add("Ana", "PERSON").add(" ").add("Silva", "PERSON").add(", ").add("Bo", "PERSON")
     assert [(s.start, s.end) for s in b.spans] == [(3, 12), (14, 16)]
+
+
+# ------------------------------------------------------------------------------- the people shape
+
+
+def _ctx(seed: int, locale: str = "en_US") -> Ctx:
+    import random
+
+    from faker import Faker
+
+    fake = Faker(locale)
+    fake.seed_instance(seed)
+    return Ctx(rng=random.Random(seed), fake=fake, locale=locale, family="train")
+
+
+def _persons(text: str, spans: list) -> list[str]:
+    return [text[s.start : s.end] for s in spans if s.label == "PERSON"]
+
+
+def test_people_shape_appears(sample: list[Record], calib: list[Record]) -> None:
+    share = sum(r.extra["shape"] == "people" for r in sample) / len(sample)
+    assert 0.09 < share < 0.15, share
+    kinds = {r.extra["frame"].split(":")[0] for r in sample + calib if r.extra["shape"] == "people"}
+    assert {"people-list", "people-single", "people-review", "people-dlg", "people-hard"} <= kinds
+
+
+@pytest.mark.parametrize("kind", ["LFIRST", "LLAST", "LFULL", "LMIX", "BFIRST", "BFULL", "BMIX"])
+def test_list_one_span_per_name(kind: str) -> None:
+    for seed in range(150):
+        ctx = _ctx(seed, ("en_US", "de_DE", "ja_JP")[seed % 3])
+        b = Builder()
+        render(f"Attendees: {{{kind}}}.", ctx, b)
+        text = b.text()
+        names = _persons(text, b.spans)
+        assert names == ctx.memo["list"], (text, names)
+        assert len(names) >= 2
+        for n in names:
+            assert "," not in n and " and " not in n and " & " not in n and "\n" not in n, text
+
+
+def test_list_count_matches_number() -> None:
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
+    for seed in range(60):
+        ctx = _ctx(seed)
+        b = Builder()
+        render("They had {LN} kids: {LFIRST}.", ctx, b)
+        text = b.text()
+        n = text.split()[2]
+        assert len(b.spans) == (int(n) if n.isdigit() else words.index(n)), text
+
+
+def test_possessive_outside_span() -> None:
+    for seed in range(100):
+        ctx = _ctx(seed)
+        b = Builder()
+        render("({POSS}|{PLPOSS}|{PFPOSS}|{PAPOSS}) laptop", ctx, b)
+        text = b.text()
+        (s,) = b.spans
+        assert s.label == "PERSON" and s.start == 0
+        assert text[s.end] in "'’", text
+        assert not text[s.start : s.end].endswith(("'s", "’s")), text
+
+
+def test_people_spans_clean() -> None:
+    recs = [r for r in synth.generate(4000, seed=11) if r.extra["shape"] == "people"]
+    assert len(recs) > 300
+    for r in recs:
+        check_spans(r)
+        for name in _persons(r.text, r.spans):
+            assert not re.search(r"['’]s$", name), (r.id, name)
+            assert not re.search(r"[,;:!?\"]$|^[,;:.\"'(]", name), (r.id, name)
+            assert " and " not in name and "\n" not in name, (r.id, name)
+        if r.extra["frame"].startswith("people-hard"):
+            assert not _persons(r.text, r.spans), r.text
+        if r.extra["frame"].startswith("people-dlg"):
+            assert len(_persons(r.text, r.spans)) >= 2, r.text
+            for role in ("Interviewer", "Me", "You", "THE COURT", "Host"):
+                assert role not in _persons(r.text, r.spans)
+
+
+def test_people_names_international() -> None:
+    recs = synth.generate(4000, seed=12)
+    names = [n for r in recs if r.extra["shape"] == "people" for n in _persons(r.text, r.spans)]
+    assert any("'" in n for n in names)  # O'Neil, N'Diaye, D'Arcy
+    assert any("-" in n for n in names)  # Jean-Luc, Min-jun, al-Farsi
+    assert any(any(ch in n for ch in "őűřěčšžłđươ") for n in names)  # Hungarian, Czech, Slavic, Vietnamese
+    assert any(n.islower() for n in names) and any(n.isupper() for n in names)

@@ -210,6 +210,8 @@ def _render_seq(seq: tuple[Node, ...] | list[Node], ctx: Ctx, b: Builder) -> Non
             # Optional groups leave double spaces behind ("a  b"); collapse when writing.
             if val.startswith(" ") and b.last_char() in (" ", "\n", ""):
                 val = val.lstrip(" ")
+            elif val.startswith(".") and b.last_char() == ".":
+                val = val[1:]  # "... Chen W." ends the sentence: no second full stop
             b.add(val)
         elif kind == "s":
             fill = SLOTS.get(val)

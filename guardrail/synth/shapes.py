@@ -13,6 +13,7 @@ from guardrail.synth import frames_docs as fd
 from guardrail.synth import frames_intl as fi
 from guardrail.synth import prose, structured
 from guardrail.synth.engine import Builder, Ctx, chance, pick, render, stable_hash
+from guardrail.synth.frames_people import people
 
 ShapeFn = Callable[[Ctx, Builder], str]
 
@@ -247,19 +248,20 @@ def narrative(ctx: Ctx, b: Builder) -> str:
 
 
 SHAPES: dict[str, tuple[float, ShapeFn]] = {
-    "chat": (0.18, chat),
-    "email": (0.09, email),
-    "ticket": (0.07, ticket),
-    "narrative": (0.08, narrative),
-    "toolcall": (0.08, structured.toolcall),
-    "log": (0.06, structured.log),
-    "form": (0.07, structured.form),
-    "transcript": (0.08, transcript),
-    "social": (0.07, social),
-    "search": (0.04, search),
-    "fragment": (0.05, fragment),
-    "prose": (0.09, plain),
-    "clean": (0.06, clean_chat),
-    "eprose": (0.04, entity_prose),
+    "chat": (0.150, chat),
+    "email": (0.075, email),
+    "ticket": (0.058, ticket),
+    "narrative": (0.066, narrative),
+    "toolcall": (0.066, structured.toolcall),
+    "log": (0.050, structured.log),
+    "form": (0.058, structured.form),
+    "transcript": (0.066, transcript),
+    "social": (0.058, social),
+    "search": (0.033, search),
+    "fragment": (0.042, fragment),
+    "prose": (0.075, plain),
+    "clean": (0.050, clean_chat),
+    "eprose": (0.033, entity_prose),
+    "people": (0.120, people),
 }
-"""Shape name -> (weight, builder)."""
+"""Shape name -> (weight, builder); the weights sum to 1 (``people`` took 12% from the others pro rata)."""

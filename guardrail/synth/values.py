@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from guardrail.synth import lexicon as lx
 from guardrail.synth.engine import Builder, Ctx, chance, slot
+from guardrail.synth.names_intl import intl_name
 
 # ------------------------------------------------------------------------------------------ people
 
@@ -34,8 +35,9 @@ def person(ctx: Ctx, new: bool = True) -> tuple[str, str]:
     if not new and "person" in ctx.memo:
         return ctx.memo["person"]
     r = ctx.rng.random()
-    if r < 0.12:
-        first, last = ctx.rng.choice(lx.WORLD_FIRST), ctx.rng.choice(lx.WORLD_LAST)
+    if r < 0.14:
+        n = intl_name(ctx)  # Hungarian, Czech, Slavic, Arabic, Indian, Nigerian, Vietnamese, Korean, ...
+        first, last = n.first, n.last
     elif ctx.locale == "ja_JP" and r < 0.35:
         first, last = ctx.fake.first_romanized_name(), ctx.fake.last_romanized_name()
     else:
