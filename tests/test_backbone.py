@@ -110,3 +110,20 @@ def test_several_layers_from_one_pass(tiny_model_dir) -> None:
         assert torch.allclose(m[:, 1], t, atol=1e-5) and torch.allclose(m[:, 0], lo, atol=1e-5)
     with pytest.raises(ValueError):
         bb.residuals(enc, layers=[3])
+
+
+def test_onnx_int8_runtime_matches_torch(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GUARDRAIL_CACHE", str(tmp_path / "cache"))
+    ref = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    onnx = Backbone.load(str(tiny_model_dir), layer=2, runtime="onnx-int8")
+    assert onnx.runtime == "onnx-int8" and onnx.model is None
+    assert list((tmp_path / "cache" / "onnx").glob("*/model.int8.onnx"))
+    enc = ref.encode(["Call Ana Silva at +1 415 555 0100", "x", "Order #4821 shipped. " * 20])
+    for a, b in zip(ref.residuals(enc), onnx.residuals(enc), strict=True):
+        assert a.shape == b.shape
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+        assert float(cos.min()) > 0.95, float(cos.min())
+    with pytest.raises(ValueError, match="torch runtime"):
+        onnx.residuals(enc, layers=[1])
+    with pytest.raises(BackboneError, match="runtime"):
+        Backbone.load(str(tiny_model_dir), layer=2, runtime="tensorrt")
