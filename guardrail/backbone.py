@@ -430,6 +430,13 @@ class Backbone:
         out = out.float().cpu()
         return [out[i, 1:n] for i, n in enumerate(lengths)]
 
+    def warmup(self, batch_size: int = 16) -> None:
+        """Run one batch per length bucket, so that no request pays for setting up kernels of a new shape
+        (on CPU bf16 the first call of a shape can be 10-50x slower than the next)."""
+        filler = np.full(1, self.bos_id, dtype=np.int64)
+        for bucket in LENGTH_BUCKETS:
+            self.forward_windows([np.repeat(filler, bucket - 1)] * batch_size)
+
     def residuals(
         self, encoded: Sequence[Encoded], batch_size: int = 16, layers: Sequence[int] | None = None
     ) -> list[torch.Tensor]:

@@ -228,8 +228,10 @@ def render_card(m: Manifest) -> str:
             )
         lines += [
             "",
-            "Speed ratio (guardrail / Presidio + spaCy sm, chars/s): "
-            f"{_num(bench.get('speed_ratio'), '.2f')}x.",
+            "Speed ratio (guardrail / Presidio + spaCy sm with one process per core, chars/s): "
+            f"{_num(bench.get('speed_ratio'), '.2f')}x; against Presidio in one process "
+            f"({_num(bench.get('presidio_spacy_sm_1process_chars_per_s'), '.0f')} chars/s): "
+            f"{_num(bench.get('speed_ratio_vs_1process'), '.2f')}x.",
             "Quality on presidio_synth_v2 is type-agnostic over the privacy labels; wnut17 ignores labels",
             "it never annotates. Metric definitions: DESIGN.md (`guardrail.metrics`, equal to the",
             "reference scorer).",

@@ -103,6 +103,13 @@ class Guardrail:
             )
         return cls(bundle, backbone, probe=probe, patterns=patterns)
 
+    def warmup(self, batch_size: int = 16) -> Guardrail:
+        """Prepare every input shape once (servers call this before taking traffic); returns self."""
+        self.backbone.warmup(batch_size)
+        if self.patterns is not None:
+            self.patterns.detect("warm-up: a@b.example 4111 1111 1111 1111")
+        return self
+
     def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
         """Per-token class probabilities of the probe, with the tokens' character offsets."""
         items = _as_texts(texts)

@@ -134,3 +134,10 @@ def test_tiny_lone_surrogate_keeps_offsets(tiny_guard: Guardrail) -> None:
     assert any(text[s.start : s.end].endswith("Jun Sato") for s in spans)
     (red,) = tiny_guard.redact([text])
     assert red.text.startswith("I met ") and "Jun Sato" not in red.text
+
+
+def test_tiny_warmup_changes_nothing(tiny_guard: Guardrail) -> None:
+    text = "I met Jun Sato thanks"
+    before = tiny_guard.detect([text])
+    assert tiny_guard.warmup(batch_size=2) is tiny_guard
+    assert tiny_guard.detect([text]) == before
