@@ -112,7 +112,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise InputError(f"{src}: {first}{more}; nothing written (use --on-error report to go on)")
     guard = _load(args)
     labels = args.labels.split(",") if args.labels else None
-    found = guard.detect([r.text for _, _, r in records], labels=labels) if records else []
+    found: list = []
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(records), desc="detect", unit="rec", disable=len(records) < 512) as bar:
+        for i in range(0, len(records), 256):  # chunks: a progress bar, and memory bounded by the chunk
+            part = records[i : i + 256]
+            found += guard.detect([r.text for _, _, r in part], labels=labels)
+            bar.update(len(part))
     lines: list[tuple[int, str]] = []
     for (n, rid, _), spans in zip(records, found, strict=True):
         out = {"id": rid, "spans": [s.to_dict() for s in spans]}
