@@ -141,3 +141,21 @@ def test_tiny_warmup_changes_nothing(tiny_guard: Guardrail) -> None:
     before = tiny_guard.detect([text])
     assert tiny_guard.warmup(batch_size=2) is tiny_guard
     assert tiny_guard.detect([text]) == before
+
+
+@pytest.mark.model
+def test_real_default_non_latin_scripts_and_emoji(real_guardrail: Guardrail) -> None:
+    texts = [
+        "山田太郎さんの電話番号は090-1234-5678です。",
+        "اتصل بأحمد على +971 50 123 4567",
+        "Привет, меня зовут Иван Петров 👋🏽, почта ivan.petrov@example.ru",
+        "e\u0301cole: write to zoë.müller@example.de 🎉🎉",
+    ]
+    for text, spans in zip(texts, real_guardrail.detect(texts), strict=True):
+        assert all(0 <= s.start < s.end <= len(text) for s in spans)
+        surfaces = {text[s.start : s.end] for s in spans}
+        if "@" in text:
+            assert any("@example" in x for x in surfaces)  # code-point offsets after emoji and accents
+    red = real_guardrail.redact(texts)
+    assert "ivan.petrov@example.ru" not in red[2].text and "👋🏽" in red[2].text
+    assert "090-1234-5678" not in red[0].text
