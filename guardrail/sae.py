@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from guardrail.probe import rms_normalise
 
@@ -333,10 +334,11 @@ class Sae(nn.Module):
         }
         if not as_jumprelu:
             cfg["k"] = c.k
+        text = json.dumps(cfg, indent=2) + "\n"  # before writing anything: meta may not serialise
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(out / SAELENS_WEIGHTS))
-        (out / SAELENS_CFG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        (out / SAELENS_CFG).write_text(text, encoding="utf-8")
         return out
 
     @classmethod
@@ -358,25 +360,12 @@ class Sae(nn.Module):
         path = Path(folder)
         if not path.is_dir():
             raise SaeError(f"no SAE folder at {path}")
-        if (path / SAELENS_WEIGHTS).is_file():
-            cfg, tensors = _read_saelens(path, norm_scale)
-        elif (path / SPARSIFY_WEIGHTS).is_file():
-            cfg, tensors = _read_sparsify(path, d_in)
-        elif (path / GEMMA_SCOPE_WEIGHTS).is_file():
-            cfg, tensors = _read_gemma_scope(path)
-        else:
-            others = sorted(
-                f.name for f in path.iterdir() if f.suffix in {".pt", ".pth", ".bin", ".pkl", ".npz"}
-            )
-            hint = (
-                f" ({', '.join(others)} can hold pickles and are not read: convert to safetensors)"
-                if others
-                else ""
-            )
-            raise SaeError(
-                f"{path}: no {SAELENS_WEIGHTS} (SAELens), {SPARSIFY_WEIGHTS} (sparsify) or "
-                f"{GEMMA_SCOPE_WEIGHTS} (Gemma Scope 2){hint}"
-            )
+        try:
+            cfg, tensors = _read_folder(path, d_in, norm_scale)
+        except SaeError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as e:  # a config field of the wrong type
+            raise SaeError(f"{path.name}: malformed SAE config ({type(e).__name__}: {e})") from e
         if d_in is not None and cfg.d_in != d_in:
             raise SaeError(f"{path.name}: SAE reads d_in={cfg.d_in}, the caller expects {d_in}")
         if dtype is not None:
@@ -386,6 +375,28 @@ class Sae(nn.Module):
 
 
 # -- layout readers: each returns our config and the tensors under SAELens names --------------------
+
+
+def _read_folder(
+    path: Path, d_in: int | None, norm_scale: float | None
+) -> tuple[SaeConfig, dict[str, Tensor]]:
+    """Dispatch on the weights file present: each layout names its file differently."""
+    if (path / SAELENS_WEIGHTS).is_file():
+        return _read_saelens(path, norm_scale)
+    if (path / SPARSIFY_WEIGHTS).is_file():
+        return _read_sparsify(path, d_in)
+    if (path / GEMMA_SCOPE_WEIGHTS).is_file():
+        return _read_gemma_scope(path)
+    pickled = sorted(f.name for f in path.iterdir() if f.suffix in {".pt", ".pth", ".bin", ".pkl", ".npz"})
+    hint = (
+        f" ({', '.join(pickled)} may hold pickles and are never read: convert to safetensors)"
+        if pickled
+        else ""
+    )
+    raise SaeError(
+        f"{path}: no {SAELENS_WEIGHTS} (SAELens), {SPARSIFY_WEIGHTS} (sparsify) or "
+        f"{GEMMA_SCOPE_WEIGHTS} (Gemma Scope 2){hint}"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -410,7 +421,12 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
 
 def _int_field(raw: dict[str, Any], key: str, where: str) -> int:
     value = raw.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not float(value).is_integer()
+        or value < 1
+    ):
         raise SaeError(f"{where}: {key!r} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -476,7 +492,8 @@ def _read_saelens(path: Path, norm_scale: float | None) -> tuple[SaeConfig, dict
 
     if "log_threshold" in tensors and "threshold" not in tensors:  # SAELens training checkpoints
         tensors["threshold"] = tensors.pop("log_threshold").float().exp()
-    scaling = tensors.pop("finetuning_scaling_factor", tensors.pop("scaling_factor", None))
+    legacy = tensors.pop("scaling_factor", None)  # the older name of the same tensor
+    scaling = tensors.pop("finetuning_scaling_factor", legacy)
     if scaling is not None and "W_dec" in tensors:
         # SAELens decodes (codes * s) @ W_dec; fold s into the decoder rows (encoding is unchanged).
         tensors["W_dec"] = tensors["W_dec"] * scaling.to(tensors["W_dec"].dtype).reshape(-1, 1)
@@ -752,11 +769,18 @@ def _new_sae(first: Tensor, cfg: TrainSaeConfig) -> Sae:
 
 
 class _StepOut(NamedTuple):
+    """One training step's loss and what the bookkeeping needs."""
+
     loss: Tensor
+    """Scalar to minimise: fvu + aux_coef * aux."""
     fvu: Tensor
+    """Scalar FVU of the minibatch."""
     aux: Tensor
+    """Scalar AuxK loss (FVU-scaled), zero when no latent is dead."""
     top_acts: Tensor
+    """``[N, k]`` selected activations."""
     top_indices: Tensor
+    """``[N, k]`` selected latents."""
 
 
 def _train_step(sae: Sae, xn: Tensor, dead: Tensor, aux_k: int, aux_coef: float) -> _StepOut:
@@ -802,11 +826,9 @@ def train_sae(
     """Train a TopK SAE on a stream of raw activation batches (each ``[N, d_in]``).
 
     Stops at ``cfg.max_steps``, ``cfg.max_tokens`` or the end of the stream. ``init`` continues from an
-    existing TopK SAE (its normalisation and ``b_dec`` are kept). Returns the SAE (float32, on
-    ``cfg.device``) and its per-step :class:`TrainLog`.
+    existing TopK SAE, trained in place (its normalisation and ``b_dec`` are kept). Returns the SAE
+    (float32, on ``cfg.device``) and its per-step :class:`TrainLog`.
     """
-    from tqdm.auto import tqdm
-
     torch.manual_seed(cfg.seed)
     buffer = ShuffleBuffer(cfg.buffer_size, cfg.batch_size, seed=cfg.seed, drop_last=True)
     stream = buffer.minibatches(batches)

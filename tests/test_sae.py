@@ -26,6 +26,16 @@ from guardrail.sae import (
 D_IN, D_SAE, K = 16, 64, 4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a busy 2-core machine the spinning threads of
+    a loop of many small ops (training) slow it down 10-40x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_sae(architecture: str = "topk", **overrides) -> Sae:
     """A tiny SAE with every parameter random (biases and thresholds included)."""
     cfg = SaeConfig(
@@ -221,7 +231,12 @@ def test_saelens_topk_k_from_activation_fn_kwargs_and_old_spelling(tmp_path: Pat
     old = Sae.load(
         write_saelens(
             tmp_path / "b",
-            {**base, "architecture": "standard", "activation_fn_str": "topk", "activation_fn_kwargs": {"k": K}},
+            {
+                **base,
+                "architecture": "standard",
+                "activation_fn_str": "topk",
+                "activation_fn_kwargs": {"k": K},
+            },
             t,
         )
     )
@@ -367,7 +382,7 @@ def test_bad_folders_raise_sae_error(tmp_path: Path):
         Sae.load(tmp_path / "absent")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SaeError, match="sae_weights.safetensors"):
+    with pytest.raises(SaeError, match=r"sae_weights\.safetensors"):
         Sae.load(empty)
     (empty / "sae.pt").write_bytes(b"not read")
     with pytest.raises(SaeError, match="pickles"):
@@ -376,13 +391,15 @@ def test_bad_folders_raise_sae_error(tmp_path: Path):
     good = random_sae("jumprelu")
     folder = good.save(tmp_path / "good")
     (folder / "cfg.json").unlink()
-    with pytest.raises(SaeError, match="missing cfg.json"):
+    with pytest.raises(SaeError, match=r"missing cfg\.json"):
         Sae.load(folder)
 
     t = jumprelu_tensors()
     cfg = {"architecture": "jumprelu", "d_in": D_IN, "d_sae": D_SAE}
     with pytest.raises(SaeError, match="threshold"):
-        Sae.load(write_saelens(tmp_path / "no-threshold", cfg, {k: v for k, v in t.items() if k != "threshold"}))
+        Sae.load(
+            write_saelens(tmp_path / "no-threshold", cfg, {k: v for k, v in t.items() if k != "threshold"})
+        )
     with pytest.raises(SaeError, match="W_dec"):
         Sae.load(write_saelens(tmp_path / "shape", cfg, {**t, "W_dec": torch.zeros(D_SAE, D_IN + 1)}))
     with pytest.raises(SaeError, match="expected"):
@@ -462,16 +479,6 @@ def test_shuffle_buffer_loses_and_repeats_nothing(sizes: list[int], capacity: in
 # -- training ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a busy 2-core machine the spinning threads
-    of a many-small-ops loop slow it by 10-40x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 N_FEATURES, D_SYNTH = 32, 32
 
 
@@ -524,7 +531,9 @@ def test_aux_k_revives_dead_latents():
         init = Sae(SaeConfig(D_SYNTH, 64, "topk", k=4), seed=0)
         with torch.no_grad():
             init.b_enc[32:] = -5.0  # half the latents start far below every other pre-activation
-        sae, log = train_sae(stream(200, seed=1), small_cfg(aux_coef=aux_coef, aux_k=16), init=init, progress=False)
+        sae, log = train_sae(
+            stream(200, seed=1), small_cfg(aux_coef=aux_coef, aux_k=16), init=init, progress=False
+        )
         assert max(log.dead_share[5:20]) >= 0.45  # the forced half is seen as dead early on
         return evaluate(sae, stream(4, seed=99))["dead_share"]
 
