@@ -165,6 +165,12 @@ def _num(x: object, fmt: str = ".3f") -> str:
     return format(x, fmt) if isinstance(x, int | float) else "n/a"
 
 
+def _machine(m: object) -> str:
+    if not isinstance(m, dict):
+        return "n/a"
+    return f"{m.get('cpus')} CPUs, {m.get('platform')}, Python {m.get('python')}"
+
+
 def render_card(m: Manifest) -> str:
     """``MODEL_CARD.md`` from the manifest: what it detects, how it was trained, what it measured."""
     t = m.training
@@ -179,7 +185,7 @@ def render_card(m: Manifest) -> str:
         f"- model: `{m.backbone.id}` (file `{m.backbone.file}`, sha256 `{m.backbone.sha256}`)",
         f"- license: {m.backbone.license or 'see the model source'}"
         + (
-            " — use of the weights is subject to the Gemma Terms of Use (ai.google.dev/gemma/terms)"
+            " (https://ai.google.dev/gemma/terms): use of the weights is subject to them"
             if m.backbone.license == "Gemma Terms of Use"
             else ""
         ),
@@ -209,7 +215,8 @@ def render_card(m: Manifest) -> str:
     lines += ["", "## Measured", ""]
     if isinstance(bench, dict):
         lines += [
-            f"Command: `{bench.get('command')}` on {bench.get('date')}, machine: {bench.get('machine')}.",
+            f"Command: `{bench.get('command')}` on {bench.get('date')}, "
+            f"machine: {_machine(bench.get('machine'))}.",
             "",
             "| method | presidio_synth leakage | recall (partial) | precision | wnut17 PERSON recall "
             "| chars/s | tokens/s | peak RSS MB |",
@@ -238,6 +245,33 @@ def render_card(m: Manifest) -> str:
         ]
     else:
         lines.append("Not benchmarked yet: run `python benchmarks/core.py --update-card`.")
+    choice = m.metrics.get("layer_choice")
+    if isinstance(choice, list) and choice:
+        lines += [
+            "",
+            "### Layer choice",
+            "",
+            "Same recipe, same synthetic data, one bundle per layer (`guardrail train --layer N`),",
+            "measured with `python benchmarks/core.py --bundle …` in one session on the 2-core CPU:",
+            "",
+            "| layer | presidio_synth leakage | recall | precision | wnut17 PERSON recall | chars/s "
+            "| Presidio chars/s | shifted-synthetic precision |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in choice:
+            if isinstance(row, dict):
+                lines.append(
+                    f"| {row.get('layer')} | {_pct(row.get('presidio_synth_leakage'))} | "
+                    f"{_num(row.get('recall_partial'))} | {_num(row.get('precision'))} | "
+                    f"{_num(row.get('wnut17_person_recall'))} | {_num(row.get('chars_per_s'), '.0f')} | "
+                    f"{_num(row.get('presidio_chars_per_s'), '.0f')} | {_num(row.get('calib_precision'))} |"
+                )
+        lines += [
+            "",
+            "Layer 3 is the lowest layer that meets the quality targets on the dev sets, and the default;",
+            "layer 6 (`probes/gemma-3-270m-l6`) is clearly better on the shifted synthetic set, so it is",
+            "shipped beside it for accuracy-first deployments.",
+        ]
     calib = m.metrics.get("calib_probe_only")
     if isinstance(calib, dict):
         lines += [

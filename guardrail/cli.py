@@ -241,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--model", default="gemma-3-270m", help="backbone: embedded alias, .gguf, folder or hub id"
     )
-    t.add_argument("--layer", type=int, default=6, help="residual stream after this many blocks")
+    t.add_argument(
+        "--layer",
+        type=int,
+        default=3,
+        help="residual stream after this many blocks (default 3: the fastest that meets the quality targets)",
+    )
     t.add_argument("--n-train", type=int, default=8000)
     t.add_argument("--n-calib", type=int, default=2000)
     t.add_argument("--seed", type=int, default=0)

@@ -33,7 +33,7 @@ class TrainConfig:
 
     out: Path = field(default_factory=lambda: probes_root() / DEFAULT_BUNDLE)
     model: str = DEFAULT_MODEL
-    layer: int = 6
+    layer: int = 3
     n_train: int = 8000
     n_calib: int = 2000
     seed: int = 0
