@@ -288,6 +288,8 @@ class Backbone:
         session=None,
     ):
         self.model = model
+        self._eager = getattr(model, "_orig_mod", model)
+        """The model without a ``torch.compile`` wrapper (same weights)."""
         self.session = session
         """ONNX Runtime session when the runtime is ``onnx-int8`` (then ``model`` is None)."""
         self.tokenizer = tokenizer
@@ -308,8 +310,13 @@ class Backbone:
         device: str = "auto",
         dtype: str = "auto",
         runtime: str = "torch",
+        compile: bool = False,
     ) -> Backbone:
-        """Load a backbone truncated after ``layer`` blocks (embeddings + blocks ``0..layer-1``)."""
+        """Load a backbone truncated after ``layer`` blocks (embeddings + blocks ``0..layer-1``).
+
+        ``compile`` wraps the torch model in ``torch.compile`` (dynamic shapes): ~1 minute once per
+        process, then ~20% more throughput on CPU — for servers, not for one-shot CLI calls.
+        """
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         if runtime not in RUNTIMES:
@@ -358,6 +365,8 @@ class Backbone:
             raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
         d_model = int(config.hidden_size)
         if runtime == "torch":
+            if compile:
+                model = torch.compile(model, dynamic=True)
             return cls(model, tokenizer, layer, info, dev, dt, d_model)
         if not onnx_file.is_file():
             assert model is not None
@@ -419,9 +428,11 @@ class Backbone:
             def keep(_m, _i, out, x=x):  # the output of block x-1 is the residual after x blocks
                 taps[x] = out[0] if isinstance(out, tuple) else out
 
-            hooks.append(self.model.layers[x - 1].register_forward_hook(keep))
+            hooks.append(self._eager.layers[x - 1].register_forward_hook(keep))
         try:
-            out = self.model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
+            # a compiled graph does not call forward hooks added after tracing: taps run the eager model
+            model = self._eager if layers else self.model
+            out = model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
         finally:
             for h in hooks:
                 h.remove()

@@ -89,14 +89,18 @@ class Guardrail:
         runtime: str = "torch",
         probe: str | None = None,
         patterns: bool = True,
+        compile: bool = False,
     ) -> Guardrail:
         """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
 
         ``runtime``: ``torch`` (default) or ``onnx-int8`` (CPU only; see ``backbone.RUNTIMES``).
+        ``compile``: ``torch.compile`` the backbone (slow start, faster serving; call :meth:`warmup`).
         """
         bundle = Bundle.load(name_or_path)
         ref = bundle.manifest.backbone
-        backbone = Backbone.load(ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime)
+        backbone = Backbone.load(
+            ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
+        )
         if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
             raise GuardrailError(
                 f"backbone file of {ref.id!r} differs from the one the bundle was trained on"
