@@ -175,6 +175,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train_sae(args: argparse.Namespace) -> int:
+    from guardrail.train import SaeTrainConfig, train_sae_for_bundle
+
+    cfg = SaeTrainConfig(bundle=args.bundle, tokens=args.tokens, d_sae=args.d_sae, k=args.k, seed=args.seed)
+    print(json.dumps(train_sae_for_bundle(cfg), indent=1))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
@@ -252,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--runtime", default="torch", choices=RUNTIMES, help="backbone runtime for activations")
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser(
+        "train-sae",
+        help="train the bundle's sparse autoencoder",
+        description="Stream the bundle's backbone activations over synthetic data, train a TopK SAE "
+        "(AuxK, unit-norm decoder), report held-out FVU / L0 / dead latents, write <bundle>/sae/.",
+    )
+    s.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle name or folder")
+    s.add_argument("--tokens", type=int, default=2_000_000, help="training tokens")
+    s.add_argument("--d-sae", type=int, default=5120, help="latents (default 8x of 640)")
+    s.add_argument("--k", type=int, default=32, help="active latents per token")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_train_sae)
     return p
 
 
