@@ -368,11 +368,16 @@ class Backbone:
             if compile:
                 model = torch.compile(model, dynamic=True)
             return cls(model, tokenizer, layer, info, dev, dt, d_model)
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackboneError(
+                "the onnx-int8 runtime needs the 'onnx' extra: pip install 'guardrail[onnx]'"
+            ) from e
         if not onnx_file.is_file():
             assert model is not None
             export_onnx(model, onnx_file)
             del model
-        import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
