@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,27 @@ def real_guardrail():
     from guardrail.pipeline import Guardrail
 
     return Guardrail.load()
+
+
+def _refuse(attempts: list[str], what: str):
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(f"{what}{args[1:] if what.startswith('socket.') else args}")
+        raise OSError(f"network access attempted in a test: {what}")
+
+    return refuse
+
+
+@pytest.fixture(scope="module")
+def network_attempts() -> Iterator[list[str]]:
+    """Every connect or DNS lookup made while the module's tests run (each one also fails).
+
+    Recorded rather than only refused: tldextract swallows a failed download and falls back to its
+    snapshot, so a refusal alone would not fail a test.
+    """
+    attempts: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", _refuse(attempts, "socket.connect"))
+        mp.setattr(socket.socket, "connect_ex", _refuse(attempts, "socket.connect_ex"))
+        mp.setattr(socket, "create_connection", _refuse(attempts, "create_connection"))
+        mp.setattr(socket, "getaddrinfo", _refuse(attempts, "getaddrinfo"))
+        yield attempts

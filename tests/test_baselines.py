@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import pytest
 
 from guardrail.labels import CANONICAL
@@ -26,22 +23,6 @@ from guardrail.baselines import (
 from guardrail.patterns import PatternDetector
 
 TEXT = "Barack Obama met Angela Merkel in Berlin. Mail him at barack@example.com."
-
-
-@pytest.fixture(scope="module")
-def network_attempts() -> Iterator[list[str]]:
-    """Connects and DNS lookups made while the module's tests run (each one also fails)."""
-    attempts: list[str] = []
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        attempts.append(repr(args))
-        raise OSError("network access attempted in a test")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        mp.setattr(socket, "getaddrinfo", refuse)
-        yield attempts
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,30 +20,6 @@ from guardrail.patterns import (
     drop_contained,
     min_score_for,
 )
-
-
-def _refuse(attempts: list[str], what: str):
-    def refuse(*args: object, **kwargs: object) -> None:
-        attempts.append(f"{what}{args[1:] if what.startswith('socket.') else args}")
-        raise OSError(f"network access attempted in a test: {what}")
-
-    return refuse
-
-
-@pytest.fixture(scope="module")
-def network_attempts() -> Iterator[list[str]]:
-    """Every connect or DNS lookup made while the module's tests run (each one also fails).
-
-    Recorded rather than only refused: tldextract swallows a failed download and falls back to its
-    snapshot, so a refusal alone would not fail a test.
-    """
-    attempts: list[str] = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", _refuse(attempts, "socket.connect"))
-        mp.setattr(socket.socket, "connect_ex", _refuse(attempts, "socket.connect_ex"))
-        mp.setattr(socket, "create_connection", _refuse(attempts, "create_connection"))
-        mp.setattr(socket, "getaddrinfo", _refuse(attempts, "getaddrinfo"))
-        yield attempts
 
 
 @pytest.fixture(scope="module")
