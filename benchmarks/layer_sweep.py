@@ -21,7 +21,16 @@ from guardrail import synth
 from guardrail.backbone import Backbone
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.metrics import score
-from guardrail.train import Activations, calibrate, design_matrix, fit, predict, spans_of, token_labels
+from guardrail.probe import fit
+from guardrail.train import (
+    Activations,
+    calibrate,
+    design_matrix,
+    predict,
+    residual_chunks,
+    spans_of,
+    token_labels,
+)
 
 
 def collect_layers(bb: Backbone, records, layers: list[int], desc: str) -> dict[int, Activations]:
@@ -29,14 +38,14 @@ def collect_layers(bb: Backbone, records, layers: list[int], desc: str) -> dict[
     store: dict[int, list[torch.Tensor]] = {x: [] for x in layers}
     offs, labs = [], []
     t0 = time.perf_counter()
-    for i in tqdm(range(0, len(records), 256), desc=desc):
-        part = records[i : i + 256]
-        enc = bb.encode([r.text for r in part])
-        for r, e, res in zip(part, enc, bb.residuals(enc, batch_size=16, layers=layers), strict=True):
-            for j, x in enumerate(layers):
-                store[x].append(res[:, j].to(torch.bfloat16))
-            offs.append(e.offsets)
-            labs.append(token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES))
+    with tqdm(total=len(records), desc=desc, unit="rec") as bar:
+        for part, enc, res in residual_chunks(bb, records, layers=layers):
+            for r, e, x in zip(part, enc, res, strict=True):
+                for j, layer in enumerate(layers):
+                    store[layer].append(x[:, j].to(torch.bfloat16))
+                offs.append(e.offsets)
+                labs.append(token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES))
+            bar.update(len(part))
     dt = time.perf_counter() - t0
     n = sum(len(y) for y in labs)
     return {x: Activations(store[x], offs, labs, dt, n) for x in layers}

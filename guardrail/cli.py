@@ -166,9 +166,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from guardrail.train import TrainConfig, train
 
     cfg = TrainConfig(
-        out=Path(args.out), model=args.model, layer=args.layer, seed=args.seed, runtime=args.runtime
+        out=Path(args.out),
+        model=args.model,
+        layer=args.layer,
+        n_train=args.n_train,
+        n_calib=args.n_calib,
+        seed=args.seed,
+        runtime=args.runtime,
     )
-    cfg.n_train, cfg.n_calib = args.n_train, args.n_calib
     bundle = train(cfg)
     print(f"wrote bundle {bundle.folder}")
     print(json.dumps(bundle.manifest.metrics, indent=1))

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from guardrail.backbone import DEFAULT_MODEL, Backbone
+from guardrail.backbone import DEFAULT_MODEL, Backbone, Encoded
 from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, probes_root
 from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
@@ -72,23 +73,34 @@ class Activations:
     """Residuals of a corpus with per-token labels, one entry per record."""
 
     resid: list[torch.Tensor]
-    """``[T_i, d]`` float32 (bf16-rounded values, stored as float32)."""
+    """``[T_i, d]`` in bf16 (half the memory of float32; on CPU the backbone computed them in bf16)."""
     offsets: list[np.ndarray]
     labels: list[np.ndarray]
     seconds: float
     tokens: int
 
 
+def residual_chunks(
+    backbone: Backbone,
+    records: Iterable[Record],
+    chunk: int = 256,
+    batch_size: int = 16,
+    layers: Sequence[int] | None = None,
+) -> Iterator[tuple[list[Record], list[Encoded], list[torch.Tensor]]]:
+    """Records a chunk at a time with their encodings and residuals: the one loop that feeds training
+    (probe fitting, SAE streaming, layer sweeps), so the corpus never has to be encoded at once."""
+    it = iter(records)
+    while part := list(islice(it, chunk)):
+        enc = backbone.encode([r.text for r in part])
+        yield part, enc, backbone.residuals(enc, batch_size=batch_size, layers=layers)
+
+
 def collect(backbone: Backbone, records: Sequence[Record], desc: str, batch_size: int = 16) -> Activations:
     """Run the backbone over records in chunks, with a progress bar."""
     t0 = time.perf_counter()
     resid, offs, labs = [], [], []
-    chunk = 256
     with tqdm(total=len(records), desc=desc, unit="rec") as bar:
-        for i in range(0, len(records), chunk):
-            part = records[i : i + chunk]
-            enc = backbone.encode([r.text for r in part])
-            res = backbone.residuals(enc, batch_size=batch_size)
+        for part, enc, res in residual_chunks(backbone, records, batch_size=batch_size):
             for r, e, x in zip(part, enc, res, strict=True):
                 resid.append(x.to(torch.bfloat16))  # halves memory; values were bf16 anyway on CPU
                 offs.append(e.offsets)
@@ -253,19 +265,15 @@ class SaeTrainConfig:
     seed: int = 0
 
 
-def activation_stream(backbone: Backbone, records, chunk: int = 256):
+def activation_stream(
+    backbone: Backbone, records: Iterable[Record], chunk: int = 256
+) -> Iterator[torch.Tensor]:
     """Yield residual batches ``[N, d]`` (float32) of records, a chunk of texts at a time: the corpus is
     never held in memory."""
-    part: list[Record] = []
-    for r in records:
-        part.append(r)
-        if len(part) == chunk:
-            enc = backbone.encode([x.text for x in part])
-            yield torch.cat([x for x in backbone.residuals(enc) if len(x)])
-            part = []
-    if part:
-        enc = backbone.encode([x.text for x in part])
-        yield torch.cat([x for x in backbone.residuals(enc) if len(x)])
+    for _part, _enc, res in residual_chunks(backbone, records, chunk):
+        rows = [x for x in res if len(x)]
+        if rows:
+            yield torch.cat(rows)
 
 
 def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
