@@ -1,0 +1,125 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Span(_message.Message):
+    __slots__ = ("start", "end", "label", "score", "start_byte", "end_byte")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    START_BYTE_FIELD_NUMBER: _ClassVar[int]
+    END_BYTE_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    label: str
+    score: float
+    start_byte: int
+    end_byte: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ...) -> None: ...
+
+class DetectRequest(_message.Message):
+    __slots__ = ("texts", "labels")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Detection(_message.Message):
+    __slots__ = ("spans",)
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    spans: _containers.RepeatedCompositeFieldContainer[Span]
+    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ...) -> None: ...
+
+class DetectResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Detection]
+    def __init__(self, results: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ...) -> None: ...
+
+class RedactRequest(_message.Message):
+    __slots__ = ("texts", "operator", "labels", "key")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    operator: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    key: bytes
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ...) -> None: ...
+
+class Redacted(_message.Message):
+    __slots__ = ("text", "spans")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    spans: _containers.RepeatedCompositeFieldContainer[Span]
+    def __init__(self, text: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ...) -> None: ...
+
+class RedactResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Redacted]
+    def __init__(self, results: _Optional[_Iterable[_Union[Redacted, _Mapping]]] = ...) -> None: ...
+
+class StreamOptions(_message.Message):
+    __slots__ = ("operator", "labels", "key")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    operator: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    key: bytes
+    def __init__(self, operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ...) -> None: ...
+
+class RedactStreamRequest(_message.Message):
+    __slots__ = ("options", "chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: StreamOptions
+    chunk: str
+    def __init__(self, options: _Optional[_Union[StreamOptions, _Mapping]] = ..., chunk: _Optional[str] = ...) -> None: ...
+
+class RedactStreamResponse(_message.Message):
+    __slots__ = ("text", "spans", "consumed", "final")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    CONSUMED_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    spans: _containers.RepeatedCompositeFieldContainer[Span]
+    consumed: int
+    final: bool
+    def __init__(self, text: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., consumed: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetInfoResponse(_message.Message):
+    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes")
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    bundle: str
+    backbone: str
+    layer: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    operators: _containers.RepeatedScalarFieldContainer[str]
+    max_texts: int
+    max_text_chars: int
+    max_message_bytes: int
+    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
