@@ -9,17 +9,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guardrail.labels import CANONICAL, PRIVACY, PROBE_CLASSES
-from guardrail.probe import Probe, ProbeError
+from guardrail.probe import AnyProbe, ProbeError, load_probe
+
+if TYPE_CHECKING:
+    from guardrail.sae import Sae
 
 MANIFEST = "guard.json"
 PROBE_FILE = "probe.safetensors"
 DEFAULT_BUNDLE = "gemma-3-270m"
-FORMAT_VERSION = 1
+SAE_DIR = "sae"
+FEATURES_FILE = "features.json"
+FORMAT_VERSION = 2
 
 
 class BundleError(ValueError):
@@ -46,22 +51,43 @@ class Window(BaseModel):
     overlap: int = Field(32, ge=0)
 
 
+class ProbeEntry(BaseModel):
+    """One probe of the bundle and how its scores become spans."""
+
+    model_config = ConfigDict(extra="forbid")
+    prefix: str
+    """Tensor-name prefix in ``probe.safetensors``."""
+    features: Literal["raw", "sae"] = "raw"
+    head: Literal["linear", "forest"] = "linear"
+    thresholds: dict[str, float] = {}
+    """Per label, on P(not O)."""
+    lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
+    """Score a one-token span needs."""
+    metrics: dict[str, object] = {}
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in CANONICAL or not 0.0 <= x <= 1.0:
+                raise ValueError(f"threshold for {k!r} must be a canonical label with a value in [0, 1]")
+        return v
+
+
 class Manifest(BaseModel):
     """``guard.json``."""
 
     model_config = ConfigDict(extra="forbid")
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[2] = FORMAT_VERSION
     name: str
     backbone: BackboneRef
     window: Window = Window()
     classes: list[str] = list(PROBE_CLASSES)
     detect_labels: list[str] = [*list(PRIVACY), "PASSWORD"]
     """Labels that ``detect`` reports by default; the probe still scores every class."""
-    default_probe: Literal["raw", "sae"] = "raw"
-    probes: dict[str, str] = {"raw": "raw."}
-    """Probe name -> tensor-name prefix in ``probe.safetensors``."""
-    thresholds: dict[str, float] = {}
-    lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
+    default_probe: str = "raw"
+    """The probe ``detect`` uses unless told otherwise (chosen by the benchmark on the dev sets)."""
+    probes: dict[str, ProbeEntry] = {"raw": ProbeEntry(prefix="raw.")}
     recall_target: float = Field(0.99, gt=0.0, le=1.0)
     patterns: bool = True
     training: dict[str, object] = {}
@@ -80,14 +106,6 @@ class Manifest(BaseModel):
     def _classes(cls, v: list[str]) -> list[str]:
         if not v or v[0] != "O" or any(x not in CANONICAL for x in v[1:]):
             raise ValueError("classes must be 'O' followed by canonical labels")
-        return v
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if k not in CANONICAL or not 0.0 <= x <= 1.0:
-                raise ValueError(f"threshold for {k!r} must be a canonical label with a value in [0, 1]")
         return v
 
 
@@ -121,40 +139,68 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 class Bundle:
-    """A loaded bundle: manifest + probes (the backbone is loaded separately, it is big)."""
+    """A loaded bundle: manifest, probes and SAE (the backbone is loaded separately, it is big)."""
 
-    def __init__(self, folder: Path, manifest: Manifest, probes: dict[str, Probe]):
+    def __init__(self, folder: Path, manifest: Manifest, probes: dict[str, AnyProbe], sae: Sae | None = None):
         self.folder = folder
         self.manifest = manifest
         self.probes = probes
+        self.sae = sae
+        for probe in probes.values():
+            if probe.source == "sae":
+                probe.sae = sae
 
     @classmethod
-    def load(cls, name_or_path: str | Path = DEFAULT_BUNDLE) -> Bundle:
+    def load(cls, name_or_path: str | Path = DEFAULT_BUNDLE, *, sae_dtype: str | None = None) -> Bundle:
+        """Read and check a bundle. ``sae_dtype`` overrides the stored SAE dtype (e.g. ``float32`` on a
+        CPU without bf16)."""
+        from guardrail.sae import Sae, SaeError
+
         folder = find(name_or_path)
         manifest = read_manifest(folder)
-        probes = {}
-        for name, prefix in manifest.probes.items():
+        probes: dict[str, AnyProbe] = {}
+        for name, entry in manifest.probes.items():
             try:
-                probes[name] = Probe.load(folder / PROBE_FILE, prefix)
+                probe = load_probe(folder / PROBE_FILE, entry.prefix)
             except ProbeError as e:
                 raise BundleError(f"bundle {folder.name}: probe {name!r}: {e}") from None
-            if list(probes[name].classes) != manifest.classes:
+            if list(probe.classes) != manifest.classes:
                 raise BundleError(f"bundle {folder.name}: probe {name!r} classes differ from the manifest")
+            if (probe.source, probe.head) != (entry.features, entry.head):
+                raise BundleError(f"bundle {folder.name}: probe {name!r} is not what the manifest says")
+            probes[name] = probe
         if manifest.default_probe not in probes:
             raise BundleError(f"bundle {folder.name}: default probe {manifest.default_probe!r} is not in it")
-        return cls(folder, manifest, probes)
+        sae = None
+        if (folder / SAE_DIR).is_dir():
+            try:
+                sae = Sae.load(folder / SAE_DIR, dtype=sae_dtype).eval()
+            except SaeError as e:
+                raise BundleError(f"bundle {folder.name}: {e}") from None
+        for name, probe in probes.items():
+            if probe.source != "sae":
+                continue
+            if sae is None:
+                raise BundleError(
+                    f"bundle {folder.name}: probe {name!r} reads SAE features but there is no sae/"
+                )
+            if probe.latents is not None and int(probe.latents.max()) >= sae.cfg.d_sae:
+                raise BundleError(f"bundle {folder.name}: probe {name!r} reads latents the SAE does not have")
+        return cls(folder, manifest, probes, sae)
 
     def save(self) -> None:
-        """Write manifest and probes into :attr:`folder` (the model card is written by training)."""
+        """Write manifest, probes, SAE and model card into :attr:`folder`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         pf = self.folder / PROBE_FILE
         if pf.exists():
             pf.unlink()
         for name, probe in self.probes.items():
-            probe.save(pf, self.manifest.probes[name])
+            probe.save(pf, self.manifest.probes[name].prefix)
+        if self.sae is not None:
+            self.sae.save(self.folder / SAE_DIR)
         text = json.dumps(self.manifest.model_dump(), indent=2, ensure_ascii=False)
         (self.folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
-        (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest), encoding="utf-8")
+        (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest, self.folder), encoding="utf-8")
 
 
 def _pct(x: object) -> str:
@@ -171,7 +217,74 @@ def _machine(m: object) -> str:
     return f"{m.get('cpus')} CPUs, {m.get('platform')}, Python {m.get('python')}"
 
 
-def render_card(m: Manifest) -> str:
+def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
+    """The card's SAE part: the SAE's training figures, the SAE probes, the latent sweep, top latents."""
+    sae = m.metrics.get("sae")
+    if not isinstance(sae, dict):
+        return []
+    lines = [
+        "",
+        "## SAE features",
+        "",
+        f"- SAE: TopK, {sae.get('d_sae')} latents, k = {sae.get('k')}, on the residual after block "
+        f"{m.backbone.layer}; AuxK revival of dead latents; stored bf16 in `sae/` (SAELens layout)",
+        f"- trained on {_num(sae.get('train_tokens'), ',')} tokens in "
+        f"{_num(sae.get('train_seconds'), '.0f')} s "
+        f"on the 2-core CPU (`{sae.get('command')}`): synthetic agent data of all locales and "
+        f"{_pct(sae.get('general_share'))} general offline text (installed package READMEs, standard-library "
+        "docstrings)",
+        f"- held-out ({_num(sae.get('heldout_tokens'), ',')} tokens): FVU {_num(sae.get('heldout_fvu'))}, "
+        f"L0 {_num(sae.get('heldout_l0'), '.1f')}, dead latents {_pct(sae.get('heldout_dead_share'))}",
+    ]
+    sp = m.metrics.get("sae_probe")
+    if isinstance(sp, dict):
+        sweep = sp.get("latent_sweep")
+        if isinstance(sweep, list) and sweep:
+            lines += [
+                "",
+                "Latents kept against quality (a quick linear head per count, shifted synthetic set,",
+                "probe only, every label at threshold 0.5):",
+                "",
+                "| latents | span recall | precision | leakage |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r.get('n_latents')} | {_num(r.get('recall_partial_at_0.5'))} | "
+                f"{_num(r.get('precision_at_0.5'))} | {_pct(r.get('leakage_at_0.5'))} |"
+                for r in sweep
+                if isinstance(r, dict)
+            ]
+        top = sp.get("top_latents")
+        if isinstance(top, list) and top:
+            desc = _descriptions(folder)
+            lines += [
+                "",
+                "Most PII-predictive latents (largest standardised weight of the linear SAE probe, on the",
+                "token itself):",
+                "",
+                "| latent | for label | weight | description (from `features.json`) |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r.get('latent')} | {r.get('label')} | {_num(r.get('weight'), '.2f')} | "
+                f"{desc.get(int(r.get('latent', -1)), 'run `guardrail features`')} |"
+                for r in top
+                if isinstance(r, dict)
+            ]
+    return lines
+
+
+def _descriptions(folder: Path | None) -> dict[int, str]:
+    if folder is None or not (folder / FEATURES_FILE).is_file():
+        return {}
+    try:
+        doc = json.loads((folder / FEATURES_FILE).read_text(encoding="utf-8"))
+        return {int(k): str(v.get("description", "")) for k, v in doc["latents"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def render_card(m: Manifest, folder: Path | None = None) -> str:
     """``MODEL_CARD.md`` from the manifest: what it detects, how it was trained, what it measured."""
     t = m.training
     lines = [
@@ -198,10 +311,15 @@ def render_card(m: Manifest) -> str:
         "",
         f"- reported labels: {', '.join(m.detect_labels)}",
         f"- the probe scores all classes: {', '.join(m.classes)} (non-reported ones count as `O`)",
-        f"- probes in the bundle: {', '.join(sorted(m.probes))}; default `{m.default_probe}`",
-        "- thresholds on P(not O), per label, set for token recall "
-        f"{m.recall_target} on a shifted synthetic set: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.thresholds.items())),
+        f"- probes in the bundle: {', '.join(sorted(m.probes))}; `detect` uses `{m.default_probe}`",
+        f"- thresholds on P(not O), per probe and label, set for token recall {m.recall_target} on a "
+        "shifted synthetic set:",
+        *(
+            f"  - `{name}` ({e.head} head on {e.features} features): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(e.thresholds.items()))
+            + f"; a one-token span needs {e.lone_min_score:.2f}"
+            for name, e in sorted(m.probes.items())
+        ),
         f"- patterns (Presidio recognizers) unioned: {'yes' if m.patterns else 'no'}",
         "",
         "## Training",
@@ -272,13 +390,15 @@ def render_card(m: Manifest) -> str:
             "layer 6 (`probes/gemma-3-270m-l6`) is clearly better on the shifted synthetic set, so it is",
             "shipped beside it for accuracy-first deployments.",
         ]
-    calib = m.metrics.get("calib_probe_only")
-    if isinstance(calib, dict):
-        lines += [
-            "",
-            "On the shifted synthetic calibration set (probe only, no patterns): "
-            + ", ".join(f"{k} {_num(v)}" for k, v in calib.items()),
-        ]
+    for name, e in sorted(m.probes.items()):
+        calib = e.metrics.get("calib_probe_only")
+        if isinstance(calib, dict):
+            lines += [
+                "",
+                f"Probe `{name}` on the shifted synthetic calibration set (probe only, no patterns): "
+                + ", ".join(f"{k} {_num(v)}" for k, v in calib.items()),
+            ]
+    lines += _sae_section(m, folder)
     lines += [
         "",
         "## Limits",

@@ -188,6 +188,126 @@ def cmd_train_sae(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train_sae_probe(args: argparse.Namespace) -> int:
+    from guardrail.train import SaeProbeConfig, train_sae_probe
+
+    cfg = SaeProbeConfig(
+        bundle=args.bundle,
+        n_train=args.n_train,
+        n_calib=args.n_calib,
+        n_latents=args.n_latents,
+        heads=tuple(args.heads.split(",")),
+        seed=args.seed,
+    )
+    print(json.dumps(train_sae_probe(cfg), indent=1))
+    return EXIT_OK
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from guardrail.features import build
+
+    doc = build(args.bundle, n_records=args.records)
+    print(f"wrote features.json: {len(doc['latents'])} latents described from {doc['corpus']}")  # type: ignore[arg-type]
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from guardrail.pipeline import Guardrail
+
+    texts = args.texts or [_read_text("-")]
+    bundle = _bundle_for(args.bundle)
+    probe = args.probe or _sae_probe_of(bundle)
+    guard = Guardrail.load(args.bundle, device=args.device, probe=probe, patterns=not args.no_patterns)
+    labels = args.labels.split(",") if args.labels else None
+    found = guard.detect(texts, labels=labels, explain=True)
+    if args.json:
+        for spans in found:
+            print(json.dumps([s.to_dict() for s in spans], ensure_ascii=False))
+        return EXIT_OK
+    for n, (text, spans) in enumerate(zip(texts, found, strict=True)):
+        if len(texts) > 1:
+            print(f"# text {n + 1}")
+        if not spans:
+            print("no PII found")
+        for s in spans:
+            where = f"{s.start}:{s.end} {text[s.start : s.end]!r}"
+            print(f"{s.label:<12} {where}  score {s.score:.2f}  ({s.source})")
+            for f in s.features:
+                print(
+                    f"    latent {f.latent:>5}  act {f.activation:6.2f}  contrib {f.contribution:+.3f}  "
+                    f"{f.description}"
+                )
+    return EXIT_OK
+
+
+def _bundle_for(name: str):
+    from guardrail.bundle import Bundle
+
+    return Bundle.load(name)
+
+
+def _sae_probe_of(bundle) -> str:
+    """The bundle's default probe if it reads SAE features, else its first SAE probe."""
+    m = bundle.manifest
+    if m.probes[m.default_probe].features == "sae":
+        return m.default_probe
+    names = sorted(n for n, e in m.probes.items() if e.features == "sae")
+    if not names:
+        raise InputError(
+            f"bundle {m.name} has no SAE-feature probe to explain with (guardrail train-sae-probe)"
+        )
+    return names[0]
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from guardrail.batch import BatchConfig, BatchError, redact_file
+
+    cfg = BatchConfig(
+        bundle=args.bundle,
+        operator=args.operator,
+        key=args.key,
+        labels=args.labels.split(",") if args.labels else None,
+        device=args.device,
+        runtime=args.runtime,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        address=args.address,
+        progress=not args.no_progress,
+    )
+    try:
+        result = redact_file(args.input, args.output, cfg, on_error=args.on_error)
+    except BatchError as e:
+        raise InputError(str(e)) from None
+    if result.bad:
+        n = len(result.bad)
+        print(f"guardrail: {n} of {result.records} records were bad; see 'error' records", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from guardrail.serving.settings import load_settings
+
+    flags = ("host", "port", "metrics_port", "bundle", "device", "runtime", "max_batch_texts", "max_wait_ms")
+    flags += ("tls_cert", "tls_key", "tls_client_ca")
+    try:
+        settings = load_settings(args.config, **{k: getattr(args, k) for k in flags})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "settings"
+        raise InputError(f"bad serve setting {where}: {first['msg']}") from None
+    except (FileNotFoundError, ValueError) as e:  # ValueError: a TOML file that does not parse
+        raise InputError(str(e)) from None
+    from guardrail.serving.server import serve
+
+    try:
+        return serve(settings)
+    except OSError as e:
+        return _fail(EXIT_RUNTIME, f"cannot serve: {e}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
@@ -278,6 +398,88 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=32, help="active latents per token")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_train_sae)
+
+    sp = sub.add_parser(
+        "train-sae-probe",
+        help="fit SAE-feature probes into a bundle",
+        description="Select PII-related SAE latents on synthetic data, fit a probe per head on their codes "
+        "(with neighbouring tokens), calibrate thresholds, add them to the bundle as sae-lr / sae-rf.",
+    )
+    sp.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle name or folder (needs sae/)")
+    sp.add_argument("--n-train", type=int, default=8000)
+    sp.add_argument("--n-calib", type=int, default=2000)
+    sp.add_argument("--n-latents", type=int, default=256, help="latents the probe reads")
+    sp.add_argument("--heads", default="linear,forest", help="comma list of heads: linear, forest")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_train_sae_probe)
+
+    f = sub.add_parser(
+        "features",
+        help="describe the bundle's SAE latents (features.json)",
+        description="Run the backbone and SAE over synthetic records; write <bundle>/features.json with each "
+        "latent's firing rate, gold-label mix, top tokens and a short description.",
+    )
+    f.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle name or folder (needs sae/)")
+    f.add_argument("--records", type=int, default=3000, help="synthetic records to read")
+    f.set_defaults(func=cmd_features)
+
+    e = sub.add_parser(
+        "explain",
+        help="detect PII and show the SAE features behind each span",
+        description="Print each detected span with its top SAE latents: activation, contribution to the "
+        "decision, and the latent's description from features.json.",
+    )
+    e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain (stdin when none)")
+    e.add_argument("--json", action="store_true", help="one JSON list of spans (with features) per text")
+    common(e)
+    e.set_defaults(func=cmd_explain)
+
+    b = sub.add_parser(
+        "batch",
+        help="redact a large JSONL/Parquet file on Ray Data",
+        description="Redact every record of a JSONL ({'id', 'text'} per line) or Parquet ('text', 'id' "
+        "columns) file on Ray Data, one model per actor (one per GPU, else per CPU worker); write "
+        "{'id', 'text', 'spans'} per record in input order, or {'id', 'line', 'error'} for a bad one. A "
+        "record without id gets its line number. Output is written only when every record came back once.",
+    )
+    b.add_argument("--input", required=True, help=".jsonl or .parquet input")
+    b.add_argument("--output", required=True, help=".jsonl or .parquet output (written all at once)")
+    b.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
+    b.add_argument("--key", default=None, help="HMAC key for --operator hash (or GUARDRAIL_HASH_KEY)")
+    b.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else cores/4)")
+    b.add_argument("--batch-size", type=int, default=64, help="records per actor call")
+    b.add_argument("--address", default=None, help="join a Ray cluster ('auto' or host:port); default local")
+    b.add_argument(
+        "--on-error",
+        choices=("fail", "report"),
+        default="report",
+        help="bad records: report (an 'error' record each, exit 3; default) or fail (exit 2, write nothing)",
+    )
+    b.add_argument("--no-progress", action="store_true", help="no Ray Data progress bars")
+    common(b)
+    b.set_defaults(func=cmd_batch)
+
+    v = sub.add_parser(
+        "serve",
+        help="run the gRPC sidecar",
+        description="Serve guardrail.v1.Guardrail (Detect, Redact, RedactStream, GetInfo) with health and "
+        "reflection, micro-batching one model. Every setting is also GUARDRAIL_<NAME> in the environment or "
+        "a key of the --config TOML file (flags win); the bearer token only as GUARDRAIL_AUTH_TOKEN. "
+        "SIGTERM: NOT_SERVING, in-flight calls finish, exit 0.",
+    )
+    v.add_argument("--config", default=None, help="TOML settings file (or GUARDRAIL_CONFIG)")
+    v.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    v.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0: any free port)")
+    v.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
+    v.add_argument("--bundle", default=None, help=f"bundle name under {probes_root()} or a folder path")
+    v.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
+    v.add_argument("--runtime", default=None, choices=RUNTIMES, help="torch (default) or onnx-int8")
+    v.add_argument("--max-batch-texts", type=int, default=None, help="texts per forward (1: no batching)")
+    v.add_argument("--max-wait-ms", type=float, default=None, help="how long a batch waits for company")
+    v.add_argument("--tls-cert", default=None, help="PEM server certificate chain (TLS)")
+    v.add_argument("--tls-key", default=None, help="PEM server private key (TLS)")
+    v.add_argument("--tls-client-ca", default=None, help="PEM CA that signs client certificates (mutual TLS)")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -10,16 +10,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from guardrail.backbone import Backbone
+from guardrail.backbone import Backbone, pick_dtype
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.labels import CANONICAL, OUTSIDE
-from guardrail.probe import Probe
+from guardrail.probe import AnyProbe
 from guardrail.redact import Redacted, Redactor
 from guardrail.spans import Span, decode, merge
 
@@ -71,8 +71,13 @@ class Guardrail:
         self.probe_name = probe or m.default_probe
         if self.probe_name not in bundle.probes:
             raise GuardrailError(f"bundle has no probe {self.probe_name!r}; it has {sorted(bundle.probes)}")
-        self.probe: Probe = bundle.probes[self.probe_name]
+        self.probe: AnyProbe = bundle.probes[self.probe_name]
+        entry = m.probes[self.probe_name]
+        self.thresholds: dict[str, float] = dict(entry.thresholds)
+        """Per-label thresholds on P(not O) of the active probe."""
+        self.lone_min_score: float = entry.lone_min_score
         self.labels: list[str] = list(m.detect_labels)
+        self._descriptions: dict[int, str] | None = None
         self.patterns = None
         if patterns and m.patterns:
             from guardrail.patterns import PatternDetector
@@ -101,6 +106,10 @@ class Guardrail:
         backbone = Backbone.load(
             ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
         )
+        if bundle.sae is not None:
+            # residuals come back to the CPU (float32); the SAE reads them there, in bf16 where the CPU
+            # has it (never fp16: residuals reach ~1e4)
+            bundle.sae.to(dtype=pick_dtype(torch.device("cpu"), dtype))
         if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
             raise GuardrailError(
                 f"backbone file of {ref.id!r} differs from the one the bundle was trained on"
@@ -114,17 +123,18 @@ class Guardrail:
             self.patterns.detect("warm-up: a@b.example 4111 1111 1111 1111")
         return self
 
-    def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
-        """Per-token class probabilities of the probe, with the tokens' character offsets."""
-        items = _as_texts(texts)
+    def _run(self, items: list[str], batch_size: int) -> tuple[list[np.ndarray], list[torch.Tensor], list]:
+        """Token offsets, residuals and probe probabilities for each text."""
         encoded = self.backbone.encode(items)
         resids = self.backbone.residuals(encoded, batch_size=batch_size)
-        out = []
         with torch.inference_mode():
-            for e, r in zip(encoded, resids, strict=True):
-                probs = self.probe(r).numpy() if len(r) else np.zeros((0, len(self.probe.classes)))
-                out.append(TokenScores(e.offsets, probs))
-        return out
+            probs = self.probe.probs_batch(resids)
+        return [e.offsets for e in encoded], resids, [p.numpy() for p in probs]
+
+    def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
+        """Per-token class probabilities of the probe, with the tokens' character offsets."""
+        offsets, _, probs = self._run(_as_texts(texts), batch_size)
+        return [TokenScores(o, p) for o, p in zip(offsets, probs, strict=True)]
 
     def _labels(self, labels: Iterable[str] | None) -> list[str]:
         if labels is None:
@@ -135,24 +145,48 @@ class Guardrail:
         return chosen
 
     def detect(
-        self, texts: str | Iterable[str], *, labels: Iterable[str] | None = None, batch_size: int = 16
+        self,
+        texts: str | Iterable[str],
+        *,
+        labels: Iterable[str] | None = None,
+        batch_size: int = 16,
+        explain: bool = False,
     ) -> list[list[Span]]:
         """Spans of PII per text (sorted, non-overlapping, offsets in Python code points).
 
         ``texts`` is a list of strings (a single ``str`` counts as a list of one); ``labels`` narrows or
-        widens the reported labels (default: the bundle's ``detect_labels``).
+        widens the reported labels (default: the bundle's ``detect_labels``). ``explain=True`` fills each
+        probe span's ``features`` with the SAE latents behind it (needs an SAE-feature probe).
         """
         items = _as_texts(texts)
         keep = self._labels(labels)
-        m = self.bundle.manifest
+        if explain and self.probe.source != "sae":
+            raise GuardrailError(
+                f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
+                "(load the bundle with probe='sae')"
+            )
         results: list[list[Span]] = []
         pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
-        for text, ts, pats in zip(items, self.scores(items, batch_size), pattern_spans, strict=True):
-            probs, classes = collapse(ts.probs, list(self.probe.classes), keep)
-            spans = decode(text, ts.offsets, probs, classes, m.thresholds, lone_min_score=m.lone_min_score)
+        offsets, resids, probs = self._run(items, batch_size)
+        for i, (text, pats) in enumerate(zip(items, pattern_spans, strict=True)):
+            cp, classes = collapse(probs[i], list(self.probe.classes), keep)
+            spans = decode(text, offsets[i], cp, classes, self.thresholds, lone_min_score=self.lone_min_score)
+            if explain and spans:
+                spans = self._explain(resids[i], offsets[i], spans)
             spans += [s for s in pats if s.label in keep]
             results.append(merge(spans))
         return results
+
+    def _explain(self, resid: torch.Tensor, offsets: np.ndarray, spans: list[Span]) -> list[Span]:
+        from guardrail.features import explain, load_descriptions
+
+        if self._descriptions is None:
+            self._descriptions = load_descriptions(self.bundle.folder)
+        with torch.inference_mode():
+            feats = self.probe.features(resid)
+        return [
+            replace(s, features=explain(self.probe, feats, offsets, s, self._descriptions)) for s in spans
+        ]
 
     def redact(
         self,

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from guardrail.labels import PROBE_CLASSES
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from guardrail.sae import Sae
 
 
 class ProbeError(ValueError):
@@ -30,12 +36,11 @@ def rms_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.pow(2).mean(dim=-1, keepdim=True).add(1e-6).sqrt()
 
 
-def token_features(resid: torch.Tensor, context: Sequence[int] = (0,)) -> torch.Tensor:
-    """Features of each token: its normalised residual and its neighbours' at ``context`` offsets.
+def with_context(x: torch.Tensor, context: Sequence[int] = (0,)) -> torch.Tensor:
+    """Each row concatenated with its neighbours' at ``context`` offsets: ``[T, F] -> [T, F * len(context)]``.
 
-    ``resid`` is ``[T, d]``; returns ``[T, d * len(context)]``. Neighbours past either end are zeros.
+    Neighbours past either end are zeros.
     """
-    x = rms_normalise(resid.float())
     n = x.shape[0]
     parts = []
     for off in context:
@@ -51,8 +56,91 @@ def token_features(resid: torch.Tensor, context: Sequence[int] = (0,)) -> torch.
     return torch.cat(parts, dim=-1)
 
 
+def token_features(resid: torch.Tensor, context: Sequence[int] = (0,)) -> torch.Tensor:
+    """Features of each token: its normalised residual and its neighbours' at ``context`` offsets.
+
+    ``resid`` is ``[T, d]``; returns ``[T, d * len(context)]``. Neighbours past either end are zeros.
+    """
+    return with_context(rms_normalise(resid.float()), context)
+
+
+def sae_features(
+    resid: torch.Tensor, sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
+) -> torch.Tensor:
+    """SAE codes of the ``latents`` ``[L]`` for each token and its neighbours: ``[T, L * len(context)]``."""
+    return with_context(sae.encode_selected(resid, latents).float(), context)
+
+
+class _Features:
+    """What a probe reads: raw residuals or SAE codes of selected latents, with neighbours."""
+
+    context: tuple[int, ...]
+    source: str
+    latents: torch.Tensor | None
+    sae: Sae | None
+
+    def features(self, resid: torch.Tensor) -> torch.Tensor:
+        """Features ``[T, F]`` of a residual ``[T, d]``."""
+        if self.source == "raw":
+            return token_features(resid, self.context)
+        if self.sae is None or self.latents is None:
+            raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
+        return sae_features(resid, self.sae, self.latents, self.context)
+
+    def features_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Features of several texts' residuals; the SAE encodes all their tokens in one pass."""
+        if self.source == "raw" or not resids:
+            return [self.features(r) for r in resids]
+        if self.sae is None or self.latents is None:
+            raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
+        codes = self.sae.encode_selected(torch.cat(list(resids)), self.latents).float()
+        parts = codes.split([len(r) for r in resids])
+        return [with_context(c, self.context) for c in parts]
+
+    def probs_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Class probabilities ``[T_i, C]`` for each residual ``[T_i, d]``, in one head call."""
+        feats = self.features_batch(resids)
+        if not feats:
+            return []
+        probs = self.probs(torch.cat(feats))
+        return list(probs.split([len(f) for f in feats]))
+
+    def feature_name(self, i: int) -> tuple[int, int]:
+        """Feature column ``i`` as ``(token offset, latent or residual dimension)``."""
+        width = len(self.latents) if self.latents is not None else None
+        if width is None:
+            width = self.n_features // len(self.context)
+        off, j = divmod(i, width)
+        unit = int(self.latents[j]) if self.latents is not None else j
+        return self.context[off], unit
+
+    @property
+    def n_features(self) -> int:
+        raise NotImplementedError
+
+    def _stored_meta(self) -> dict[str, object]:
+        meta: dict[str, object] = {"classes": list(self.classes), "context": list(self.context)}
+        meta.update({"source": self.source, "head": getattr(self, "head", "linear")})
+        meta.update(getattr(self, "meta", {}))
+        return meta
+
+    def probs(self, feats: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[T, C]`` straight from a residual ``[T, d]``."""
+        return self.probs(self.features(resid))
+
+
+def _check_source(source: str, latents: torch.Tensor | None, where: str) -> None:
+    if source not in SOURCES:
+        raise ProbeError(f"{where}: unknown feature source {source!r}; expected one of {SOURCES}")
+    if (source == "sae") != (latents is not None):
+        raise ProbeError(f"{where}: an 'sae' probe needs its latent selection, a 'raw' one none")
+
+
 @dataclass(slots=True)
-class Probe:
+class Probe(_Features):
     """A linear head ``softmax(((f - mean) / scale) @ weight.T + bias)`` over token features."""
 
     weight: torch.Tensor
@@ -67,17 +155,28 @@ class Probe:
     context: tuple[int, ...] = (0,)
     """Token offsets whose features are concatenated (0 = the token itself)."""
     source: str = "raw"
-    """What the features are: ``raw`` residual (or ``sae`` codes, later)."""
+    """What the features are: ``raw`` residual or ``sae`` codes of :attr:`latents`."""
     meta: dict[str, object] = field(default_factory=dict)
+    latents: torch.Tensor | None = None
+    """``[L]`` SAE latents read (``sae`` probes): the selection is part of the probe."""
+    sae: Sae | None = field(default=None, repr=False, compare=False)
+    """The SAE an ``sae`` probe reads; attached at load, never stored with the probe."""
+
+    head = "linear"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weight.shape[1])
 
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[T, C]`` for features ``[T, F]``."""
         z = (feats.float() - self.mean) / self.scale
         return torch.softmax(z @ self.weight.T + self.bias, dim=-1)
 
-    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``[T, C]`` straight from a residual ``[T, d]``."""
-        return self.probs(token_features(resid, self.context))
+    def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
+        """Each feature's share ``[T, F]`` of the log-odds of class ``cls`` against ``O``."""
+        z = (feats.float() - self.mean) / self.scale
+        return z * (self.weight[cls] - self.weight[0])
 
     def save(self, path: str | Path, prefix: str = "") -> None:
         """Write the arrays to a safetensors file; ``prefix`` lets several probes share one file."""
@@ -87,50 +186,227 @@ class Probe:
             f"{prefix}mean": self.mean,
             f"{prefix}scale": self.scale,
         }
-        meta = {"classes": list(self.classes), "context": list(self.context), "source": self.source}
-        meta.update(self.meta)
-        existing: dict[str, torch.Tensor] = {}
-        metadata: dict[str, str] = {}
-        p = Path(path)
-        if p.exists() and prefix:
-            existing = load_file(str(p))
-            from safetensors import safe_open
-
-            with safe_open(str(p), "pt") as f:
-                metadata = dict(f.metadata() or {})
-        existing.update({k: v.contiguous().float() for k, v in tensors.items()})
-        metadata[f"{prefix}meta"] = json.dumps(meta)
-        save_file(existing, str(p), metadata=metadata)
+        _write(path, prefix, tensors, self._stored_meta(), self.latents)
 
     @classmethod
     def load(cls, path: str | Path, prefix: str = "") -> Probe:
-        """Read a probe written by :meth:`save`; validates shapes and class names."""
-        from safetensors import safe_open
-
+        """Read a linear probe written by :meth:`save`; validates shapes and class names."""
         p = Path(path)
-        if not p.is_file():
-            raise ProbeError(f"no probe file at {p}")
-        try:
-            with safe_open(str(p), "pt") as f:
-                metadata = f.metadata() or {}
-                keys = set(f.keys())
-                need = [f"{prefix}{k}" for k in ("weight", "bias", "mean", "scale")]
-                if missing := [k for k in need if k not in keys]:
-                    raise ProbeError(f"{p.name}: missing tensors {missing}")
-                w, b, m, s = (f.get_tensor(k).float() for k in need)
-            meta = json.loads(metadata.get(f"{prefix}meta", "{}"))
-        except (OSError, json.JSONDecodeError, SafetensorError) as e:
-            raise ProbeError(f"{p.name}: unreadable probe ({type(e).__name__})") from e
-        classes = tuple(meta.pop("classes", PROBE_CLASSES))
-        context = tuple(int(c) for c in meta.pop("context", [0]))
-        source = str(meta.pop("source", "raw"))
+        t, meta = _read(p, prefix, ("weight", "bias", "mean", "scale"))
+        w, b, m, s = (t[k].float() for k in ("weight", "bias", "mean", "scale"))
+        classes, context, source, latents = _common(meta, t, p.name)
         if w.ndim != 2 or w.shape[0] != len(classes) or b.shape != (len(classes),):
             raise ProbeError(f"{p.name}: weight/bias shapes do not match {len(classes)} classes")
         if m.shape != (w.shape[1],) or s.shape != (w.shape[1],) or bool((s <= 0).any()):
             raise ProbeError(f"{p.name}: standardisation arrays do not match the weight")
-        if classes[0] != "O":
-            raise ProbeError(f"{p.name}: first class must be 'O'")
-        return cls(w, b, m, s, classes, context, source, meta)
+        probe = cls(w, b, m, s, classes, context, source, meta, latents)
+        _check_width(probe, p.name)
+        return probe
+
+
+@dataclass(slots=True)
+class ForestProbe(_Features):
+    """A random forest over token features, stored as padded node arrays and walked with torch.
+
+    Every tree has ``M`` node slots; a leaf points to itself, so walking ``depth`` steps from the root
+    lands every token on its leaf whatever the tree's own depth. A node goes left when
+    ``feature <= threshold`` (scikit-learn's rule; thresholds kept in float64 as scikit-learn does).
+    """
+
+    feature: torch.Tensor
+    """``[n_trees, M]`` int64 split feature (0 at leaves)."""
+    threshold: torch.Tensor
+    """``[n_trees, M]`` float64 split threshold."""
+    left: torch.Tensor
+    """``[n_trees, M]`` int64 left child (the node itself at leaves)."""
+    right: torch.Tensor
+    """``[n_trees, M]`` int64 right child (the node itself at leaves)."""
+    value: torch.Tensor
+    """``[n_trees, M, C]`` class distribution of the training tokens reaching each node."""
+    n_features_in: int
+    classes: tuple[str, ...] = PROBE_CLASSES
+    context: tuple[int, ...] = (0,)
+    source: str = "sae"
+    meta: dict[str, object] = field(default_factory=dict)
+    latents: torch.Tensor | None = None
+    sae: Sae | None = field(default=None, repr=False, compare=False)
+
+    head = "forest"
+
+    @property
+    def n_features(self) -> int:
+        return self.n_features_in
+
+    @property
+    def depth(self) -> int:
+        return int(self.meta.get("depth", self.feature.shape[1]))
+
+    def leaves(self, feats: torch.Tensor) -> torch.Tensor:
+        """Leaf index ``[T, n_trees]`` of every token in every tree."""
+        x = feats.double()
+        n_tokens, n_trees = x.shape[0], self.feature.shape[0]
+        trees = torch.arange(n_trees)
+        node = torch.zeros(n_tokens, n_trees, dtype=torch.long)
+        for _ in range(self.depth):
+            f = self.feature[trees, node]
+            go_left = x.gather(1, f) <= self.threshold[trees, node]
+            node = torch.where(go_left, self.left[trees, node], self.right[trees, node])
+        return node
+
+    def probs(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[T, C]`` (the mean of the trees' leaf distributions)."""
+        if feats.shape[0] == 0:
+            return torch.zeros(0, len(self.classes))
+        node = self.leaves(feats)
+        trees = torch.arange(self.feature.shape[0])
+        return self.value[trees, node].mean(1).float()
+
+    def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
+        """Each feature's share ``[T, F]`` of P(class ``cls``), path by path (Saabas's attribution):
+        a split moves the class probability from its node's value to its child's, and that move is
+        credited to the split's feature; averaged over the trees."""
+        x = feats.double()
+        n_tokens, n_trees = x.shape[0], self.feature.shape[0]
+        trees = torch.arange(n_trees)
+        node = torch.zeros(n_tokens, n_trees, dtype=torch.long)
+        out = torch.zeros(n_tokens, self.n_features, dtype=torch.float64)
+        for _ in range(self.depth):
+            f = self.feature[trees, node]
+            go_left = x.gather(1, f) <= self.threshold[trees, node]
+            child = torch.where(go_left, self.left[trees, node], self.right[trees, node])
+            delta = (self.value[trees, child, cls] - self.value[trees, node, cls]).double()
+            out.scatter_add_(1, f, delta)  # leaves loop onto themselves: delta 0
+            node = child
+        return (out / n_trees).float()
+
+    def save(self, path: str | Path, prefix: str = "") -> None:
+        tensors = {
+            f"{prefix}feature": self.feature,
+            f"{prefix}threshold": self.threshold,
+            f"{prefix}left": self.left,
+            f"{prefix}right": self.right,
+            f"{prefix}value": self.value,
+        }
+        _write(path, prefix, tensors, {**self._stored_meta(), "n_features": self.n_features_in}, self.latents)
+
+    @classmethod
+    def load(cls, path: str | Path, prefix: str = "") -> ForestProbe:
+        p = Path(path)
+        names = ("feature", "threshold", "left", "right", "value")
+        t, meta = _read(p, prefix, names)
+        classes, context, source, latents = _common(meta, t, p.name)
+        n_feat = meta.pop("n_features", None)
+        feature, left, right = (t[k].long() for k in ("feature", "left", "right"))
+        threshold, value = t["threshold"].double(), t["value"].float()
+        shape = feature.shape
+        if not isinstance(n_feat, int) or n_feat < 1 or len(shape) != 2:
+            raise ProbeError(f"{p.name}: malformed forest (feature count or node arrays)")
+        if any(t[k].shape != shape for k in ("threshold", "left", "right")) or value.shape != (
+            *shape,
+            len(classes),
+        ):
+            raise ProbeError(f"{p.name}: forest node arrays disagree in shape")
+        for a in (feature, left, right):
+            lim = n_feat if a is feature else shape[1]
+            if bool((a < 0).any()) or bool((a >= lim).any()):
+                raise ProbeError(f"{p.name}: forest node arrays point out of range")
+        depth = meta.get("depth")
+        if not isinstance(depth, int) or not 1 <= depth <= shape[1]:
+            raise ProbeError(f"{p.name}: forest depth missing or out of range")
+        probe = cls(feature, threshold, left, right, value, n_feat, classes, context, source, meta, latents)
+        _check_width(probe, p.name)
+        return probe
+
+
+AnyProbe = Probe | ForestProbe
+SOURCES = ("raw", "sae")
+
+
+def load_probe(path: str | Path, prefix: str = "") -> AnyProbe:
+    """Read whichever head (``linear`` or ``forest``) is stored under ``prefix``."""
+    p = Path(path)
+    _, meta = _read(p, prefix, ())
+    head = meta.get("head", "linear")
+    if head == "linear":
+        return Probe.load(p, prefix)
+    if head == "forest":
+        return ForestProbe.load(p, prefix)
+    raise ProbeError(f"{p.name}: unknown probe head {head!r}")
+
+
+def _write(
+    path: str | Path,
+    prefix: str,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, object],
+    latents: torch.Tensor | None = None,
+) -> None:
+    """Add ``tensors`` (and ``meta`` as JSON metadata) under ``prefix`` to a safetensors file."""
+    from safetensors import safe_open
+
+    if latents is not None:
+        tensors = {**tensors, f"{prefix}latents": latents.long()}
+    existing: dict[str, torch.Tensor] = {}
+    metadata: dict[str, str] = {}
+    p = Path(path)
+    if p.exists() and prefix:
+        existing = load_file(str(p))
+        with safe_open(str(p), "pt") as f:
+            metadata = dict(f.metadata() or {})
+    for k, v in tensors.items():
+        v = v.contiguous()
+        existing[k] = v if not v.is_floating_point() or v.dtype == torch.float64 else v.float()
+    metadata[f"{prefix}meta"] = json.dumps(meta)
+    save_file(existing, str(p), metadata=metadata)
+
+
+def _read(p: Path, prefix: str, names: Sequence[str]) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Tensors ``names`` (and ``latents`` when present) under ``prefix``, and the JSON metadata."""
+    from safetensors import safe_open
+
+    if not p.is_file():
+        raise ProbeError(f"no probe file at {p}")
+    try:
+        with safe_open(str(p), "pt") as f:
+            metadata = f.metadata() or {}
+            keys = set(f.keys())
+            need = [f"{prefix}{k}" for k in names]
+            if missing := [k for k in need if k not in keys]:
+                raise ProbeError(f"{p.name}: missing tensors {missing}")
+            out = {k: f.get_tensor(f"{prefix}{k}") for k in names}
+            if f"{prefix}latents" in keys:
+                out["latents"] = f.get_tensor(f"{prefix}latents").long()
+        meta = json.loads(metadata.get(f"{prefix}meta", "{}"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise ProbeError(f"{p.name}: unreadable probe ({type(e).__name__})") from e
+    if not isinstance(meta, dict):
+        raise ProbeError(f"{p.name}: probe metadata is not an object")
+    return out, meta
+
+
+def _common(
+    meta: dict[str, object], tensors: dict[str, torch.Tensor], where: str
+) -> tuple[tuple[str, ...], tuple[int, ...], str, torch.Tensor | None]:
+    """Pop and check the fields every head shares: classes, context, source, latents."""
+    classes = tuple(str(c) for c in meta.pop("classes", PROBE_CLASSES))  # type: ignore[union-attr]
+    context = tuple(int(c) for c in meta.pop("context", [0]))  # type: ignore[union-attr]
+    source = str(meta.pop("source", "raw"))
+    meta.pop("head", None)
+    latents = tensors.get("latents")
+    if not classes or classes[0] != "O":
+        raise ProbeError(f"{where}: first class must be 'O'")
+    if not context:
+        raise ProbeError(f"{where}: empty context")
+    _check_source(source, latents, where)
+    if latents is not None and (latents.ndim != 1 or len(latents) == 0 or bool((latents < 0).any())):
+        raise ProbeError(f"{where}: malformed latent selection")
+    return classes, context, source, latents
+
+
+def _check_width(probe: AnyProbe, where: str) -> None:
+    """An ``sae`` probe's feature count is latents x context."""
+    if probe.latents is not None and probe.n_features != len(probe.latents) * len(probe.context):
+        raise ProbeError(f"{where}: {probe.n_features} features for {len(probe.latents)} latents x context")
 
 
 def fit(
@@ -142,11 +418,13 @@ def fit(
     c: float = 1.0,
     max_iter: int = 300,
     seed: int = 0,
+    latents: torch.Tensor | None = None,
 ) -> Probe:
     """Fit the head with scikit-learn's multinomial logistic regression.
 
-    ``feats`` is ``[N, F]`` (from :func:`token_features`), ``labels`` ``[N]`` class indices into
-    ``classes``. Classes absent from ``labels`` get a bias of -inf-like (-30) so they are never chosen.
+    ``feats`` is ``[N, F]`` (from :func:`token_features`, or :func:`sae_features` when ``latents``
+    names the SAE latents read), ``labels`` ``[N]`` class indices into ``classes``. Classes absent from
+    ``labels`` get a bias of -inf-like (-30) so they are never chosen.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -172,5 +450,111 @@ def fit(
         torch.from_numpy(scale.astype(np.float32)),
         tuple(classes),
         tuple(context),
+        source="raw" if latents is None else "sae",
         meta={"n_train_tokens": len(labels), "C": c},
+        latents=latents,
     )
+
+
+def fit_forest(
+    feats: np.ndarray,
+    labels: np.ndarray,
+    *,
+    latents: torch.Tensor | None,
+    classes: Sequence[str] = PROBE_CLASSES,
+    context: Sequence[int] = (0,),
+    n_trees: int = 100,
+    max_depth: int = 14,
+    min_samples_leaf: int = 3,
+    seed: int = 0,
+) -> ForestProbe:
+    """Fit a scikit-learn random forest (balanced class weights) and keep it as node arrays."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    feats = np.asarray(feats, dtype=np.float32)
+    clf = RandomForestClassifier(
+        n_estimators=n_trees,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        max_features="sqrt",
+        class_weight="balanced_subsample",
+        n_jobs=-1,
+        random_state=seed,
+    )
+    clf.fit(feats, labels)
+    probe = forest_from_sklearn(clf, latents=latents, classes=classes, context=context)
+    probe.meta["n_train_tokens"] = len(labels)
+    return probe
+
+
+def forest_from_sklearn(
+    clf: RandomForestClassifier,
+    *,
+    latents: torch.Tensor | None,
+    classes: Sequence[str] = PROBE_CLASSES,
+    context: Sequence[int] = (0,),
+) -> ForestProbe:
+    """A fitted scikit-learn forest (or single-output tree ensemble) as node arrays; ``clf.classes_``
+    are indices into ``classes``."""
+    seen = clf.classes_.astype(int)
+    trees = [est.tree_ for est in clf.estimators_]
+    width = max(t.node_count for t in trees)
+    n_cls = len(classes)
+    feature = np.zeros((len(trees), width), dtype=np.int64)
+    threshold = np.zeros((len(trees), width), dtype=np.float64)
+    left = np.tile(np.arange(width, dtype=np.int64), (len(trees), 1))
+    right = left.copy()
+    value = np.zeros((len(trees), width, n_cls), dtype=np.float32)
+    for i, t in enumerate(trees):
+        n = t.node_count
+        inner = t.children_left[:n] >= 0
+        feature[i, :n] = np.where(inner, t.feature[:n], 0)
+        threshold[i, :n] = np.where(inner, t.threshold[:n], 0.0)
+        left[i, :n] = np.where(inner, t.children_left[:n], np.arange(n))
+        right[i, :n] = np.where(inner, t.children_right[:n], np.arange(n))
+        v = t.value[:n, 0, :].astype(np.float64)
+        value[i, :n][:, seen] = v / np.clip(v.sum(1, keepdims=True), 1e-12, None)
+    depth = max(int(est.get_depth()) for est in clf.estimators_)
+    return ForestProbe(
+        torch.from_numpy(feature),
+        torch.from_numpy(threshold),
+        torch.from_numpy(left),
+        torch.from_numpy(right),
+        torch.from_numpy(value),
+        int(clf.n_features_in_),
+        tuple(classes),
+        tuple(context),
+        source="raw" if latents is None else "sae",
+        meta={"depth": max(1, depth), "n_trees": len(trees)},
+        latents=latents,
+    )
+
+
+def select_latents(
+    class_means: np.ndarray, std: np.ndarray, n: int, min_count: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``n`` latents that best tell PII classes from ``O``, by standardised class-mean difference.
+
+    ``class_means`` ``[C, d_sae]`` (row 0 is ``O``), ``std`` ``[d_sae]``; ``min_count`` ``[C]`` marks
+    classes seen too rarely to rank (False rows are skipped). Each PII class ranks the latents by
+    ``(mean_c - mean_O) / std``; the classes take turns picking their next best latent (so rare
+    classes are represented) until ``n`` are chosen. Returns sorted latent indices.
+    """
+    d_sae = class_means.shape[1]
+    ranks = []
+    for c in range(1, class_means.shape[0]):
+        if min_count is not None and not min_count[c]:
+            continue
+        ranks.append(np.argsort(-(class_means[c] - class_means[0]) / (std + 1e-3)))
+    chosen: list[int] = []
+    taken: set[int] = set()
+    pos = [0] * len(ranks)
+    target = min(n, d_sae)
+    while len(chosen) < target and ranks:
+        for r, order in enumerate(ranks):
+            while pos[r] < d_sae and int(order[pos[r]]) in taken:
+                pos[r] += 1
+            if pos[r] < d_sae and len(chosen) < target:
+                chosen.append(int(order[pos[r]]))
+                taken.add(chosen[-1])
+    return np.array(sorted(chosen), dtype=np.int64)

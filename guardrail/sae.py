@@ -259,6 +259,22 @@ class Sae(nn.Module):
         """Dense codes ``[T, d_sae]`` of a raw input ``[T, d_in]``, zeros off-support."""
         return self._activate(self.pre_acts(x))
 
+    def encode_selected(self, x: Tensor, latents: Tensor) -> Tensor:
+        """Codes ``[T, L]`` of the ``latents`` ``[L]`` only, equal to ``encode(x)[:, latents]``.
+
+        The probes' fast path: no dense ``[T, d_sae]`` code matrix is built. TopK still needs every
+        pre-activation to find each token's k-th largest; a selected latent keeps its value when it
+        reaches that (ties at the k-th value may keep one more latent than ``encode``).
+        """
+        pre = self.pre_acts(x)
+        sel = pre[:, latents]
+        if self._uses_topk():
+            assert self.cfg.k is not None
+            kth = pre.topk(self.cfg.k, dim=-1, sorted=False).values.min(-1, keepdim=True).values
+            return sel.relu() * (sel >= kth)
+        thr = self.threshold[latents] if self.threshold is not None else self.cfg.batch_threshold
+        return sel.relu() * (sel > thr)
+
     def _activate(self, pre: Tensor) -> Tensor:
         """Codes ``[T, d_sae]`` from pre-activations ``[T, d_sae]``."""
         if self._uses_topk():

@@ -5,11 +5,26 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from guardrail.labels import CANONICAL, OUTSIDE
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One SAE latent behind a detection (``detect(..., explain=True)``)."""
+
+    latent: int
+    """Index of the latent in the bundle's SAE."""
+    activation: float
+    """Its largest code over the span's tokens."""
+    contribution: float
+    """Its share of the decision for the span's label, summed over the span's tokens (log-odds
+    against ``O`` for a linear head; probability for a forest)."""
+    description: str = ""
+    """Human-readable label from its top-activating training contexts (``features.json``)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -26,11 +41,16 @@ class Span:
     """Confidence in [0, 1]."""
     source: str = "probe"
     """Which detector produced it: ``probe`` or ``pattern``."""
+    features: tuple[Feature, ...] = field(default=(), compare=False)
+    """Top SAE features behind a probe span, when asked for (``explain=True``)."""
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready ``{"start", "end", "label", "score"}`` (source dropped: not part of the format)."""
+        """JSON-ready ``{"start", "end", "label", "score"}`` (source dropped: not part of the format),
+        plus ``features`` when the span carries an explanation."""
         d = asdict(self)
         d.pop("source")
+        if not self.features:
+            d.pop("features")
         return d
 
 
@@ -197,5 +217,7 @@ def merge(spans: Iterable[Span]) -> list[Span]:
             out.append(group[0])  # returned as is, which is what makes merge idempotent
             continue
         win = min(group, key=_winner_key)
-        out.append(Span(group[0].start, max(s.end for s in group), win.label, win.score, win.source))
+        out.append(
+            Span(group[0].start, max(s.end for s in group), win.label, win.score, win.source, win.features)
+        )
     return out

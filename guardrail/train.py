@@ -12,18 +12,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from guardrail.backbone import DEFAULT_MODEL, Backbone, Encoded
-from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, probes_root
+from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, ProbeEntry, probes_root
 from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
-from guardrail.probe import Probe, fit, token_features
+from guardrail.probe import AnyProbe, Probe, fit, token_features
 from guardrail.spans import Span, decode
+
+if TYPE_CHECKING:
+    from guardrail.sae import Sae
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +129,13 @@ def design_matrix(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def predict(probe: Probe, acts: Activations) -> list[np.ndarray]:
+def predict(probe: AnyProbe, acts: Activations) -> list[np.ndarray]:
     """Probe probabilities ``[T_i, C]`` per record."""
+    out: list[np.ndarray] = []
     with torch.inference_mode():
-        return [probe(r.float()).numpy() for r in acts.resid]
+        for i in range(0, len(acts.resid), 256):
+            out += [p.numpy() for p in probe.probs_batch([r.float() for r in acts.resid[i : i + 256]])]
+    return out
 
 
 def calibrate(
@@ -226,8 +233,14 @@ def train(cfg: TrainConfig) -> Bundle:
             runtime=backbone.runtime,
         ),
         detect_labels=keep,
-        thresholds=thresholds,
-        lone_min_score=lone,
+        probes={
+            "raw": ProbeEntry(
+                prefix="raw.",
+                thresholds=thresholds,
+                lone_min_score=lone,
+                metrics={"calib_probe_only": calib_metrics},
+            )
+        },
         recall_target=cfg.recall_target,
         training={
             "data": "guardrail.synth (generated only; no evaluation data)",
@@ -243,7 +256,6 @@ def train(cfg: TrainConfig) -> Bundle:
             "fit_seconds": round(fit_s, 1),
             "total_seconds": round(time.perf_counter() - t_start, 1),
         },
-        metrics={"calib_probe_only": calib_metrics},
     )
     bundle = Bundle(cfg.out, manifest, {"raw": probe})
     bundle.save()
@@ -256,12 +268,15 @@ class SaeTrainConfig:
 
     bundle: str = DEFAULT_BUNDLE
     tokens: int = 2_000_000
-    heldout_records: int = 1000
+    heldout_records: int = 2500
+    general_share: float = 0.3
+    """Share of the stream drawn from general offline text (:mod:`guardrail.corpus`), the rest synthetic."""
     d_sae: int = 5120
     """8x expansion of Gemma 3 270M's 640: small expansions generalised best in the Rakuten study."""
     k: int = 32
     batch_size: int = 4096
-    dead_window: int = 500_000
+    dead_window: int = 100_000
+    """A latent silent for this many tokens joins the AuxK revival set (25 steps of 4,096)."""
     seed: int = 0
 
 
@@ -279,7 +294,7 @@ def activation_stream(
 def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     """Train the bundle's SAE on activations of its backbone layer, streamed from synthetic data;
     write it to ``<bundle>/sae/`` (SAELens layout) and its figures into the manifest."""
-    from guardrail import synth
+    from guardrail import corpus, synth
     from guardrail.bundle import find
     from guardrail.sae import TrainSaeConfig, evaluate, train_sae
 
@@ -289,7 +304,13 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime)
     t0 = time.perf_counter()
     # records are ~50 tokens: generate more than enough, the token budget stops training
-    stream = activation_stream(backbone, synth.iter_records(cfg.tokens // 20, seed=cfg.seed + 100))
+    records = corpus.mix(
+        synth.iter_records(cfg.tokens // 20, seed=cfg.seed + 100),
+        corpus.iter_records(seed=cfg.seed),
+        weights=(1 - cfg.general_share, cfg.general_share),
+        seed=cfg.seed,
+    )
+    stream = activation_stream(backbone, records)
     tcfg = TrainSaeConfig(
         d_sae=cfg.d_sae,
         k=cfg.k,
@@ -303,11 +324,13 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     )
     sae, tlog = train_sae(stream, tcfg)
     seconds = time.perf_counter() - t0
-    held = list(
-        activation_stream(backbone, synth.generate(cfg.heldout_records, seed=cfg.seed + 7, family="calib"))
-    )
-    ev = evaluate(sae, held)
-    sae.save(folder / "sae")
+    held_general = [
+        Record(id=f"general-heldout-{i}", text=t) for i, t in enumerate(corpus.paragraphs("heldout"))
+    ]
+    held_records = synth.generate(cfg.heldout_records, seed=cfg.seed + 7, family="calib") + held_general
+    ev = evaluate(sae, activation_stream(backbone, held_records))
+    sae.cfg.dtype = "bfloat16"  # inference runs in bf16 (never fp16); halves the bundle
+    sae.to(torch.bfloat16).save(folder / "sae")
     figures = {
         "d_sae": cfg.d_sae,
         "k": cfg.k,
@@ -317,8 +340,214 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
         "heldout_l0": round(float(ev["l0"]), 2),
         "heldout_dead_share": round(float(ev["dead_share"]), 4),
         "heldout_tokens": int(ev["tokens"]),
+        "general_share": cfg.general_share,
         "command": f"guardrail train-sae --bundle {cfg.bundle} --tokens {cfg.tokens}",
     }
     bundle.manifest.metrics["sae"] = figures
+    bundle.save()
+    return figures
+
+
+@dataclass(slots=True)
+class SaeProbeConfig:
+    """What ``guardrail train-sae-probe`` can set."""
+
+    bundle: str = DEFAULT_BUNDLE
+    n_train: int = 8000
+    n_calib: int = 2000
+    seed: int = 0
+    n_latents: int = 256
+    """Latents the probe reads (selected by class-mean difference on the training data)."""
+    sweep: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    """Latent counts whose recall/precision is reported (a quick linear head per count)."""
+    context: tuple[int, ...] = (-1, 0, 1)
+    heads: tuple[str, ...] = ("linear", "forest")
+    o_keep: float = 0.35
+    c: float = 0.5
+    n_trees: int = 64
+    max_depth: int = 12
+    min_samples_leaf: int = 20
+    batch_size: int = 16
+
+
+def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class mean code ``[C, d_sae]``, overall std ``[d_sae]`` and class token counts ``[C]``, from
+    the SAE's sparse TopK codes (no dense code matrix of the corpus is built)."""
+    d = sae.cfg.d_sae
+    sums = torch.zeros(n_classes, d, dtype=torch.float64)
+    sq = torch.zeros(d, dtype=torch.float64)
+    counts = torch.zeros(n_classes, dtype=torch.float64)
+    with torch.inference_mode():
+        for x, y in zip(acts.resid, acts.labels, strict=True):
+            if not len(y):
+                continue
+            vals, idx = sae._topk(sae.pre_acts(x.float()))
+            vals = vals.double()
+            yy = torch.from_numpy(y).long()
+            dense = torch.zeros(len(y), d, dtype=torch.float64).scatter_(1, idx, vals)
+            sums.index_add_(0, yy, dense)
+            sq += dense.pow(2).sum(0)
+            counts += torch.bincount(yy, minlength=n_classes).double()
+    n = counts.sum().clamp_min(1)
+    means = sums / counts.clamp_min(1)[:, None]
+    overall = sums.sum(0) / n
+    std = (sq / n - overall.pow(2)).clamp_min(0).sqrt()
+    return means.numpy(), std.numpy(), counts.numpy()
+
+
+def sae_design(
+    probe_like: Probe, acts: Activations, o_keep: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of an SAE probe (its latents and context) for the kept tokens, and their labels."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    with torch.inference_mode():
+        for r, y in zip(acts.resid, acts.labels, strict=True):
+            if not len(y):
+                continue
+            keep = (y > 0) | (rng.random(len(y)) < o_keep)
+            xs.append(probe_like.features(r.float())[torch.from_numpy(keep)].numpy())
+            ys.append(y[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _probe_metrics(
+    probe: AnyProbe,
+    recs: Sequence[Record],
+    acts: Activations,
+    keep: Sequence[str],
+    thresholds: dict[str, float],
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    from guardrail.metrics import score
+
+    probs = predict(probe, acts)
+    o = score(recs, spans_of(recs, acts, probs, keep, thresholds, 0.0), labels=PRIVACY)["overall"]
+    return probs, {k: round(float(o[k] or 0.0), 4) for k in ("leakage", "recall_partial", "precision", "f1")}
+
+
+def top_latents(probe: Probe, n: int) -> list[dict[str, object]]:
+    """The latents with the largest standardised weight (class against ``O``, the token's own code) of a
+    linear SAE probe, one row per latent with the class it speaks for."""
+    assert probe.latents is not None
+    width = len(probe.latents)
+    own = probe.context.index(0) if 0 in probe.context else 0
+    w = (probe.weight[1:] - probe.weight[0])[:, own * width : (own + 1) * width]  # [C-1, L]
+    best, cls = w.max(0)
+    rows = []
+    for i in torch.argsort(best, descending=True)[:n].tolist():
+        label = probe.classes[1 + int(cls[i])]
+        rows.append({"latent": int(probe.latents[i]), "label": label, "weight": round(float(best[i]), 3)})
+    return rows
+
+
+def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
+    """Fit probes on the SAE codes of the bundle's SAE (one per head), calibrate them like the raw
+    probe, and add them to the bundle as ``sae-<head>``; returns the figures it wrote to the manifest."""
+    from guardrail import synth
+    from guardrail.backbone import pick_dtype
+    from guardrail.bundle import find
+    from guardrail.probe import fit_forest, select_latents
+
+    t_start = time.perf_counter()
+    folder = find(cfg.bundle)
+    bundle = Bundle.load(folder)
+    if bundle.sae is None:
+        raise ValueError(f"bundle {folder.name} has no SAE: run `guardrail train-sae` first")
+    sae = bundle.sae.to(dtype=pick_dtype(torch.device("cpu"))).eval()  # as inference runs it
+    m = bundle.manifest
+    ref = m.backbone
+    keep = list(m.detect_labels)
+    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime)
+    tr = collect(backbone, synth.generate(cfg.n_train, seed=cfg.seed, family="train"), "activations (train)")
+    calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
+    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
+    n_cls = len(PROBE_CLASSES)
+    means, std, counts = code_stats(sae, tr, n_cls)
+    enough = counts >= 20
+
+    def shell(latents: np.ndarray) -> Probe:
+        lat = torch.from_numpy(latents)
+        width = len(lat) * len(cfg.context)
+        z = torch.zeros(width)
+        return Probe(
+            torch.zeros(n_cls, width),
+            torch.zeros(n_cls),
+            z,
+            z + 1,
+            context=cfg.context,
+            source="sae",
+            latents=lat,
+            sae=sae,
+        )
+
+    sweep = []
+    for n in tqdm(sorted({*cfg.sweep, cfg.n_latents}), desc="latent sweep"):
+        lat = select_latents(means, std, n, enough)
+        x, y = sae_design(shell(lat), tr, cfg.o_keep * 0.5, cfg.seed)
+        p = fit(
+            x, y, context=cfg.context, c=cfg.c, max_iter=150, seed=cfg.seed, latents=torch.from_numpy(lat)
+        )
+        p.sae = sae
+        half = {k: 0.5 for k in keep}
+        _, met = _probe_metrics(p, calib_recs, ca, keep, half)
+        sweep.append({"n_latents": n, **{f"{k}_at_0.5": v for k, v in met.items()}})
+        log.info("latent sweep %s", sweep[-1])
+    latents = select_latents(means, std, cfg.n_latents, enough)
+    x, y = sae_design(shell(latents), tr, cfg.o_keep, cfg.seed)
+    lat = torch.from_numpy(latents)
+    figures: dict[str, object] = {"latent_sweep": sweep, "n_latents": len(latents)}
+    for head in cfg.heads:
+        t0 = time.perf_counter()
+        if head == "linear":
+            probe: AnyProbe = fit(
+                x, y, context=cfg.context, c=cfg.c, max_iter=300, seed=cfg.seed, latents=lat
+            )
+        elif head == "forest":
+            probe = fit_forest(
+                x,
+                y,
+                latents=lat,
+                context=cfg.context,
+                n_trees=cfg.n_trees,
+                max_depth=cfg.max_depth,
+                min_samples_leaf=cfg.min_samples_leaf,
+                seed=cfg.seed,
+            )
+        else:
+            raise ValueError(f"unknown head {head!r}; expected linear or forest")
+        probe.sae = sae
+        fit_s = time.perf_counter() - t0
+        cprobs = predict(probe, ca)
+        thresholds = calibrate(cprobs, ca.labels, keep, m.recall_target)
+        lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
+        name = f"sae-{'lr' if head == 'linear' else 'rf'}"
+        bundle.probes[name] = probe
+        m.probes[name] = ProbeEntry(
+            prefix=f"{name}.",
+            features="sae",
+            head=head,  # type: ignore[arg-type]
+            thresholds=thresholds,
+            lone_min_score=lone,
+            metrics={
+                "calib_probe_only": calib_metrics,
+                "fit_seconds": round(fit_s, 1),
+                "train_tokens": len(y),
+                "features": int(x.shape[1]),
+            },
+        )
+        figures[name] = calib_metrics
+        log.info("%s calib (probe only): %s", name, calib_metrics)
+        if isinstance(probe, Probe):
+            figures["top_latents"] = top_latents(probe, 12)
+    m.training["sae_probe"] = {
+        "n_train_records": cfg.n_train,
+        "n_calib_records": cfg.n_calib,
+        "seed": cfg.seed,
+        "context": list(cfg.context),
+        "selection": "standardised class-mean difference, classes take turns",
+        "latents": [int(j) for j in latents],
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    m.metrics["sae_probe"] = figures
     bundle.save()
     return figures

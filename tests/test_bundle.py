@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from guardrail.bundle import BackboneRef, Bundle, BundleError, Manifest, find
+from guardrail.bundle import BackboneRef, Bundle, BundleError, Manifest, ProbeEntry, find
 from guardrail.labels import PROBE_CLASSES
 from guardrail.probe import Probe
 
@@ -15,14 +15,19 @@ from guardrail.probe import Probe
 def _bundle(folder) -> Bundle:
     n = len(PROBE_CLASSES)
     probe = Probe(torch.zeros(n, 4), torch.zeros(n), torch.zeros(4), torch.ones(4))
-    m = Manifest(name="t", backbone=BackboneRef(id="x", layer=1), thresholds={"PERSON": 0.3})
+    m = Manifest(
+        name="t",
+        backbone=BackboneRef(id="x", layer=1),
+        probes={"raw": ProbeEntry(prefix="raw.", thresholds={"PERSON": 0.3})},
+    )
     return Bundle(folder, m, {"raw": probe})
 
 
 def test_round_trip(tmp_path) -> None:
     _bundle(tmp_path / "b").save()
     b = Bundle.load(tmp_path / "b")
-    assert b.manifest.thresholds == {"PERSON": 0.3} and set(b.probes) == {"raw"}
+    assert b.manifest.probes["raw"].thresholds == {"PERSON": 0.3} and set(b.probes) == {"raw"}
+    assert b.sae is None
     assert not list((tmp_path / "b").glob("*.pkl"))
 
 
@@ -34,7 +39,10 @@ def test_unknown_path_is_a_clear_error(tmp_path) -> None:
 @pytest.mark.parametrize(
     "patch, where",
     [
-        ({"thresholds": {"NAME": 0.5}}, "thresholds"),
+        ({"probes": {"raw": {"prefix": "raw.", "thresholds": {"NAME": 0.5}}}}, "thresholds"),
+        ({"probes": {"raw": {"prefix": "raw.", "head": "forest"}}}, "not what the manifest says"),
+        ({"probes": {"raw": {"prefix": "raw.", "features": "sae"}}}, "not what the manifest says"),
+        ({"format_version": 1}, "format_version"),
         ({"detect_labels": ["SECRET"]}, "detect_labels"),
         ({"backbone": {"id": "x", "layer": 0}}, "backbone.layer"),
         ({"surprise": 1}, "surprise"),
@@ -64,5 +72,6 @@ def test_shipped_default_bundle_validates() -> None:
     b = Bundle.load("gemma-3-270m")
     m = b.manifest
     assert m.backbone.id == "gemma-3-270m" and m.backbone.license == "Gemma Terms of Use"
-    assert set(m.thresholds) >= set(m.detect_labels)
+    for entry in m.probes.values():
+        assert set(entry.thresholds) >= set(m.detect_labels)
     assert (b.folder / "MODEL_CARD.md").is_file()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from guardrail.backbone import Backbone
-from guardrail.bundle import BackboneRef, Bundle, Manifest
+from guardrail.bundle import BackboneRef, Bundle, Manifest, ProbeEntry
 from guardrail.data import Record
 from guardrail.pipeline import Guardrail, GuardrailError, collapse
 from guardrail.probe import fit
@@ -41,7 +41,7 @@ def tiny_guard(tiny_model_dir, tmp_path_factory) -> Guardrail:
     m = Manifest(
         name="tiny",
         backbone=BackboneRef(id=str(tiny_model_dir), layer=2),
-        thresholds={"PERSON": 0.5},
+        probes={"raw": ProbeEntry(prefix="raw.", thresholds={"PERSON": 0.5})},
         detect_labels=["PERSON", "EMAIL", "PHONE", "CREDIT_CARD"],
     )
     Bundle(folder, m, {"raw": probe}).save()

@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from guardrail.labels import PROBE_CLASSES
-from guardrail.probe import Probe, ProbeError, fit, rms_normalise, token_features
+from guardrail.probe import (
+    ForestProbe,
+    Probe,
+    ProbeError,
+    fit,
+    forest_from_sklearn,
+    load_probe,
+    rms_normalise,
+    sae_features,
+    select_latents,
+    token_features,
+)
 
 
 def test_rms_normalise_is_scale_invariant() -> None:
@@ -56,3 +67,85 @@ def test_load_rejects_bad_files(tmp_path) -> None:
     q.save(tmp_path / "q.safetensors")
     with pytest.raises(ProbeError, match="first class"):
         Probe.load(tmp_path / "q.safetensors")
+
+
+def _blobs(n: int = 600, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.choice([0, 1, 3], size=n)  # O, PERSON, PHONE
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, 0] += 2.0 * (y == 1)
+    x[:, 1] += 2.0 * (y == 3)
+    return x, y
+
+
+def test_forest_matches_sklearn_and_round_trips(tmp_path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = _blobs()
+    clf = RandomForestClassifier(n_estimators=7, max_depth=5, random_state=0).fit(x, y)
+    probe = forest_from_sklearn(clf, latents=None)
+    ours = probe.probs(torch.from_numpy(x)).numpy()
+    ref = clf.predict_proba(x)
+    assert np.allclose(ours[:, [0, 1, 3]], ref, atol=1e-6) and np.allclose(ours[:, 2], 0)
+    probe.save(tmp_path / "p.safetensors", "rf.")
+    again = load_probe(tmp_path / "p.safetensors", "rf.")
+    assert isinstance(again, ForestProbe) and again.depth == probe.depth
+    assert torch.equal(again.probs(torch.from_numpy(x)), probe.probs(torch.from_numpy(x)))
+    # Saabas: the root's value plus every feature's contribution is the predicted probability
+    feats = torch.from_numpy(x[:20])
+    contrib = probe.contributions(feats, 1).sum(1)
+    root = probe.value[:, 0, 1].mean()
+    assert torch.allclose(root + contrib, probe.probs(feats)[:, 1], atol=1e-5)
+    assert int(probe.contributions(feats, 1).abs().sum(0).argmax()) == 0  # PERSON rides on feature 0
+
+
+def test_forest_load_refuses_broken_arrays(tmp_path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = _blobs(200)
+    probe = forest_from_sklearn(RandomForestClassifier(n_estimators=2, max_depth=3).fit(x, y), latents=None)
+    probe.left[0, 0] = 10_000
+    probe.save(tmp_path / "p.safetensors")
+    with pytest.raises(ProbeError, match="out of range"):
+        load_probe(tmp_path / "p.safetensors")
+
+
+def test_linear_head_contributions_explain_the_log_odds() -> None:
+    x, y = _blobs()
+    probe = fit(x, y, context=(0,))
+    feats = torch.from_numpy(x[:10])
+    p = probe.probs(feats)
+    log_odds = torch.log(p[:, 1]) - torch.log(p[:, 0])
+    const = probe.bias[1] - probe.bias[0]
+    assert torch.allclose(probe.contributions(feats, 1).sum(1) + const, log_odds, atol=1e-3)
+
+
+def test_sae_probe_reads_selected_codes_with_context(tmp_path) -> None:
+    from guardrail.sae import Sae, SaeConfig
+
+    sae = Sae(SaeConfig(d_in=8, d_sae=32, k=4), seed=1)
+    latents = torch.tensor([3, 7, 20])
+    resid = torch.randn(5, 8) * 100
+    feats = sae_features(resid, sae, latents, (-1, 0))
+    codes = sae.encode(resid)[:, latents]
+    assert feats.shape == (5, 6)
+    assert torch.allclose(feats[:, 3:], codes) and torch.allclose(feats[1:, :3], codes[:-1])
+    x = torch.randn(40, 6).abs()
+    probe = fit(x.numpy(), np.arange(40) % 2, context=(-1, 0), latents=latents)
+    assert probe.source == "sae" and probe.feature_name(4) == (0, 7) and probe.feature_name(0) == (-1, 3)
+    with pytest.raises(ProbeError, match="SAE attached"):
+        probe(resid)
+    probe.sae = sae
+    batch = probe.probs_batch([resid, resid[:2]])
+    assert torch.allclose(batch[0], probe(resid), atol=1e-6) and batch[1].shape == (2, len(PROBE_CLASSES))
+    probe.save(tmp_path / "p.safetensors", "sae.")
+    again = load_probe(tmp_path / "p.safetensors", "sae.")
+    assert torch.equal(again.latents, latents) and again.sae is None
+
+
+def test_select_latents_takes_turns_between_classes() -> None:
+    means = np.zeros((4, 10))
+    means[1, [0, 1, 2]] = [3.0, 2.0, 1.0]  # class 1 likes latents 0, 1, 2
+    means[2, [5, 6]] = [0.5, 0.4]  # class 2, weaker, likes 5 and 6
+    chosen = select_latents(means, np.ones(10), 3, np.array([True, True, True, False]))
+    assert chosen.tolist() == [0, 1, 5]  # 0 (class 1), 5 (class 2), 1 (class 1); class 3 skipped

@@ -561,3 +561,15 @@ def test_constant_normalisation_is_fitted_to_the_data():
     x = synthetic(512, seed=3)
     mean_norm = float(sae.normalise(x).norm(dim=1).mean())
     assert mean_norm == pytest.approx(D_SYNTH**0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "jumprelu"])
+def test_encode_selected_equals_the_dense_codes(architecture: str) -> None:
+    cfg = SaeConfig(d_in=16, d_sae=64, architecture=architecture, k=8 if architecture == "topk" else None)
+    sae = Sae(cfg, seed=3)
+    if architecture == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.fill_(0.05)
+    x = torch.randn(30, 16) * 50
+    latents = torch.tensor([0, 5, 17, 63])
+    assert torch.allclose(sae.encode_selected(x, latents), sae.encode(x)[:, latents])

@@ -6,12 +6,22 @@ import json
 
 import numpy as np
 
+from guardrail import features
 from guardrail.bundle import Bundle
 from guardrail.labels import PROBE_CLASSES
 from guardrail.pipeline import Guardrail
 from guardrail.sae import Sae
 from guardrail.spans import Span
-from guardrail.train import SaeTrainConfig, TrainConfig, calibrate, token_labels, train, train_sae_for_bundle
+from guardrail.train import (
+    SaeProbeConfig,
+    SaeTrainConfig,
+    TrainConfig,
+    calibrate,
+    token_labels,
+    train,
+    train_sae_for_bundle,
+    train_sae_probe,
+)
 
 
 def test_token_labels_skip_the_leading_space() -> None:
@@ -46,8 +56,8 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
     )
     bundle = train(cfg)
     m = Bundle.load(cfg.out).manifest
-    assert m.backbone.layer == 2 and set(m.thresholds) == set(m.detect_labels)
-    assert m.training["n_train_records"] == 300 and "calib_probe_only" in m.metrics
+    assert m.backbone.layer == 2 and set(m.probes["raw"].thresholds) == set(m.detect_labels)
+    assert m.training["n_train_records"] == 300 and "calib_probe_only" in m.probes["raw"].metrics
     assert (cfg.out / "MODEL_CARD.md").read_text().startswith("# Guard bundle")
     g = Guardrail.load(cfg.out, dtype="fp32")
     (spans,) = g.detect(["write to ana.silva@example.com"])
@@ -63,3 +73,35 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
     assert sae.cfg.d_in == 32 and sae.cfg.d_sae == 64
     manifest = json.loads((cfg.out / "guard.json").read_text())
     assert manifest["metrics"]["sae"]["k"] == 4
+
+    # SAE-feature probes on top, both heads, then explanations end to end
+    figures = train_sae_probe(
+        SaeProbeConfig(
+            bundle=str(bundle.folder),
+            n_train=150,
+            n_calib=60,
+            n_latents=16,
+            sweep=(8,),
+            n_trees=5,
+            max_depth=4,
+        )
+    )
+    assert [row["n_latents"] for row in figures["latent_sweep"]] == [8, 16]
+    b = Bundle.load(cfg.out)
+    assert set(b.probes) == {"raw", "sae-lr", "sae-rf"} and b.sae is not None
+    assert b.probes["sae-rf"].head == "forest" and len(b.probes["sae-lr"].latents) == 16
+    assert set(b.manifest.probes["sae-rf"].thresholds) == set(b.manifest.detect_labels)
+    doc = features.build(cfg.out, n_records=30)
+    assert len(doc["latents"]) == 64
+    assert all("top_contexts" in doc["latents"][str(int(j))] for j in b.probes["sae-lr"].latents)
+    g = Guardrail.load(cfg.out, dtype="fp32", probe="sae-rf", patterns=False)
+    text = "thanks Lena Vogt, please call"
+    probs = g.scores([text])[0].probs
+    assert probs.shape[1] == len(PROBE_CLASSES) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    g.thresholds = dict.fromkeys(g.labels, 0.0)  # flag every token: every probe span gets explained
+    g.lone_min_score = 0.0
+    (spans,) = g.detect([text], explain=True)
+    assert spans and all(s.features for s in spans)
+    for f in spans[0].features:
+        assert f.contribution > 0 and f.latent in set(b.probes["sae-rf"].latents.tolist())
+        assert f.description  # from features.json
