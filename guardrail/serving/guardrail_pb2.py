@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"f\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\".\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"M\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"9\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\">\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"h\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"\x10\n\x0eGetInfoRequest\"\xbc\x01\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x32\xb8\x02\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"v\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\".\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"M\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"9\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\">\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"h\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"\x10\n\x0eGetInfoRequest\"\xbc\x01\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x32\xb8\x02\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,29 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'guardrail.v1.guardrail_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SPAN']._serialized_start=46
-  _globals['_SPAN']._serialized_end=148
-  _globals['_DETECTREQUEST']._serialized_start=150
-  _globals['_DETECTREQUEST']._serialized_end=196
-  _globals['_DETECTION']._serialized_start=198
-  _globals['_DETECTION']._serialized_end=244
-  _globals['_DETECTRESPONSE']._serialized_start=246
-  _globals['_DETECTRESPONSE']._serialized_end=304
-  _globals['_REDACTREQUEST']._serialized_start=306
-  _globals['_REDACTREQUEST']._serialized_end=383
-  _globals['_REDACTED']._serialized_start=385
-  _globals['_REDACTED']._serialized_end=444
-  _globals['_REDACTRESPONSE']._serialized_start=446
-  _globals['_REDACTRESPONSE']._serialized_end=503
-  _globals['_STREAMOPTIONS']._serialized_start=505
-  _globals['_STREAMOPTIONS']._serialized_end=567
-  _globals['_REDACTSTREAMREQUEST']._serialized_start=569
-  _globals['_REDACTSTREAMREQUEST']._serialized_end=651
-  _globals['_REDACTSTREAMRESPONSE']._serialized_start=653
-  _globals['_REDACTSTREAMRESPONSE']._serialized_end=757
-  _globals['_GETINFOREQUEST']._serialized_start=759
-  _globals['_GETINFOREQUEST']._serialized_end=775
-  _globals['_GETINFORESPONSE']._serialized_start=778
-  _globals['_GETINFORESPONSE']._serialized_end=966
-  _globals['_GUARDRAIL']._serialized_start=969
-  _globals['_GUARDRAIL']._serialized_end=1281
+  _globals['_SPAN']._serialized_end=164
+  _globals['_DETECTREQUEST']._serialized_start=166
+  _globals['_DETECTREQUEST']._serialized_end=212
+  _globals['_DETECTION']._serialized_start=214
+  _globals['_DETECTION']._serialized_end=260
+  _globals['_DETECTRESPONSE']._serialized_start=262
+  _globals['_DETECTRESPONSE']._serialized_end=320
+  _globals['_REDACTREQUEST']._serialized_start=322
+  _globals['_REDACTREQUEST']._serialized_end=399
+  _globals['_REDACTED']._serialized_start=401
+  _globals['_REDACTED']._serialized_end=460
+  _globals['_REDACTRESPONSE']._serialized_start=462
+  _globals['_REDACTRESPONSE']._serialized_end=519
+  _globals['_STREAMOPTIONS']._serialized_start=521
+  _globals['_STREAMOPTIONS']._serialized_end=583
+  _globals['_REDACTSTREAMREQUEST']._serialized_start=585
+  _globals['_REDACTSTREAMREQUEST']._serialized_end=667
+  _globals['_REDACTSTREAMRESPONSE']._serialized_start=669
+  _globals['_REDACTSTREAMRESPONSE']._serialized_end=773
+  _globals['_GETINFOREQUEST']._serialized_start=775
+  _globals['_GETINFOREQUEST']._serialized_end=791
+  _globals['_GETINFORESPONSE']._serialized_start=794
+  _globals['_GETINFORESPONSE']._serialized_end=982
+  _globals['_GUARDRAIL']._serialized_start=985
+  _globals['_GUARDRAIL']._serialized_end=1297
 # @@protoc_insertion_point(module_scope)

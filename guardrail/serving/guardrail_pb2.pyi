@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Span(_message.Message):
-    __slots__ = ("start", "end", "label", "score", "start_byte", "end_byte")
+    __slots__ = ("start", "end", "label", "score", "start_byte", "end_byte", "source")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     START_BYTE_FIELD_NUMBER: _ClassVar[int]
     END_BYTE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     start: int
     end: int
     label: str
     score: float
     start_byte: int
     end_byte: int
-    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ...) -> None: ...
+    source: str
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
     __slots__ = ("texts", "labels")

@@ -1,0 +1,246 @@
+"""Pre-logging hook: every log record is redacted before any handler writes it.
+
+>>> import guardrail.logging
+>>> guardrail.logging.install(target="127.0.0.1:50051")   # through the sidecar; or guard=Guardrail.load()
+
+:class:`RedactingFilter` is a :class:`logging.Filter` that replaces a record's formatted message (``msg %
+args``), its exception text and its stack text by their redacted forms, so formatters and handlers only
+ever see redacted text. :func:`install` puts it on the root logger and its handlers (records of every
+logger propagate through those handlers). :func:`structlog_processor` does the same for structlog event
+dicts, without importing structlog.
+
+It fails closed. When the detector cannot answer (sidecar down, or slower than ``timeout``), the record is
+redacted by Presidio's pattern recognizers alone (emails, phones, cards, IBANs, IPs, IDs; no names) and
+marked: the message starts with :data:`PATTERNS_ONLY_MARK` and ``record.guardrail == "patterns"``. With
+``on_failure="drop"``, or if the patterns fail too, the text is replaced by :data:`WITHHELD`. Raw text is
+never passed on. Other record attributes (``extra=``) are not touched: keep PII out of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from guardrail.labels import PRIVACY
+from guardrail.redact import Redactor
+
+if TYPE_CHECKING:
+    from guardrail.patterns import PatternDetector
+    from guardrail.pipeline import Guardrail
+
+PATTERNS_ONLY_MARK = "[guardrail: patterns only] "
+"""Prefix of a message redacted by the pattern recognizers alone (the detector was unreachable)."""
+WITHHELD = "[guardrail: text withheld]"
+"""What is written instead of a text that could not be redacted at all."""
+FALLBACK_LABELS: tuple[str, ...] = (*PRIVACY, "PASSWORD", "OTHER")
+"""Labels the pattern fallback redacts (identifiers of people, devices and accounts)."""
+
+Outcome = Literal["model", "patterns", "withheld"]
+
+
+class Backend(Protocol):
+    """Something that redacts a list of texts (raises when it cannot)."""
+
+    def __call__(self, texts: list[str]) -> list[str]: ...
+
+
+def in_process(guard: Guardrail, operator: str = "placeholder") -> Backend:
+    """Redact with a :class:`Guardrail` in this process (one call at a time)."""
+    lock = threading.Lock()
+
+    def redact(texts: list[str]) -> list[str]:
+        with lock:
+            return [r.text for r in guard.redact(texts, operator=operator)]
+
+    return redact
+
+
+def through_sidecar(
+    target: str, *, timeout: float = 0.5, operator: str = "placeholder", **client: Any
+) -> Backend:
+    """Redact through the sidecar at ``target`` with a deadline of ``timeout`` seconds per record.
+
+    No retries: a log call must not stall; the pattern fallback answers instead. ``client`` goes to
+    :class:`guardrail.client.GuardrailClient` (TLS, token).
+    """
+    from guardrail.client import GuardrailClient
+
+    conn = GuardrailClient(target, timeout=timeout, retries=0, **client)
+
+    def redact(texts: list[str]) -> list[str]:
+        return [r.text for r in conn.redact(texts, operator=operator)]
+
+    redact.close = conn.close  # type: ignore[attr-defined]
+    return redact
+
+
+class _PatternRedactor:
+    """The fallback: Presidio's pattern recognizers and the placeholder operator."""
+
+    def __init__(self, detector: PatternDetector | None = None):
+        if detector is None:
+            from guardrail.patterns import PatternDetector
+
+            detector = PatternDetector(labels=FALLBACK_LABELS)
+        self._detector = detector
+        self._redactor = Redactor("placeholder")
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        found = self._detector.detect_batch(texts)
+        return [self._redactor.redact(t, s).text for t, s in zip(texts, found, strict=True)]
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts message, arguments, exception and stack text of each record in place (see the module doc).
+
+    ``backend``: :func:`in_process` or :func:`through_sidecar`. ``on_failure``: ``patterns`` (default) or
+    ``drop``. ``patterns``: a shared :class:`~guardrail.patterns.PatternDetector` for the fallback (built
+    here when not given, so that an outage never waits for it to load).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        on_failure: Literal["patterns", "drop"] = "patterns",
+        patterns: PatternDetector | None = None,
+        mark: str = PATTERNS_ONLY_MARK,
+    ):
+        super().__init__()
+        if on_failure not in ("patterns", "drop"):
+            raise ValueError("on_failure must be 'patterns' or 'drop'")
+        self.backend = backend
+        self.on_failure = on_failure
+        self.mark = mark
+        self._fallback = _PatternRedactor(patterns) if on_failure == "patterns" else None
+        self._busy = threading.local()  # a record logged while redacting (by grpc, presidio) must not loop
+
+    def redact_texts(self, texts: list[str]) -> tuple[list[str], Outcome]:
+        """Redact ``texts`` with the backend, else the fallback, else withhold them; never raises."""
+        if not texts:
+            return [], "model"
+        depth = getattr(self._busy, "depth", 0)
+        self._busy.depth = depth + 1
+        try:
+            if depth == 0:
+                try:
+                    return self.backend(texts), "model"
+                except Exception:
+                    pass
+            if self._fallback is not None and depth <= 1:
+                try:
+                    return self._fallback(texts), "patterns"
+                except Exception:
+                    pass
+            return [WITHHELD for _ in texts], "withheld"
+        finally:
+            self._busy.depth = depth
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place (once, however many handlers it passes); always keeps it."""
+        if getattr(record, "guardrail", None) is not None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # args that do not fit the format: the handler would fail; keep the template
+            message = str(record.msg)
+        exc_text = record.exc_text
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_text = logging.Formatter().formatException(record.exc_info)
+        texts = [message]
+        if exc_text:
+            texts.append(exc_text)
+        if record.stack_info:
+            texts.append(record.stack_info)
+        done, outcome = self.redact_texts(texts)
+        pieces = iter(done)
+        record.msg = next(pieces)
+        record.args = None
+        record.exc_info = None  # a formatter must not format the raw traceback again
+        record.exc_text = next(pieces) if exc_text else None
+        record.stack_info = next(pieces) if record.stack_info else None
+        if outcome == "patterns" and self.mark:
+            record.msg = self.mark + record.msg
+        record.guardrail = outcome
+        return True
+
+
+def install(
+    *,
+    target: str | None = None,
+    guard: Guardrail | None = None,
+    logger: logging.Logger | None = None,
+    timeout: float = 0.5,
+    on_failure: Literal["patterns", "drop"] = "patterns",
+    **client: Any,
+) -> RedactingFilter:
+    """Redact every record that reaches ``logger`` (default: the root logger) and its handlers.
+
+    ``target``: the sidecar (``host:port``); else ``guard``: an in-process :class:`Guardrail`; else the
+    default bundle is loaded here. The filter goes on the logger (records logged to it directly) and on
+    each of its handlers (records propagated from other loggers); call again after adding handlers.
+    """
+    if target is not None:
+        backend = through_sidecar(target, timeout=timeout, **client)
+    else:
+        if guard is None:
+            from guardrail.pipeline import Guardrail
+
+            guard = Guardrail.load()
+        backend = in_process(guard)
+    redacting = RedactingFilter(backend, on_failure=on_failure)
+    logger = logger if logger is not None else logging.getLogger()
+    for h in [logger, *logger.handlers]:
+        for old in [f for f in h.filters if isinstance(f, RedactingFilter)]:
+            h.removeFilter(old)
+        h.addFilter(redacting)
+    return redacting
+
+
+def structlog_processor(
+    redacting: RedactingFilter,
+) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
+    """A structlog processor redacting every string in the event dict (nested dicts and lists too).
+
+    Put it after ``format_exc_info`` (so the exception is text) and before the renderer. Under the
+    pattern fallback the event gets ``guardrail="patterns"`` and the mark on ``event``.
+    """
+
+    def process(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        paths: list[tuple[Any, Any]] = []
+        texts: list[str] = []
+        _collect(event, paths, texts)
+        done, outcome = redacting.redact_texts(texts)
+        for (container, key), text in zip(paths, done, strict=True):
+            container[key] = text
+        if outcome != "model":
+            event["guardrail"] = outcome
+            if outcome == "patterns" and isinstance(event.get("event"), str) and redacting.mark:
+                event["event"] = redacting.mark + event["event"]
+        return event
+
+    return process
+
+
+def _collect(node: Any, paths: list[tuple[Any, Any]], texts: list[str]) -> None:
+    items: Sequence[tuple[Any, Any]]
+    if isinstance(node, MutableMapping):
+        items = list(node.items())
+    elif isinstance(node, list):
+        items = list(enumerate(node))
+    else:
+        return
+    for key, value in items:
+        if isinstance(value, str):
+            paths.append((node, key))
+            texts.append(value)
+        elif isinstance(value, MutableMapping | list):
+            _collect(value, paths, texts)
+        elif isinstance(value, tuple | set | BaseException) or not isinstance(
+            value, int | float | bool | None
+        ):
+            # anything else may render to text with PII in it: render it now and redact that
+            paths.append((node, key))
+            texts.append(repr(value) if isinstance(value, tuple | set) else str(value))

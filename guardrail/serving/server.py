@@ -1,0 +1,512 @@
+"""The gRPC sidecar: ``guardrail.v1.Guardrail`` on ``grpc.aio``, a thin adapter over :class:`Guardrail`.
+
+The servicer translates: it checks limits, routes every detection through the micro-:class:`Batcher`
+(one model instance, one model thread), redacts with :class:`guardrail.redact.Redactor`, and maps errors
+to status codes. Health (``grpc.health.v1``) and server reflection are served beside it, metrics on
+their own port. Nothing here logs, counts or echoes request text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import guardrail
+from guardrail.labels import CANONICAL
+from guardrail.pipeline import Guardrail, GuardrailError
+from guardrail.redact import OPERATORS, RedactionError, Redactor
+from guardrail.serving import guardrail_pb2 as pb
+from guardrail.serving import guardrail_pb2_grpc as pb_grpc
+from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull
+from guardrail.serving.metrics import ServingMetrics
+from guardrail.serving.settings import ServeSettings
+from guardrail.serving.streaming import StreamRedactor
+from guardrail.spans import Span
+
+log = logging.getLogger("guardrail.serving")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Guardrail"].full_name
+"""``guardrail.v1.Guardrail``."""
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class Invalid(Exception):
+    """A request the server refuses to read (INVALID_ARGUMENT); the message never quotes its text."""
+
+
+def _status(e: BaseException) -> tuple[grpc.StatusCode, str]:
+    """Status code and message for an error raised while serving a call."""
+    if isinstance(e, Invalid | GuardrailError | RedactionError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(e)
+    if isinstance(e, QueueFull):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {e}; retry with backoff"
+    if isinstance(e, Expired):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(e)
+    if isinstance(e, Closed):
+        return grpc.StatusCode.UNAVAILABLE, str(e)
+    # An unexpected error may carry text in its message: only its type goes out, and to the log.
+    log.error("internal error in a call: %s", type(e).__name__)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__})"
+
+
+def pb_spans(text: str, spans: Sequence[Span], offset: int = 0, byte_offset: int = 0) -> list[pb.Span]:
+    """Spans as messages, with UTF-8 byte offsets into ``text`` (shifted by ``offset``/``byte_offset``).
+
+    ``spans`` index ``text``; the code-point offsets are reported plus ``offset``.
+    """
+    out: list[pb.Span] = []
+    pos = nbytes = 0
+    for s in sorted(spans, key=lambda s: s.start):
+        start_b = nbytes + len(text[pos : s.start].encode("utf-8", "surrogatepass"))
+        end_b = start_b + len(text[s.start : s.end].encode("utf-8", "surrogatepass"))
+        pos, nbytes = s.end, end_b
+        out.append(
+            pb.Span(
+                start=s.start + offset,
+                end=s.end + offset,
+                label=s.label,
+                score=s.score,
+                start_byte=start_b + byte_offset,
+                end_byte=end_b + byte_offset,
+                source=s.source,
+            )
+        )
+    return out
+
+
+def _observed(method: str):
+    """Wrap a unary handler: map errors to status codes, count the call and its latency."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]):
+        @functools.wraps(fn)
+        async def handler(self: GuardrailService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return await fn(self, request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as e:
+                code, message = _status(e)
+                await context.abort(code, message)
+            finally:
+                self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+
+        return handler
+
+    return wrap
+
+
+class GuardrailService(pb_grpc.GuardrailServicer):
+    """``guardrail.v1.Guardrail``: translates messages to :class:`Guardrail` calls and back."""
+
+    def __init__(self, guard: Guardrail, batcher: Batcher, settings: ServeSettings, metrics: ServingMetrics):
+        self.guard = guard
+        self.batcher = batcher
+        self.settings = settings
+        self.metrics = metrics
+
+    # -- request checks -------------------------------------------------------------------------
+    def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
+        s = self.settings
+        if (size := request.ByteSize()) > s.max_message_bytes:
+            raise Invalid(f"request is {size} bytes; the limit is {s.max_message_bytes}")
+        if len(texts) > s.max_texts:
+            raise Invalid(f"request has {len(texts)} texts; the limit is {s.max_texts}")
+        for i, t in enumerate(texts):
+            if len(t) > s.max_text_chars:
+                raise Invalid(f"texts[{i}] has {len(t)} characters; the limit is {s.max_text_chars}")
+
+    @staticmethod
+    def _labels(labels: Sequence[str]) -> list[str] | None:
+        if not labels:
+            return None
+        if bad := [x for x in labels if x not in CANONICAL]:
+            raise Invalid(f"unknown labels {bad}; expected some of {', '.join(CANONICAL)}")
+        return list(labels)
+
+    def _redactor(self, operator: str, key: bytes) -> Redactor:
+        if operator and operator not in OPERATORS:
+            raise Invalid(f"unknown operator {operator!r}; expected one of {', '.join(OPERATORS)}")
+        server_key = self.settings.hash_key.get_secret_value() if self.settings.hash_key else None
+        return Redactor(operator or "placeholder", key=key or server_key)
+
+    async def _detect(
+        self, texts: Sequence[str], labels: list[str] | None, context: grpc.aio.ServicerContext
+    ) -> list[list[Span]]:
+        return await self.batcher.detect(texts, labels, timeout=context.time_remaining())
+
+    # -- the service ----------------------------------------------------------------------------
+    @_observed("Detect")
+    async def Detect(self, request: pb.DetectRequest, context: grpc.aio.ServicerContext) -> pb.DetectResponse:
+        texts = list(request.texts)
+        self._check_texts(request, texts)
+        found = await self._detect(texts, self._labels(request.labels), context)
+        return pb.DetectResponse(
+            results=[pb.Detection(spans=pb_spans(t, s)) for t, s in zip(texts, found, strict=True)]
+        )
+
+    @_observed("Redact")
+    async def Redact(self, request: pb.RedactRequest, context: grpc.aio.ServicerContext) -> pb.RedactResponse:
+        texts = list(request.texts)
+        self._check_texts(request, texts)
+        redactor = self._redactor(request.operator, request.key)  # a missing hash key fails before work
+        found = await self._detect(texts, self._labels(request.labels), context)
+        results = []
+        for text, spans in zip(texts, found, strict=True):
+            done = redactor.redact(text, spans)
+            results.append(pb.Redacted(text=done.text, spans=pb_spans(text, done.spans)))
+        return pb.RedactResponse(results=results)
+
+    @_observed("GetInfo")
+    async def GetInfo(
+        self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInfoResponse:
+        m = self.guard.bundle.manifest
+        s = self.settings
+        return pb.GetInfoResponse(
+            bundle=m.name,
+            backbone=m.backbone.id,
+            layer=m.backbone.layer,
+            labels=list(self.guard.labels),
+            version=guardrail.__version__,
+            operators=list(OPERATORS),
+            max_texts=s.max_texts,
+            max_text_chars=s.max_text_chars,
+            max_message_bytes=s.max_message_bytes,
+        )
+
+    async def RedactStream(
+        self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RedactStreamResponse]:
+        started, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            async for response in self._stream(request_iterator, context):
+                yield response
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as e:
+            code, message = _status(e)
+            await context.abort(code, message)
+        finally:
+            self.metrics.observe_call("RedactStream", code.name, time.perf_counter() - started)
+
+    async def _stream(
+        self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RedactStreamResponse]:
+        s = self.settings
+        inbox: asyncio.Queue[pb.RedactStreamRequest | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await inbox.put(request)
+            finally:
+                await inbox.put(None)  # end of the client's stream
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            first = await inbox.get()
+            opts = first.options if first is not None else pb.StreamOptions()
+            redactor = self._redactor(opts.operator, opts.key)
+            labels = self._labels(opts.labels)
+
+            async def detect(text: str) -> list[Span]:
+                return (await self._detect([text], labels, context))[0]
+
+            stream = StreamRedactor(
+                detect,
+                redactor,
+                hold_words=s.stream_hold_words,
+                hold_chars=s.stream_hold_chars,
+                max_hold_chars=max(s.stream_hold_chars, 1024),
+                window_chars=max(s.stream_window_chars, 2 * max(s.stream_hold_chars, 1024)),
+            )
+            bytes_out = 0  # UTF-8 bytes of the input released so far: the byte offset of the next piece
+            pending: list[pb.RedactStreamRequest | None] = [first]
+            while True:
+                while not inbox.empty():  # chunks that came in while the model ran: one detection for all
+                    pending.append(inbox.get_nowait())
+                ended = False
+                for request in pending:
+                    if request is None:
+                        ended = True
+                        break
+                    if request is not first and request.HasField("options"):
+                        raise Invalid("options may only be set in the first message of a stream")
+                    if len(request.chunk) > s.max_text_chars:
+                        raise Invalid(
+                            f"a chunk has {len(request.chunk)} characters; the limit is {s.max_text_chars}"
+                        )
+                    stream.feed(request.chunk)
+                pending = []
+                piece = await stream.finish() if ended else await stream.release()
+                if piece is not None:
+                    start = piece.consumed - len(piece.source)
+                    local = [
+                        Span(x.start - start, x.end - start, x.label, x.score, x.source) for x in piece.spans
+                    ]
+                    yield pb.RedactStreamResponse(
+                        text=piece.text,
+                        spans=pb_spans(piece.source, local, offset=start, byte_offset=bytes_out),
+                        consumed=piece.consumed,
+                        final=ended,
+                    )
+                    bytes_out += len(piece.source.encode("utf-8", "surrogatepass"))
+                elif ended:
+                    yield pb.RedactStreamResponse(consumed=stream.consumed, final=True)
+                if ended:
+                    return
+                pending.append(await inbox.get())
+        finally:
+            reader.cancel()
+
+
+class _AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Bearer-token check on every call but health checks (orchestrators probe without credentials)."""
+
+    def __init__(self, token: str, metrics: ServingMetrics):
+        self._expected = f"Bearer {token}".encode()
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method or ""
+        handler = await continuation(handler_call_details)
+        if method.startswith(_HEALTH_PREFIX) or handler is None:
+            return handler
+        given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+        if hmac.compare_digest(given_bytes, self._expected):
+            return handler
+        self._metrics.observe_call(method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0)
+        return _refusal(handler)
+
+
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED without reading anything."""
+    message = "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"
+
+    async def unary(_request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def streaming(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield None  # pragma: no cover - abort raises
+
+    kw = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming, **kw)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary, **kw)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming, **kw)
+    return grpc.unary_unary_rpc_method_handler(unary, **kw)
+
+
+def _read(path: Any) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class Sidecar:
+    """One server: the service, health, reflection, the batcher and (optionally) the metrics endpoint."""
+
+    def __init__(self, guard: Guardrail, settings: ServeSettings | None = None):
+        self.guard = guard
+        self.settings = settings or ServeSettings()
+        self.metrics = ServingMetrics()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._metrics_http: Any = None
+        self._batcher: Batcher | None = None
+
+    @property
+    def batcher(self) -> Batcher:
+        assert self._batcher is not None, "start() first"
+        return self._batcher
+
+    def _detect(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
+        # all windows of the batch in one forward pass when the budget allows
+        return self.guard.detect(texts, labels=labels, batch_size=max(16, self.settings.max_batch_texts))
+
+    async def start(self) -> int:
+        """Bind, start serving (health SERVING), return the gRPC port."""
+        s = self.settings
+        self._batcher = Batcher(
+            self._detect,
+            max_batch_texts=s.max_batch_texts,
+            max_batch_chars=s.max_batch_chars,
+            max_wait_s=s.max_wait_ms / 1000,
+            queue_texts=s.queue_texts,
+            metrics=self.metrics,
+        )
+        self._batcher.start()
+        interceptors = (
+            [_AuthInterceptor(s.auth_token.get_secret_value(), self.metrics)] if s.auth_token else []
+        )
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                # past our own limit a request still arrives (INVALID_ARGUMENT with a reason); past 4x
+                # gRPC refuses it unread (RESOURCE_EXHAUSTED)
+                ("grpc.max_receive_message_length", 4 * s.max_message_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_GuardrailServicer_to_server(
+            GuardrailService(self.guard, self._batcher, s, self.metrics), server
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        address = f"{s.host}:{s.port}"
+        if s.tls:
+            creds = grpc.ssl_server_credentials(
+                [(_read(s.tls_key), _read(s.tls_cert))],
+                root_certificates=_read(s.tls_client_ca) if s.tls_client_ca else None,
+                require_client_auth=s.tls_client_ca is not None,
+            )
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+        if not port:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        self._server, self.port = server, port
+        if s.metrics_port is not None:
+            self._metrics_http = self.metrics.serve_http(s.metrics_port, s.host)
+            self.metrics_port = self._metrics_http.server_port
+        for name in ("", SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return port
+
+    async def stop(self, drain_s: float | None = None, grace_s: float | None = None) -> None:
+        """Graceful stop: health NOT_SERVING, ``drain_s`` of notice, refuse new calls, let in-flight
+        calls finish for up to ``grace_s``, then stop the batcher and the metrics endpoint."""
+        s = self.settings
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        drain = s.drain_s if drain_s is None else drain_s
+        if drain > 0:
+            await asyncio.sleep(drain)
+        if self._server is not None:
+            await self._server.stop(s.grace_s if grace_s is None else grace_s)
+        if self._batcher is not None:
+            await self._batcher.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+            self._metrics_http = None
+
+
+class SidecarThread:
+    """A :class:`Sidecar` on its own event loop in a background thread (tests, or a sync application).
+
+    >>> with SidecarThread(guard, ServeSettings(port=0)) as sidecar:
+    ...     client = GuardrailClient(f"127.0.0.1:{sidecar.port}")
+    """
+
+    def __init__(self, guard: Guardrail, settings: ServeSettings | None = None):
+        self.sidecar = Sidecar(guard, settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="guardrail-sidecar", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.sidecar.port is not None
+        return self.sidecar.port
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.sidecar.start())
+        except BaseException as e:
+            self._error = e
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self) -> SidecarThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, drain_s: float | None = None, grace_s: float | None = None) -> None:
+        """Graceful stop (see :meth:`Sidecar.stop`); blocks until the thread has ended."""
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self.sidecar.stop(drain_s, grace_s), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SidecarThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace_s=1.0)
+
+
+def serve(settings: ServeSettings) -> int:
+    """``guardrail serve``: load the model, serve until SIGTERM/SIGINT, stop gracefully; returns 0."""
+    guard = Guardrail.load(
+        settings.bundle,
+        device=settings.device,
+        dtype=settings.dtype,
+        runtime=settings.runtime,
+        compile=settings.compile,
+    )
+    if settings.warmup:
+        guard.warmup()
+    return asyncio.run(_serve(guard, settings))
+
+
+async def _serve(guard: Guardrail, settings: ServeSettings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sidecar = Sidecar(guard, settings)
+    port = await sidecar.start()
+    scheme = "tls" if settings.tls else "plaintext"
+    metrics = f", metrics on :{sidecar.metrics_port}/metrics" if sidecar.metrics_port else ""
+    print(
+        f"guardrail serve: listening on {settings.host}:{port} ({scheme}){metrics}",
+        file=sys.stderr,
+        flush=True,
+    )
+    log.info("settings: %s", settings.public())
+    await stop.wait()
+    print("guardrail serve: stopping (NOT_SERVING, finishing in-flight calls)", file=sys.stderr, flush=True)
+    await sidecar.stop()
+    print("guardrail serve: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,139 @@
+"""Sidecar configuration: ``GUARDRAIL_*`` environment variables, a TOML file, and command-line overrides.
+
+Precedence, highest first: command-line flags, environment variables, the file named by ``--config`` (or
+``GUARDRAIL_CONFIG``), the defaults below. Every field is ``GUARDRAIL_<FIELD>`` in the environment and
+``<field> = ...`` at the top level of the TOML file, e.g. ``GUARDRAIL_MAX_WAIT_MS=2``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from guardrail.bundle import DEFAULT_BUNDLE
+
+CONFIG_ENV = "GUARDRAIL_CONFIG"
+"""Environment variable naming the TOML configuration file (``--config`` wins over it)."""
+
+
+class ServeSettings(BaseSettings):
+    """Everything ``guardrail serve`` can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDRAIL_", extra="forbid", validate_default=True)
+
+    # where to listen
+    host: str = "127.0.0.1"
+    """Address to bind; the sidecar default is loopback, ``0.0.0.0`` for every interface."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port; 0 picks a free one (the chosen port is logged)."""
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Prometheus ``/metrics`` on this separate port; unset: no metrics endpoint."""
+
+    # the model
+    bundle: str = DEFAULT_BUNDLE
+    """Bundle name under ``probes/`` or a folder path."""
+    device: str = "auto"
+    runtime: str = "torch"
+    dtype: str = "auto"
+    compile: bool = False
+    """``torch.compile`` the backbone: slower start, faster serving."""
+    warmup: bool = True
+    """Run every input shape once before reporting SERVING."""
+
+    # micro-batching
+    max_batch_texts: int = Field(64, ge=1)
+    """Texts per forward pass; 1 turns micro-batching off (one request's text at a time)."""
+    max_batch_chars: int = Field(32_768, ge=1)
+    """Character budget of one forward pass (a single larger request still runs, alone)."""
+    max_wait_ms: float = Field(3.0, ge=0)
+    """How long the first request of a batch waits for company while the model is idle."""
+    queue_texts: int = Field(2048, ge=1)
+    """Texts waiting for the model at most; more is answered RESOURCE_EXHAUSTED."""
+
+    # limits of one request
+    max_texts: int = Field(256, ge=1)
+    max_text_chars: int = Field(100_000, ge=1)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Larger requests get INVALID_ARGUMENT; beyond 4x this gRPC itself refuses them (RESOURCE_EXHAUSTED)."""
+
+    # streaming redaction
+    stream_hold_words: int = Field(8, ge=1)
+    """Whitespace-separated words at the end of a stream held back: a later chunk may still change them."""
+    stream_hold_chars: int = Field(64, ge=0)
+    """At least this many trailing characters are held back too (long identifiers have few spaces)."""
+    stream_window_chars: int = Field(8192, ge=256)
+    """Input a stream's detection reads at most; longer streams are read in a sliding window."""
+
+    # security
+    tls_cert: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key`` turns TLS on."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: clients must present a certificate it signed (mutual TLS)."""
+    auth_token: SecretStr | None = None
+    """Bearer token every call but health checks must carry (``authorization: Bearer <token>``)."""
+    hash_key: SecretStr | None = None
+    """Key of the ``hash`` operator when a request brings none (``GUARDRAIL_HASH_KEY``)."""
+
+    # shutdown
+    drain_s: float = Field(0.0, ge=0)
+    """After SIGTERM: seconds of health NOT_SERVING (load balancers notice) before refusing new calls."""
+    grace_s: float = Field(10.0, ge=0)
+    """Then: seconds in-flight calls get to finish."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.auth_token is not None and not self.auth_token.get_secret_value():
+            raise ValueError("auth_token is empty")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # no .env file and no secrets dir: the file is the one TOML file named on purpose
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def public(self) -> dict[str, Any]:
+        """The settings without secrets (for the startup log line)."""
+        return self.model_dump(exclude={"auth_token", "hash_key"}, mode="json")
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> ServeSettings:
+    """Settings from ``overrides`` (None values ignored) > environment > TOML file > defaults.
+
+    ``config`` (else ``$GUARDRAIL_CONFIG``) names the TOML file; a named file that is missing is an error.
+    """
+    path = config if config is not None else os.environ.get(CONFIG_ENV)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cls = ServeSettings
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"configuration file {path} does not exist")
+        cls = type(
+            "ServeSettings", (ServeSettings,), {"model_config": {**cls.model_config, "toml_file": path}}
+        )
+    return cls(**given)

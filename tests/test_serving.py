@@ -1,0 +1,342 @@
+"""The sidecar against real clients on a loopback port: results, limits, errors, security, shutdown."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from guardrail.client import GuardrailClient, SidecarError
+from guardrail.pipeline import Guardrail
+from guardrail.serving import guardrail_pb2 as pb
+from guardrail.serving import guardrail_pb2_grpc as pb_grpc
+from guardrail.serving.server import SidecarThread, pb_spans
+from guardrail.serving.settings import ServeSettings
+from guardrail.spans import Span
+
+TEXTS = [
+    "please call Ana Silva thanks, or mail ana.silva@example.com",
+    "send it to Bob Stone at +1 415 555 0100, card 4111 1111 1111 1111",
+    "Grüße von Lena Vogt 🎉 — 東京 see you soon",
+    "",
+    "the order for Jun Sato",
+]
+SECRET = "ana.silva@example.com"
+
+
+@pytest.fixture(scope="module")
+def guard(tiny_bundle_dir: Path) -> Guardrail:
+    return Guardrail.load(tiny_bundle_dir, dtype="fp32")
+
+
+@pytest.fixture(scope="module")
+def sidecar(guard: Guardrail):
+    with SidecarThread(guard, ServeSettings(port=0, metrics_port=0, max_wait_ms=5)) as sc:
+        yield sc
+
+
+@pytest.fixture(scope="module")
+def client(sidecar: SidecarThread):
+    with GuardrailClient(f"127.0.0.1:{sidecar.port}", timeout=30) as c:
+        yield c
+
+
+def _code(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(SidecarError) as e:
+        call(*args, **kwargs)
+    return e.value.code, e.value.message
+
+
+def test_detect_and_redact_equal_the_library(guard: Guardrail, client: GuardrailClient) -> None:
+    assert client.detect(TEXTS) == guard.detect(TEXTS)
+    for op in ("placeholder", "mask", "pseudonym"):
+        assert client.redact(TEXTS, operator=op) == guard.redact(TEXTS, operator=op)
+    assert client.redact(TEXTS, operator="hash", key="k1") == guard.redact(TEXTS, operator="hash", key="k1")
+    assert client.detect(TEXTS, labels=["EMAIL"]) == guard.detect(TEXTS, labels=["EMAIL"])
+    assert client.detect([]) == []
+    assert SECRET in TEXTS[0] and SECRET not in client.redact(TEXTS)[0].text
+
+
+def test_byte_offsets_match_utf8(client: GuardrailClient, sidecar: SidecarThread) -> None:
+    text = "Grüße 🎉 von Lena Vogt, 東京 — mail ana.silva@example.com"
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:
+        (det,) = pb_grpc.GuardrailStub(ch).Detect(pb.DetectRequest(texts=[text])).results
+    raw = text.encode("utf-8")
+    assert det.spans
+    for s in det.spans:
+        assert raw[s.start_byte : s.end_byte].decode("utf-8") == text[s.start : s.end]
+    # the helper alone, on spans that start after multi-byte characters
+    (m,) = pb_spans("é🎉x yz", [Span(2, 3, "PERSON"), Span(4, 6, "PERSON")])[:1]
+    assert (m.start_byte, m.end_byte) == (6, 7)
+
+
+def test_64_concurrent_requests_equal_single_requests(
+    guard: Guardrail, client: GuardrailClient, sidecar: SidecarThread
+) -> None:
+    texts = [f"{TEXTS[i % 3]} #{i}" for i in range(64)]
+    single = [guard.redact([t])[0] for t in texts]
+    batches_before = _metric(sidecar, "guardrail_batch_texts_count")
+    start = threading.Barrier(64)
+
+    def call(t: str):
+        start.wait()
+        return client.redact([t])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(call, texts))
+    assert results == single
+    batches = _metric(sidecar, "guardrail_batch_texts_count") - batches_before
+    assert batches < 64, "64 concurrent requests should share forward passes"
+
+
+def _metrics_text(sidecar: SidecarThread) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sidecar.sidecar.metrics_port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def _metric(sidecar: SidecarThread, name: str, labels: str = "") -> float:
+    m = re.search(rf"^{name}{re.escape(labels)} (\S+)$", _metrics_text(sidecar), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_metrics_count_calls_and_never_hold_text(client: GuardrailClient, sidecar: SidecarThread) -> None:
+    client.redact(TEXTS)
+    _code(client.redact, TEXTS, operator="nope")
+    body = _metrics_text(sidecar)
+    assert _metric(sidecar, "guardrail_requests_total", '{code="OK",method="Redact"}') >= 1
+    assert _metric(sidecar, "guardrail_requests_total", '{code="INVALID_ARGUMENT",method="Redact"}') >= 1
+    for name in ("guardrail_request_seconds_bucket", "guardrail_batch_texts_bucket", "guardrail_queue_texts"):
+        assert name in body
+    assert "Silva" not in body and "example.com" not in body
+
+
+def test_bad_input_is_invalid_argument_with_a_reason(client: GuardrailClient, sidecar: SidecarThread) -> None:
+    s = sidecar.sidecar.settings
+    code, msg = _code(client.detect, ["x"] * (s.max_texts + 1))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "limit" in msg
+    code, msg = _code(client.detect, ["a" * (s.max_text_chars + 1)])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "characters" in msg
+    code, msg = _code(client.redact, ["hi"], operator="shred")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "operator" in msg
+    code, msg = _code(client.detect, ["hi"], labels=["NAME"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "labels" in msg
+    env = os.environ.pop("GUARDRAIL_HASH_KEY", None)
+    try:
+        code, msg = _code(client.redact, [TEXTS[0]], operator="hash")
+    finally:
+        if env is not None:
+            os.environ["GUARDRAIL_HASH_KEY"] = env
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "key" in msg
+    # errors never quote the text
+    code, msg = _code(client.redact, [SECRET], operator="shred")
+    assert SECRET not in msg
+
+
+def test_message_size_limits(guard: Guardrail) -> None:
+    settings = ServeSettings(port=0, max_message_bytes=64 * 1024, max_text_chars=1_000_000)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        code, msg = _code(c.detect, ["word " * 20_000])  # 100 kB: over our limit, under gRPC's cap (4x)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "bytes" in msg
+        code, _ = _code(c.detect, ["word " * 60_000])  # 300 kB: over the transport cap, refused unread
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert c.detect(["short and fine"])  # the server is still fine
+
+
+def test_queue_full_is_resource_exhausted(guard: Guardrail) -> None:
+    # the first request waits 1 s for company, so the queue (3 texts) holds its 2 texts meanwhile
+    settings = ServeSettings(port=0, queue_texts=3, max_wait_ms=1000)
+    with (
+        SidecarThread(guard, settings) as sc,
+        GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(c.detect, ["one", "two"])
+        time.sleep(0.3)
+        code, msg = _code(c.detect, ["three", "four"])
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "queued" in msg
+        assert len(first.result()) == 2
+
+
+def test_deadline_exceeded_and_the_work_dropped(guard: Guardrail) -> None:
+    settings = ServeSettings(port=0, max_wait_ms=800, metrics_port=0)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        code, _ = _code(c.detect, ["late text"], timeout=0.2)
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(1.0)  # past the batch wait: the abandoned request must not have reached the model
+        assert _metric(sc, "guardrail_texts_total") == 0
+        assert c.detect(["on time"], timeout=5)
+        assert _metric(sc, "guardrail_texts_total") == 1
+
+
+def test_info_health_and_reflection(
+    client: GuardrailClient, sidecar: SidecarThread, guard: Guardrail
+) -> None:
+    info = client.info()
+    assert info["bundle"] == guard.bundle.manifest.name and info["labels"] == list(guard.labels)
+    assert info["layer"] == guard.bundle.manifest.backbone.layer and info["version"]
+    assert client.health() == "SERVING" and client.health("guardrail.v1.Guardrail") == "SERVING"
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        (reply,) = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for s in reply.list_services_response.service}
+    assert {"guardrail.v1.Guardrail", "grpc.health.v1.Health"} <= names
+
+
+def test_bearer_token(guard: Guardrail) -> None:
+    settings = ServeSettings(port=0, auth_token="s3cret")
+    with SidecarThread(guard, settings) as sc:
+        target = f"127.0.0.1:{sc.port}"
+        with GuardrailClient(target, retries=0) as anonymous:
+            assert _code(anonymous.detect, ["hi"])[0] == grpc.StatusCode.UNAUTHENTICATED
+            assert _code(anonymous.redact_stream(["hi"]).__next__)[0] == grpc.StatusCode.UNAUTHENTICATED
+            assert anonymous.health() == "SERVING"  # orchestrators probe without credentials
+        with GuardrailClient(target, retries=0, token="wrong") as wrong:
+            assert _code(wrong.info)[0] == grpc.StatusCode.UNAUTHENTICATED
+        with GuardrailClient(target, token="s3cret") as ok:
+            assert ok.detect(["hi"]) == guard.detect(["hi"])
+            assert (
+                "".join(ok.redact_stream(["please call ", "Ana Silva"]))
+                == guard.redact(["please call Ana Silva"])[0].text
+            )
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import trustme
+
+    folder = tmp_path_factory.mktemp("certs")
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    client = ca.issue_cert("agent@example.test")
+    other_ca = trustme.CA()
+    paths = {
+        "ca": folder / "ca.pem",
+        "server_cert": folder / "server.pem",
+        "server_key": folder / "server.key",
+        "client_cert": folder / "client.pem",
+        "client_key": folder / "client.key",
+        "other_ca": folder / "other.pem",
+    }
+    ca.cert_pem.write_to_path(paths["ca"])
+    server.private_key_pem.write_to_path(paths["server_key"])
+    paths["server_cert"].write_bytes(b"".join(b.bytes() for b in server.cert_chain_pems))
+    client.private_key_pem.write_to_path(paths["client_key"])
+    paths["client_cert"].write_bytes(b"".join(b.bytes() for b in client.cert_chain_pems))
+    other_ca.cert_pem.write_to_path(paths["other_ca"])
+    return paths
+
+
+def test_tls(guard: Guardrail, certs: dict[str, Path]) -> None:
+    settings = ServeSettings(port=0, tls_cert=certs["server_cert"], tls_key=certs["server_key"])
+    with SidecarThread(guard, settings) as sc:
+        target = f"localhost:{sc.port}"
+        with GuardrailClient(target, root_certificates=certs["ca"]) as c:
+            assert c.detect(TEXTS) == guard.detect(TEXTS)
+        with GuardrailClient(target, root_certificates=certs["other_ca"], retries=0, timeout=3) as c:
+            assert _code(c.detect, ["hi"])[0] == grpc.StatusCode.UNAVAILABLE  # server not trusted
+        with GuardrailClient(target, retries=0, timeout=3) as plain:
+            assert _code(plain.detect, ["hi"])[0] == grpc.StatusCode.UNAVAILABLE  # plaintext refused
+
+
+def test_mutual_tls(guard: Guardrail, certs: dict[str, Path]) -> None:
+    settings = ServeSettings(
+        port=0, tls_cert=certs["server_cert"], tls_key=certs["server_key"], tls_client_ca=certs["ca"]
+    )
+    with SidecarThread(guard, settings) as sc:
+        target = f"localhost:{sc.port}"
+        with GuardrailClient(
+            target,
+            root_certificates=certs["ca"],
+            private_key=certs["client_key"],
+            certificate_chain=certs["client_cert"],
+        ) as c:
+            assert c.redact(TEXTS) == guard.redact(TEXTS)
+        with GuardrailClient(target, root_certificates=certs["ca"], retries=0, timeout=3) as no_cert:
+            assert _code(no_cert.detect, ["hi"])[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def _serve(bundle: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guardrail.cli", "serve", "--bundle", str(bundle), "--port", "0", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GUARDRAIL_WARMUP": "false", **(env or {})},
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if m := re.search(r"listening on [\d.]+:(\d+)", line):
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+            return proc, int(m.group(1))
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("guardrail serve did not start")
+
+
+def test_cli_serve_sigterm_is_graceful(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("max_wait_ms = 1500\ndrain_s = 1.0\ngrace_s = 10\n")  # an in-flight call for 1.5 s
+    proc, port = _serve(tiny_bundle_dir, "--config", str(config))
+    try:
+        with (
+            GuardrailClient(f"127.0.0.1:{port}", retries=0) as c,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
+            in_flight = pool.submit(c.redact, [TEXTS[0]])
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.4)
+            assert c.health() == "NOT_SERVING"  # during the drain
+            assert SECRET not in in_flight.result().pop().text  # finished, not cut off
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_serve_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from guardrail.cli import main
+
+    assert main(["serve", "--tls-cert", str(tmp_path / "c.pem")]) == 2  # a cert without its key
+    err = capsys.readouterr().err
+    assert "tls" in err and err.count("\n") == 1
+    assert main(["serve", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text("max_wait_ms = -1\n")
+    assert main(["serve", "--config", str(tmp_path / "bad.toml")]) == 2
+    assert "max_wait_ms" in capsys.readouterr().err
+
+
+def test_health_stub_direct(sidecar: SidecarThread) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:
+        r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+    assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.model
+def test_real_default_bundle_end_to_end(real_guardrail: Guardrail) -> None:
+    text = "Hi, I am Ana Silva. Call me at +1 415 555 0100 or write to ana.silva@example.com."
+    with (
+        SidecarThread(real_guardrail, ServeSettings(port=0)) as sc,
+        GuardrailClient(f"127.0.0.1:{sc.port}") as c,
+    ):
+        (red,) = c.redact([text])
+        assert red == real_guardrail.redact([text])[0]
+        assert "Ana Silva" not in red.text and "555 0100" not in red.text and "example.com" not in red.text
+        chunks = [text[i : i + 3] for i in range(0, len(text), 3)]  # token-sized pieces
+        assert "".join(c.redact_stream(chunks)) == red.text
+        assert c.info()["bundle"] == real_guardrail.bundle.manifest.name
