@@ -198,8 +198,13 @@ def cmd_train_sae_probe(args: argparse.Namespace) -> int:
         n_latents=args.n_latents,
         heads=tuple(args.heads.split(",")),
         seed=args.seed,
+        sae=args.sae,
     )
-    print(json.dumps(train_sae_probe(cfg), indent=1))
+    try:
+        figures = train_sae_probe(cfg)
+    except ValueError as e:  # no SAE, an SAE for another layer, an unknown head
+        raise InputError(str(e)) from None
+    print(json.dumps(figures, indent=1))
     return EXIT_OK
 
 
@@ -308,6 +313,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(EXIT_RUNTIME, f"cannot serve: {e}")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from guardrail.bench import BenchError
+    from guardrail.bench.command import run
+
+    try:
+        return run(args)
+    except BenchError as e:
+        raise InputError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
@@ -410,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--n-calib", type=int, default=2000)
     sp.add_argument("--n-latents", type=int, default=256, help="latents the probe reads")
     sp.add_argument("--heads", default="linear,forest", help="comma list of heads: linear, forest")
+    sp.add_argument(
+        "--sae",
+        default=None,
+        help="use this SAE folder instead of the bundle's sae/ (SAELens, sparsify or Gemma Scope 2 layout, "
+        "e.g. a downloaded Gemma Scope 2 layer); copied into the bundle",
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_train_sae_probe)
 
@@ -480,6 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tls-key", default=None, help="PEM server private key (TLS)")
     v.add_argument("--tls-client-ca", default=None, help="PEM CA that signs client certificates (mutual TLS)")
     v.set_defaults(func=cmd_serve)
+
+    from guardrail.bench.command import add_arguments as bench_arguments
+
+    bn = sub.add_parser(
+        "bench",
+        help="benchmark quality and cost against regex, NER and judge baselines",
+        description="Run regex, Presidio + spaCy, the probes, the hybrid and the backbone as a judge over "
+        "labelled JSONL sets in one process; write report.md, results.json and PNG plots to "
+        "benchmarks/results/<date>-<machine>/.",
+    )
+    bench_arguments(bn)
+    bn.set_defaults(func=cmd_bench)
     return p
 
 

@@ -368,6 +368,9 @@ class SaeProbeConfig:
     max_depth: int = 12
     min_samples_leaf: int = 20
     batch_size: int = 16
+    sae: str | None = None
+    """A published or own SAE folder (SAELens, sparsify or Gemma Scope layout) to use instead of the
+    bundle's ``sae/``; it is copied into the bundle (SAELens layout)."""
 
 
 def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -377,16 +380,15 @@ def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray,
     sums = torch.zeros(n_classes, d, dtype=torch.float64)
     sq = torch.zeros(d, dtype=torch.float64)
     counts = torch.zeros(n_classes, dtype=torch.float64)
+    rows = [(x, y) for x, y in zip(acts.resid, acts.labels, strict=True) if len(y)]
     with torch.inference_mode():
-        for x, y in zip(acts.resid, acts.labels, strict=True):
-            if not len(y):
-                continue
-            vals, idx = sae._topk(sae.pre_acts(x.float()))
+        for i in range(0, len(rows), 64):  # ~3k tokens per SAE call
+            x = torch.cat([r[0] for r in rows[i : i + 64]]).float()
+            yy = torch.from_numpy(np.concatenate([r[1] for r in rows[i : i + 64]])).long()
+            vals, idx = sae._topk(sae.pre_acts(x))
             vals = vals.double()
-            yy = torch.from_numpy(y).long()
-            dense = torch.zeros(len(y), d, dtype=torch.float64).scatter_(1, idx, vals)
-            sums.index_add_(0, yy, dense)
-            sq += dense.pow(2).sum(0)
+            sums.index_put_((yy[:, None].expand_as(idx), idx), vals, accumulate=True)
+            sq.index_put_((idx.reshape(-1),), vals.pow(2).reshape(-1), accumulate=True)
             counts += torch.bincount(yy, minlength=n_classes).double()
     n = counts.sum().clamp_min(1)
     means = sums / counts.clamp_min(1)[:, None]
@@ -400,14 +402,15 @@ def sae_design(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of an SAE probe (its latents and context) for the kept tokens, and their labels."""
     rng = np.random.default_rng(seed)
+    rows = [(x, y) for x, y in zip(acts.resid, acts.labels, strict=True) if len(y)]
     xs, ys = [], []
     with torch.inference_mode():
-        for r, y in zip(acts.resid, acts.labels, strict=True):
-            if not len(y):
-                continue
-            keep = (y > 0) | (rng.random(len(y)) < o_keep)
-            xs.append(probe_like.features(r.float())[torch.from_numpy(keep)].numpy())
-            ys.append(y[keep])
+        for i in range(0, len(rows), 256):  # one SAE call per chunk of records
+            part = rows[i : i + 256]
+            for f, (_, y) in zip(probe_like.features_batch([r.float() for r, _ in part]), part, strict=True):
+                keep = (y > 0) | (rng.random(len(y)) < o_keep)
+                xs.append(f[torch.from_numpy(keep)].numpy())
+                ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -440,6 +443,23 @@ def top_latents(probe: Probe, n: int) -> list[dict[str, object]]:
     return rows
 
 
+def use_sae(bundle: Bundle, path: str) -> Sae:
+    """Load an SAE folder for ``bundle``, checking that it reads the bundle's layer and width."""
+    from guardrail.sae import Sae, SaeError
+
+    try:
+        sae = Sae.load(path)
+    except SaeError as e:
+        raise ValueError(str(e)) from None
+    layer = bundle.manifest.backbone.layer
+    if sae.cfg.backbone_layer is not None and sae.cfg.backbone_layer != layer:
+        raise ValueError(
+            f"the SAE reads the residual after block {sae.cfg.backbone_layer}, "
+            f"the bundle's probe layer is {layer}"
+        )
+    return sae.eval()
+
+
 def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     """Fit probes on the SAE codes of the bundle's SAE (one per head), calibrate them like the raw
     probe, and add them to the bundle as ``sae-<head>``; returns the figures it wrote to the manifest."""
@@ -451,6 +471,8 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     t_start = time.perf_counter()
     folder = find(cfg.bundle)
     bundle = Bundle.load(folder)
+    if cfg.sae is not None:
+        bundle.sae = use_sae(bundle, cfg.sae)
     if bundle.sae is None:
         raise ValueError(f"bundle {folder.name} has no SAE: run `guardrail train-sae` first")
     sae = bundle.sae.to(dtype=pick_dtype(torch.device("cpu"))).eval()  # as inference runs it

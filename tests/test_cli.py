@@ -101,3 +101,14 @@ def test_chunks_concatenate_back() -> None:
     text = ("line of text\n" * 50) + "x" * 300
     parts = cli._chunks(text, size=100)
     assert "".join(parts) == text and all(len(p) <= 100 for p in parts)
+
+
+def test_explain_without_an_sae_probe_is_exit_2(capsys, bundle_dir) -> None:
+    assert cli.main(["explain", "--bundle", bundle_dir, "I met Jun Sato"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no SAE-feature probe" in err[0] and "Jun" not in err[0]
+
+
+def test_train_sae_probe_without_an_sae_is_exit_2(capsys, bundle_dir) -> None:
+    assert cli.main(["train-sae-probe", "--bundle", bundle_dir, "--n-train", "5", "--n-calib", "5"]) == 2
+    assert "no SAE" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 from guardrail import features
 from guardrail.bundle import Bundle
@@ -105,3 +106,23 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
     for f in spans[0].features:
         assert f.contribution > 0 and f.latent in set(b.probes["sae-rf"].latents.tolist())
         assert f.description  # from features.json
+
+
+def test_code_stats_match_dense_codes() -> None:
+    from guardrail.sae import SaeConfig
+    from guardrail.train import Activations, code_stats
+
+    torch.manual_seed(0)
+    sae = Sae(SaeConfig(d_in=8, d_sae=32, k=4), seed=0)
+    rng = np.random.default_rng(0)
+    resid = [torch.randn(n, 8) * 10 for n in (5, 7, 3)]
+    labels = [rng.integers(0, 3, len(r)) for r in resid]
+    means, std, counts = code_stats(sae, Activations(resid, [], labels, 0.0, 15), 3)
+    with torch.no_grad():
+        codes = sae.encode(torch.cat(resid)).double().numpy()
+    y = np.concatenate(labels)
+    for k in range(3):
+        assert counts[k] == (y == k).sum()
+        if (y == k).any():
+            assert np.allclose(means[k], codes[y == k].mean(0))
+    assert np.allclose(std, codes.std(0))
