@@ -61,6 +61,41 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
 
 
+TINY_NAMES = ["Ana Silva", "Bob Stone", "Lena Vogt", "Jun Sato"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle over the tiny model whose probe was fitted on its activations (PERSON = TINY_NAMES)."""
+    import numpy as np
+
+    from guardrail.backbone import Backbone
+    from guardrail.bundle import BackboneRef, Bundle, Manifest, ProbeEntry
+    from guardrail.data import Record
+    from guardrail.probe import fit
+    from guardrail.spans import Span
+    from guardrail.train import collect, design_matrix
+
+    rng = np.random.default_rng(0)
+    filler = ["please call", "the order for", "I met", "send it to", "thanks", "see you soon"]
+    records = []
+    for i in range(200):
+        a, name, b = rng.choice(filler), rng.choice(TINY_NAMES), rng.choice(filler)
+        start = len(a) + 1
+        records.append(Record(f"r{i}", f"{a} {name} {b}", [Span(start, start + len(name), "PERSON")]))
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    x, y = design_matrix(collect(bb, records, "tiny"), (-1, 0, 1))
+    folder = tmp_path_factory.mktemp("bundle") / "tiny"
+    manifest = Manifest(
+        name="tiny",
+        backbone=BackboneRef(id=str(tiny_model_dir), layer=2, n_layers=2),
+        probes={"raw": ProbeEntry(prefix="raw.", thresholds={"PERSON": 0.5})},
+        detect_labels=["PERSON", "EMAIL", "PHONE", "CREDIT_CARD"],
+    )
+    Bundle(folder, manifest, {"raw": fit(x, y, context=(-1, 0, 1), c=10.0)}).save()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def real_guardrail():
     """The shipped default bundle on the real backbone (converted once into the cache)."""
