@@ -2,8 +2,9 @@
 
 Requests wait in a bounded FIFO queue. A single worker task takes from its head as many requests as fit
 the batch budget (texts and characters) and hands them to the model, which runs in one dedicated thread
-so the event loop keeps answering. While the model is idle the first request waits up to ``max_wait_s``
-for company; while it is busy, requests pile up and the next batch is simply what arrived meanwhile.
+so the event loop keeps answering. While the model is idle, a batch waits for company as long as requests
+keep coming within ``max_wait_s`` of each other (at most 4 x ``max_wait_s``); while it is busy, requests
+pile up and the next batch is simply what arrived meanwhile.
 A request whose caller gave up (deadline, cancellation) before its turn is dropped, not computed.
 """
 
@@ -56,7 +57,7 @@ class Batcher:
         *,
         max_batch_texts: int = 64,
         max_batch_chars: int = 32_768,
-        max_wait_s: float = 0.003,
+        max_wait_s: float = 0.005,
         queue_texts: int = 2048,
         metrics: ServingMetrics | None = None,
     ):
@@ -168,10 +169,15 @@ class Batcher:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            # Idle model: give the first request a few ms to find company, unless the batch is full.
-            first_seen = loop.time()
+            # Idle model: wait for company until the batch is full or no request came for max_wait_s (at
+            # most 4 x max_wait_s in all). Answers to a batch come back as a burst of new requests that
+            # takes a while to arrive; a fixed wait would cut that burst into small batches.
+            first_seen = last_seen = loop.time()
+            queued = self._queued_texts
             while not self._closing and not self._full():
-                left = first_seen + self.max_wait_s - loop.time()
+                if self._queued_texts != queued:
+                    queued, last_seen = self._queued_texts, loop.time()
+                left = min(last_seen + self.max_wait_s, first_seen + 4 * self.max_wait_s) - loop.time()
                 if left <= 0:
                     break
                 self._arrived.clear()

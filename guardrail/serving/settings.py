@@ -54,8 +54,8 @@ class ServeSettings(BaseSettings):
     """Texts per forward pass; 1 turns micro-batching off (one request's text at a time)."""
     max_batch_chars: int = Field(32_768, ge=1)
     """Character budget of one forward pass (a single larger request still runs, alone)."""
-    max_wait_ms: float = Field(3.0, ge=0)
-    """How long the first request of a batch waits for company while the model is idle."""
+    max_wait_ms: float = Field(5.0, ge=0)
+    """While the model is idle, a batch waits for company until no request came for this long (4x at most)."""
     queue_texts: int = Field(2048, ge=1)
     """Texts waiting for the model at most; more is answered RESOURCE_EXHAUSTED."""
 

@@ -1,0 +1,123 @@
+"""The micro-batcher: gathering, budgets, routing of results, queue bound, deadlines, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull
+from guardrail.spans import Span
+
+
+class Model:
+    """A detector that records each call (batch) it gets; a text's span covers its first word."""
+
+    def __init__(self, delay: float = 0.0):
+        self.calls: list[tuple[list[str], list[str] | None]] = []
+        self.threads: set[str] = set()
+        self.delay = delay
+
+    def __call__(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
+        self.calls.append((list(texts), labels))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        if "boom" in texts:
+            raise ValueError("model failure")
+        return [[Span(0, len(t.split(" ")[0]), (labels or ["PERSON"])[0])] if t else [] for t in texts]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_calls_share_batches_and_get_their_own_results() -> None:
+    model = Model(delay=0.02)
+
+    async def go():
+        b = Batcher(model, max_batch_texts=8, max_wait_s=0.01)
+        b.start()
+        texts = [f"w{i} rest" for i in range(40)]
+        out = await asyncio.gather(*(b.detect([t]) for t in texts))
+        await b.close()
+        return texts, out
+
+    texts, out = run(go())
+    assert out == [[[Span(0, len(f"w{i}"), "PERSON")]] for i in range(len(texts))]
+    sizes = [len(c[0]) for c in model.calls]
+    assert sum(sizes) == 40 and max(sizes) <= 8 and len(sizes) < 40
+    assert model.threads == {"guardrail-model_0"}  # one model thread, never the event loop
+
+
+def test_batch_size_one_and_char_budget() -> None:
+    model = Model()
+
+    async def go(**kw):
+        b = Batcher(model, max_wait_s=0.01, **kw)
+        b.start()
+        await asyncio.gather(*(b.detect([f"text {i}"]) for i in range(10)), b.detect(["x" * 500, "y"]))
+        await b.close()
+
+    run(go(max_batch_texts=1))
+    assert [len(c[0]) for c in model.calls if len(c[0]) == 1].__len__() == 10
+    assert all(len(texts) == 1 or texts == ["x" * 500, "y"] for texts, _ in model.calls)  # big one alone
+    model.calls.clear()
+    run(go(max_batch_chars=20))
+    assert all(sum(map(len, texts)) <= 20 or len(texts) == 2 for texts, _ in model.calls)
+
+
+def test_label_sets_are_separate_calls_and_errors_stay_in_their_group() -> None:
+    model = Model(delay=0.05)
+
+    async def go():
+        b = Batcher(model, max_wait_s=0.02)
+        b.start()
+        res = await asyncio.gather(
+            b.detect(["a b"], ["EMAIL"]), b.detect(["c d"]), b.detect(["boom"]), return_exceptions=True
+        )
+        await b.close()
+        return res
+
+    email, default, boom = run(go())
+    assert email == [[Span(0, 1, "EMAIL")]]
+    assert isinstance(default, ValueError) and isinstance(boom, ValueError)  # same group as "boom"
+    assert sorted(str(labels) for _, labels in model.calls) == ["None", "['EMAIL']"]
+
+
+def test_queue_bound_deadline_and_close() -> None:
+    model = Model(delay=0.3)
+
+    async def go():
+        b = Batcher(model, max_batch_texts=1, queue_texts=2, max_wait_s=0.0)
+        b.start()
+        first = asyncio.ensure_future(b.detect(["running"]))
+        await asyncio.sleep(0.05)  # the model is busy with it now
+        queued = asyncio.ensure_future(b.detect(["queued"]))
+        with pytest.raises(Expired):
+            await b.detect(["late"], timeout=0.05)
+        with pytest.raises(QueueFull):
+            await b.detect(["a", "b", "c"])
+        await b.close()  # finishes what is queued
+        with pytest.raises(Closed):
+            await b.detect(["after"])
+        return await first, await queued
+
+    first, queued = run(go())
+    assert first and queued
+    seen = [t for texts, _ in model.calls for t in texts]
+    assert "late" not in seen and seen == ["running", "queued"]  # the expired request never ran
+
+
+def test_empty_request_needs_no_model() -> None:
+    model = Model()
+
+    async def go():
+        b = Batcher(model)
+        b.start()
+        out = await b.detect([])
+        await b.close()
+        return out
+
+    assert run(go()) == [] and model.calls == []

@@ -1,0 +1,44 @@
+"""Sidecar settings: defaults, TOML file, GUARDRAIL_* environment, overrides, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from guardrail.serving.settings import ServeSettings, load_settings
+
+
+def test_precedence_overrides_env_file_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "serve.toml"
+    f.write_text('port = 6000\nmax_wait_ms = 9\nhost = "0.0.0.0"\nqueue_texts = 10\n')
+    monkeypatch.setenv("GUARDRAIL_MAX_WAIT_MS", "2.5")
+    monkeypatch.setenv("GUARDRAIL_QUEUE_TEXTS", "20")
+    s = load_settings(f, queue_texts=30, port=None)  # None: not given on the command line
+    assert (s.port, s.max_wait_ms, s.host, s.queue_texts) == (6000, 2.5, "0.0.0.0", 30)
+    assert load_settings().port == ServeSettings().port == 50051
+    monkeypatch.setenv("GUARDRAIL_CONFIG", str(f))
+    assert load_settings().port == 6000
+
+
+def test_secrets_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDRAIL_AUTH_TOKEN", "s3cr3t-value")
+    s = load_settings()
+    assert s.auth_token is not None and s.auth_token.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t" not in repr(s) and "auth_token" not in s.public()
+
+
+def test_bad_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        ServeSettings(tls_cert=tmp_path / "c.pem")
+    with pytest.raises(ValidationError, match="mutual TLS"):
+        ServeSettings(tls_client_ca=tmp_path / "ca.pem")
+    with pytest.raises(ValidationError):
+        ServeSettings(max_batch_texts=0)
+    f = tmp_path / "typo.toml"
+    f.write_text("max_wiat_ms = 3\n")
+    with pytest.raises(ValidationError, match="max_wiat_ms"):
+        load_settings(f)
+    with pytest.raises(FileNotFoundError):
+        load_settings(tmp_path / "missing.toml")
