@@ -212,12 +212,18 @@ class Piggyback:
             layers[layer - 1].register_forward_hook(self._after),
         ]
 
-    # ---- hooks: run inside the agent's forward pass; they only record, never raise --------------------
+    # ---- hooks: run inside the agent's forward pass; they record and never raise into it --------------
     def _before(self, _module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
+        try:
+            self._start_pass(args[0] if args else kwargs.get("input_ids"), kwargs)
+        except Exception as e:  # the agent's forward pass goes on; the reading reports the failure
+            self._rows, self._pending = [], None
+            self._broken = f"capturing a forward pass failed ({type(e).__name__})"
+
+    def _start_pass(self, ids: torch.Tensor | None, kwargs: dict) -> None:
         if ids is None:
+            self._rows, self._pending = [], None
             self._broken = "a forward pass without input_ids (inputs_embeds only) cannot be read"
-            self._pending = None
             return
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
@@ -238,15 +244,18 @@ class Piggyback:
             return
         ids, valid = self._pending
         self._pending = None
-        hidden = out[0] if isinstance(out, tuple) else out
-        for b, row in enumerate(self._rows):
-            keep = valid[b].to(hidden.device)
-            row.ids += ids[b][valid[b]].tolist()
-            row.resid.append(hidden[b][keep].detach())
-            row.positions += int(valid.shape[1])
-            if self._passes == 0:
-                row.prompt_tokens = len(row.ids)
-        self._passes += 1
+        try:
+            hidden = out[0] if isinstance(out, tuple) else out
+            for b, row in enumerate(self._rows):
+                row.ids += ids[b][valid[b]].tolist()
+                row.resid.append(hidden[b][valid[b].to(hidden.device)].detach())
+                row.positions += int(valid.shape[1])
+                if self._passes == 0:
+                    row.prompt_tokens = len(row.ids)
+            self._passes += 1
+        except Exception as e:
+            self._rows = []
+            self._broken = f"capturing a forward pass failed ({type(e).__name__})"
 
     # ---- reading -------------------------------------------------------------------------------------
     def readings(
