@@ -211,9 +211,10 @@ class RedactActor:
 
 
 # ---- the job ----------------------------------------------------------------------------------------
-def _init_ray(cfg: BatchConfig, workers: int, gpus: int) -> bool:
+def _init_ray(cfg: BatchConfig) -> bool:
     """Start (or join) Ray; returns whether this call started it (and should shut it down)."""
     import ray
+    import torch
 
     if ray.is_initialized():
         return False
@@ -221,9 +222,10 @@ def _init_ray(cfg: BatchConfig, workers: int, gpus: int) -> bool:
     if cfg.address:
         ray.init(address=cfg.address, log_to_driver=False, configure_logging=False)
     else:
+        cuda = cfg.device in ("auto", "cuda") and torch.cuda.is_available()
         ray.init(
-            num_cpus=max(workers, os.cpu_count() or 1),
-            num_gpus=gpus,
+            num_cpus=os.cpu_count() or 1,
+            num_gpus=torch.cuda.device_count() if cuda else 0,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
@@ -232,16 +234,23 @@ def _init_ray(cfg: BatchConfig, workers: int, gpus: int) -> bool:
 
 
 def _plan(cfg: BatchConfig) -> tuple[int, int, float, int | None]:
-    """``(workers, gpus, cpus per actor, torch threads per actor)``."""
-    import torch
+    """``(workers, gpus per actor, cpus per actor, torch threads per actor)`` from the Ray cluster's
+    resources: one actor per GPU, else ``cfg.workers`` (default: one per 4 CPUs) sharing the CPUs."""
+    import ray
 
-    gpus = torch.cuda.device_count() if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else 0
-    cpus = os.cpu_count() or 1
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0)) if cfg.device in ("auto", "cuda") else 0
+    cpus = max(1, int(res.get("CPU", 1)))
     workers = cfg.workers or (gpus or max(1, cpus // 4))
     if workers < 1:
         raise BatchError("workers must be at least 1")
-    per_actor = max(1, cpus // workers)
-    return workers, gpus, (1.0 if gpus else float(per_actor)), (None if gpus else per_actor)
+    if workers > (gpus or cpus):  # a pool larger than the cluster would wait forever for its last actors
+        log.warning("%d workers asked, the cluster holds %d; using %d", workers, gpus or cpus, gpus or cpus)
+        workers = gpus or cpus
+    if gpus:
+        return workers, 1, 1.0, None
+    per_actor = cpus // workers
+    return workers, 0, float(per_actor), per_actor
 
 
 def run(cfg: BatchConfig, table: pa.Table) -> Iterator[pa.Table]:
@@ -250,9 +259,9 @@ def run(cfg: BatchConfig, table: pa.Table) -> Iterator[pa.Table]:
     import ray
     import ray.data
 
-    workers, gpus, cpus, threads = _plan(cfg)
-    started = _init_ray(cfg, workers, gpus)
+    started = _init_ray(cfg)
     try:
+        workers, gpus, cpus, threads = _plan(cfg)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = cfg.progress
@@ -263,7 +272,7 @@ def run(cfg: BatchConfig, table: pa.Table) -> Iterator[pa.Table]:
             batch_size=cfg.batch_size,
             batch_format="pyarrow",
             num_cpus=cpus,
-            num_gpus=1 if gpus else 0,
+            num_gpus=gpus,
         )
         yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:

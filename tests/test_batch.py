@@ -110,3 +110,21 @@ def test_input_errors_are_clear(tiny_bundle_dir, tmp_path) -> None:
     with pytest.raises(BatchError, match="no 'text' column"):
         redact_file(str(tmp_path / "nocol.parquet"), str(tmp_path / "y.jsonl"), _cfg(tiny_bundle_dir))
     assert not (tmp_path / "y.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("resources", "device", "workers", "plan"),
+    [
+        ({"CPU": 16.0, "GPU": 2.0}, "auto", None, (2, 1, 1.0, None)),  # one actor per GPU
+        ({"CPU": 16.0, "GPU": 2.0}, "cpu", None, (4, 0, 4.0, 4)),  # GPUs ignored when forced to the CPU
+        ({"CPU": 2.0}, "auto", None, (1, 0, 2.0, 2)),
+        ({"CPU": 2.0}, "auto", 4, (2, 0, 1.0, 1)),  # never more actors than the cluster can hold
+    ],
+)
+def test_actor_plan_follows_the_cluster(monkeypatch, resources, device, workers, plan) -> None:
+    import ray
+
+    from guardrail.batch import _plan
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    assert _plan(BatchConfig(device=device, workers=workers)) == plan
