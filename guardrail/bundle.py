@@ -233,6 +233,7 @@ def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
         f"on the 2-core CPU (`{sae.get('command')}`): synthetic agent data of all locales and "
         f"{_pct(sae.get('general_share'))} general offline text (installed package READMEs, standard-library "
         "docstrings)",
+        *([f"  ({sae['note']})"] if sae.get("note") else []),
         f"- held-out ({_num(sae.get('heldout_tokens'), ',')} tokens): FVU {_num(sae.get('heldout_fvu'))}, "
         f"L0 {_num(sae.get('heldout_l0'), '.1f')}, dead latents {_pct(sae.get('heldout_dead_share'))}",
     ]

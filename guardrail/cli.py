@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle name or folder (needs sae/)")
     sp.add_argument("--n-train", type=int, default=8000)
     sp.add_argument("--n-calib", type=int, default=2000)
-    sp.add_argument("--n-latents", type=int, default=256, help="latents the probe reads")
+    sp.add_argument("--n-latents", type=int, default=512, help="latents the probe reads")
     sp.add_argument("--heads", default="linear,forest", help="comma list of heads: linear, forest")
     sp.add_argument(
         "--sae",

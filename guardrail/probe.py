@@ -280,12 +280,14 @@ class ForestProbe(_Features):
         return (out / n_trees).float()
 
     def save(self, path: str | Path, prefix: str = "") -> None:
+        # stored compactly: node indices as int32, class distributions as float16 (probabilities in
+        # [0, 1]: 3 significant digits are plenty); thresholds stay float64, as scikit-learn compares
         tensors = {
-            f"{prefix}feature": self.feature,
+            f"{prefix}feature": self.feature.int(),
             f"{prefix}threshold": self.threshold,
-            f"{prefix}left": self.left,
-            f"{prefix}right": self.right,
-            f"{prefix}value": self.value,
+            f"{prefix}left": self.left.int(),
+            f"{prefix}right": self.right.int(),
+            f"{prefix}value": self.value.half(),
         }
         _write(path, prefix, tensors, {**self._stored_meta(), "n_features": self.n_features_in}, self.latents)
 
@@ -355,7 +357,8 @@ def _write(
             metadata = dict(f.metadata() or {})
     for k, v in tensors.items():
         v = v.contiguous()
-        existing[k] = v if not v.is_floating_point() or v.dtype == torch.float64 else v.float()
+        keep_dtype = not v.is_floating_point() or v.dtype in (torch.float64, torch.float16)
+        existing[k] = v if keep_dtype else v.float()
     metadata[f"{prefix}meta"] = json.dumps(meta)
     save_file(existing, str(p), metadata=metadata)
 
@@ -419,6 +422,7 @@ def fit(
     max_iter: int = 300,
     seed: int = 0,
     latents: torch.Tensor | None = None,
+    min_scale: float = 1e-4,
 ) -> Probe:
     """Fit the head with scikit-learn's multinomial logistic regression.
 
@@ -430,7 +434,7 @@ def fit(
 
     feats = np.asarray(feats, dtype=np.float32)
     mean = feats.mean(axis=0)
-    scale = feats.std(axis=0) + 1e-4
+    scale = feats.std(axis=0) + min_scale  # SAE codes: a floor keeps rare latents from blowing up
     z = (feats - mean) / scale
     clf = LogisticRegression(C=c, max_iter=max_iter, tol=1e-4, random_state=seed)
     clf.fit(z, labels)
@@ -466,9 +470,11 @@ def fit_forest(
     n_trees: int = 100,
     max_depth: int = 14,
     min_samples_leaf: int = 3,
+    class_weight: str | None = None,
     seed: int = 0,
 ) -> ForestProbe:
-    """Fit a scikit-learn random forest (balanced class weights) and keep it as node arrays."""
+    """Fit a scikit-learn random forest and keep it as node arrays (``class_weight`` as scikit-learn's:
+    the training set already keeps only a share of ``O`` tokens, so None is the default)."""
     from sklearn.ensemble import RandomForestClassifier
 
     feats = np.asarray(feats, dtype=np.float32)
@@ -477,7 +483,7 @@ def fit_forest(
         max_depth=max_depth,
         min_samples_leaf=min_samples_leaf,
         max_features="sqrt",
-        class_weight="balanced_subsample",
+        class_weight=class_weight,
         n_jobs=-1,
         random_state=seed,
     )

@@ -356,7 +356,7 @@ class SaeProbeConfig:
     n_train: int = 8000
     n_calib: int = 2000
     seed: int = 0
-    n_latents: int = 256
+    n_latents: int = 512
     """Latents the probe reads (selected by class-mean difference on the training data)."""
     sweep: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
     """Latent counts whose recall/precision is reported (a quick linear head per count)."""
@@ -364,9 +364,12 @@ class SaeProbeConfig:
     heads: tuple[str, ...] = ("linear", "forest")
     o_keep: float = 0.35
     c: float = 0.5
-    n_trees: int = 64
-    max_depth: int = 12
-    min_samples_leaf: int = 20
+    n_trees: int = 32
+    max_depth: int = 20
+    min_samples_leaf: int = 5
+    max_iter: int = 200
+    min_scale: float = 0.1
+    """Floor added to the features' standard deviation before the linear head (rare latents)."""
     batch_size: int = 16
     sae: str | None = None
     """A published or own SAE folder (SAELens, sparsify or Gemma Scope layout) to use instead of the
@@ -503,11 +506,20 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         )
 
     sweep = []
+    part = max(1, len(tr.resid) * 2 // 5)  # a quick look: 40% of the training records per count
+    sweep_acts = Activations(tr.resid[:part], tr.offsets[:part], tr.labels[:part], 0.0, 0)
     for n in tqdm(sorted({*cfg.sweep, cfg.n_latents}), desc="latent sweep"):
         lat = select_latents(means, std, n, enough)
-        x, y = sae_design(shell(lat), tr, cfg.o_keep * 0.5, cfg.seed)
+        x, y = sae_design(shell(lat), sweep_acts, cfg.o_keep * 0.5, cfg.seed)
         p = fit(
-            x, y, context=cfg.context, c=cfg.c, max_iter=150, seed=cfg.seed, latents=torch.from_numpy(lat)
+            x,
+            y,
+            context=cfg.context,
+            c=cfg.c,
+            max_iter=100,
+            seed=cfg.seed,
+            latents=torch.from_numpy(lat),
+            min_scale=cfg.min_scale,
         )
         p.sae = sae
         half = {k: 0.5 for k in keep}
@@ -522,7 +534,14 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         t0 = time.perf_counter()
         if head == "linear":
             probe: AnyProbe = fit(
-                x, y, context=cfg.context, c=cfg.c, max_iter=300, seed=cfg.seed, latents=lat
+                x,
+                y,
+                context=cfg.context,
+                c=cfg.c,
+                max_iter=cfg.max_iter,
+                seed=cfg.seed,
+                latents=lat,
+                min_scale=cfg.min_scale,
             )
         elif head == "forest":
             probe = fit_forest(
