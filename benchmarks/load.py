@@ -1,11 +1,11 @@
 """Load benchmark of the sidecar: throughput and p50/p99 latency against concurrency, micro-batching on/off.
 
-Starts ``guardrail serve`` (the real command, the real default bundle unless ``--bundle``) once with
-micro-batching (``--max-batch-texts 64``) and once with batch size 1, and drives each with 1..64
-concurrent clients (``AsyncGuardrailClient``, one channel) sending ``Redact`` calls of one 300-character
-message built from the synthetic data generator. Each level runs a warm-up, then a measured window;
-throughput is calls finished in the window per second, latencies are those calls' latencies (a window
-is long enough for 2 x concurrency calls, so slow levels are measured too).
+Starts ``guardrail serve`` (the real command, the real default bundle unless ``--bundle``) twice, with
+micro-batching (``--max-batch-texts 64``) and with batch size 1, and drives each in turn, level by
+level, with 1..64 concurrent clients (``AsyncGuardrailClient``, one channel) sending ``Redact`` calls
+of one 300-character message built from the synthetic data generator. Each level runs a warm-up, then
+a measured window; throughput is calls finished in the window per second, latencies are those calls'
+latencies (a window is long enough for 2 x concurrency calls, so slow levels are measured too).
 
     python benchmarks/load.py                      # writes benchmarks/results/<date>-load-<machine>/
 
@@ -206,8 +206,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['measure_s']} s and >= 2 x clients calls measured; server and clients on the same machine "
         f"(loopback); benchmark and server at niceness {m['niceness']}.",
         "",
-        "| mode | clients | calls/s | chars/s | p50 ms | p99 ms | mean batch | calls | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| mode | clients | calls/s | chars/s | p50 ms | p99 ms | mean batch | calls | errors | load 1m |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for mode, rows in result["levels"].items():
         for r in rows:
@@ -215,7 +215,7 @@ def report(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {mode} | {r['concurrency']} | {r['throughput_rps']:.2f} | {r['chars_per_s']:.0f} | "
                 f"{r['p50_ms'] or float('nan'):.0f} | {r['p99_ms'] or float('nan'):.0f} | "
-                f"{r['mean_batch']:.1f} | {r['calls']} | {err} |"
+                f"{r['mean_batch']:.1f} | {r['calls']} | {err} | {r['load_avg_1m']} |"
             )
     s = result["summary"]
     lines += [
@@ -248,33 +248,33 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else ROOT / "results" / f"{date}-load-{machine_name()}"
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    results: dict[str, list[dict[str, Any]]] = {}
     modes = {"batched": a.max_batch_texts, "batch size 1": 1}
-    with tqdm(total=len(levels) * len(modes), desc="load levels") as bar:
-        for mode, max_batch in modes.items():
-            server = Server(a.bundle, max_batch, a.max_wait_ms)
-            try:
-                rows = []
-                for c in levels:
-                    n0, s0 = (
-                        server.metric("guardrail_batch_texts_count"),
-                        server.metric("guardrail_batch_texts_sum"),
-                    )
-                    row = asyncio.run(
-                        level(f"127.0.0.1:{server.port}", texts, c, a.warmup_s, a.measure_s, a.timeout_s)
-                    )
-                    n1, s1 = (
-                        server.metric("guardrail_batch_texts_count"),
-                        server.metric("guardrail_batch_texts_sum"),
-                    )
+    # Both servers are up the whole time and the modes alternate level by level (in alternating order):
+    # on a shared machine whose speed drifts by minutes, a run of one mode after the other compares two
+    # different machines. An idle server costs no CPU.
+    servers = {mode: Server(a.bundle, max_batch, a.max_wait_ms) for mode, max_batch in modes.items()}
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    try:
+        with tqdm(total=len(levels) * len(modes), desc="load levels") as bar:
+            for k, c in enumerate(levels):
+                order = list(modes) if k % 2 == 0 else list(reversed(modes))
+                for mode in order:
+                    server = servers[mode]
+                    n0 = server.metric("guardrail_batch_texts_count")
+                    s0 = server.metric("guardrail_batch_texts_sum")
+                    target = f"127.0.0.1:{server.port}"
+                    row = asyncio.run(level(target, texts, c, a.warmup_s, a.measure_s, a.timeout_s))
+                    n1 = server.metric("guardrail_batch_texts_count")
+                    s1 = server.metric("guardrail_batch_texts_sum")
                     row["mean_batch"] = (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0
-                    rows.append(row)
+                    row["load_avg_1m"] = round(os.getloadavg()[0], 2)
+                    results[mode].append(row)
                     bar.set_postfix(mode=mode, clients=c, rps=f"{row['throughput_rps']:.2f}")
                     bar.update()
                     time.sleep(1.0)  # calls cancelled at the end of a level leave the queue
-                results[mode] = rows
-            finally:
-                server.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
     load_after = os.getloadavg()
     cpu = machine_name()
     at = 32 if 32 in levels else levels[-1]
