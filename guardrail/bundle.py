@@ -255,6 +255,44 @@ def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
                 for r in sweep
                 if isinstance(r, dict)
             ]
+        cost = m.metrics.get("sae_cost")
+        if isinstance(cost, dict) and isinstance(cost.get("probes"), dict):
+            note = f"; {cost['note']}" if cost.get("note") else ""
+            lines += [
+                "",
+                f"Cost at batch {cost.get('batch')}: the truncated forward takes "
+                f"{_num(cost.get('forward_ms'), '.1f')} ms ({cost.get('backbone_dtype')}, "
+                f"{cost.get('threads')} threads; `python benchmarks/sae_cost.py`{note}).",
+                "What each probe adds (medians):",
+                "",
+                "| probe | features (SAE encode) ms | head ms | span decoding ms | added | of forward |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {name} | {_num(r.get('features_ms'), '.1f')} | {_num(r.get('head_ms'), '.1f')} | "
+                f"{_num(r.get('decode_ms'), '.1f')} | {_num(r.get('added_ms'), '.1f')} ms | "
+                f"{_pct(r.get('added_share_of_forward'))} |"
+                for name, r in cost["probes"].items()
+                if isinstance(r, dict)
+            ]
+        choice = m.metrics.get("probe_choice")
+        if isinstance(choice, dict) and isinstance(choice.get("rows"), list):
+            lines += [
+                "",
+                f"Which probe `detect` uses ({choice.get('rule')}; {choice.get('command')}):",
+                "",
+                "| probe (with patterns) | presidio_synth leakage | recall | precision | F1 "
+                "| wnut17 PERSON recall | wnut17 precision | wnut17 F1 |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r.get('probe')} | {_pct(r.get('leakage'))} | {_num(r.get('recall_partial'))} | "
+                f"{_num(r.get('precision'))} | {_num(r.get('f1'))} | {_num(r.get('wnut_person_recall'))} | "
+                f"{_num(r.get('wnut_precision'))} | {_num(r.get('wnut_f1'))} |"
+                for r in choice["rows"]
+                if isinstance(r, dict)
+            ]
+            lines += ["", str(choice.get("verdict", ""))]
         top = sp.get("top_latents")
         if isinstance(top, list) and top:
             desc = _descriptions(folder)

@@ -45,15 +45,18 @@ class _LatentStats:
 
 
 def describe(by_label: np.ndarray, tokens: Sequence[str], classes: Sequence[str] = PROBE_CLASSES) -> str:
-    """``"PERSON 94%: «Silva», «Dupont»"``: the dominant gold class by activation mass, its share, and
-    the top-activating tokens (``non-PII`` when ``O`` dominates)."""
+    """``"PERSON 64%, non-PII 20%: «Silva», «Dupont»"``: the gold classes that carry most of the
+    latent's activation mass (the top one, and a second with at least 15%), then its top-activating
+    tokens. ``non-PII`` is the ``O`` class."""
     total = float(by_label.sum())
     if total <= 0:
         return "never fired"
-    i = int(np.argmax(by_label))
-    head = "non-PII" if classes[i] == "O" else classes[i]
+    order = np.argsort(-by_label)
+    shares = [(classes[i], by_label[i] / total) for i in order[:2]]
+    parts = [shares[0]] + [x for x in shares[1:] if x[1] >= 0.15]
+    head = ", ".join(f"{'non-PII' if c == 'O' else c} {p:.0%}" for c, p in parts)
     toks = ", ".join(f"«{t}»" for t in tokens[:TOP_TOKENS])
-    return f"{head} {by_label[i] / total:.0%}: {toks}" if toks else f"{head} {by_label[i] / total:.0%}"
+    return f"{head}: {toks}" if toks else head
 
 
 def _snippet(text: str, start: int, end: int) -> str:

@@ -431,17 +431,18 @@ def _probe_metrics(
     return probs, {k: round(float(o[k] or 0.0), 4) for k in ("leakage", "recall_partial", "precision", "f1")}
 
 
-def top_latents(probe: Probe, n: int) -> list[dict[str, object]]:
-    """The latents with the largest standardised weight (class against ``O``, the token's own code) of a
-    linear SAE probe, one row per latent with the class it speaks for."""
+def top_latents(probe: Probe, n: int, labels: Sequence[str]) -> list[dict[str, object]]:
+    """The latents with the largest standardised weight (a reported label against ``O``, the token's own
+    code) of a linear SAE probe, one row per latent with the label it speaks for."""
     assert probe.latents is not None
     width = len(probe.latents)
     own = probe.context.index(0) if 0 in probe.context else 0
-    w = (probe.weight[1:] - probe.weight[0])[:, own * width : (own + 1) * width]  # [C-1, L]
+    rows_of = [probe.classes.index(c) for c in labels if c in probe.classes]
+    w = (probe.weight[rows_of] - probe.weight[0])[:, own * width : (own + 1) * width]  # [len(labels), L]
     best, cls = w.max(0)
     rows = []
     for i in torch.argsort(best, descending=True)[:n].tolist():
-        label = probe.classes[1 + int(cls[i])]
+        label = probe.classes[rows_of[int(cls[i])]]
         rows.append({"latent": int(probe.latents[i]), "label": label, "weight": round(float(best[i]), 3)})
     return rows
 
@@ -579,7 +580,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         figures[name] = calib_metrics
         log.info("%s calib (probe only): %s", name, calib_metrics)
         if isinstance(probe, Probe):
-            figures["top_latents"] = top_latents(probe, 12)
+            figures["top_latents"] = top_latents(probe, 12, keep)
     m.training["sae_probe"] = {
         "n_train_records": cfg.n_train,
         "n_calib_records": cfg.n_calib,
