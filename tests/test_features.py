@@ -48,3 +48,17 @@ def test_load_descriptions(tmp_path) -> None:
     (tmp_path / "features.json").write_text("{not json")
     with pytest.raises(BundleError, match="unreadable"):
         load_descriptions(tmp_path)
+
+
+@pytest.mark.model
+def test_shipped_sae_probe_explains_a_name() -> None:
+    from guardrail.pipeline import Guardrail
+
+    g = Guardrail.load(probe="sae-lr", patterns=False)
+    text = "Please call Ana Silva tomorrow about the invoice."
+    (spans,) = g.detect([text], explain=True)
+    person = [s for s in spans if s.label == "PERSON"]
+    assert person and text[person[0].start : person[0].end] == "Ana Silva"
+    feats = person[0].features
+    assert feats and all(f.contribution > 0 and f.description for f in feats)
+    assert any("PERSON" in f.description for f in feats)  # a name latent is among the top ones
