@@ -9,6 +9,7 @@ the same model read from the inside (probe) or asked from the outside (judge).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -43,10 +44,22 @@ MAX_NEW_TOKENS = 48
 PIECE_CHARS = 600
 """Longer texts are asked about in pieces of at most this many characters (cut at whitespace)."""
 LINE = re.compile(r"^\s*([A-Z_]+)\s*:\s*(.+?)\s*$")
+ALIASES = {"NAME": "PERSON"}
+"""Label words the model writes for a canonical label (the base model often says NAME)."""
 
 
 def build_prompt(text: str, labels: Sequence[str]) -> str:
     """The few-shot prompt for one text; the answer starts right after the final ``PII:``."""
+    return prompt_prefix(labels) + prompt_suffix(text)
+
+
+def prompt_suffix(text: str) -> str:
+    """The part of the prompt that is the text's own."""
+    return f"Text: {text}\nPII:\n"
+
+
+def prompt_prefix(labels: Sequence[str]) -> str:
+    """Instruction and examples: the same for every text, so its attention cache is computed once."""
     head = (
         "List the personal data in each text, one line per item as LABEL: value, copying the value "
         f"exactly from the text. Labels: {', '.join(labels)}. Write NONE if there is none, then END.\n\n"
@@ -55,7 +68,7 @@ def build_prompt(text: str, labels: Sequence[str]) -> str:
     for ex, items in EXAMPLES:
         shown = [f"{lab}: {val}" for lab, val in items if lab in labels] or ["NONE"]
         shots.append(f"Text: {ex}\nPII:\n" + "\n".join(shown) + "\nEND\n\n")
-    return head + "".join(shots) + f"Text: {text}\nPII:\n"
+    return head + "".join(shots)
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> list[tuple[int, str]]:
@@ -93,14 +106,15 @@ def parse_answer(answer: str, text: str, labels: Sequence[str], offset: int = 0)
             continue
         out.lines += 1
         m = LINE.match(line)
-        if not m or m.group(1) not in labels:
+        label = ALIASES.get(m.group(1), m.group(1)) if m else ""
+        if label not in labels:
             out.unknown_label += 1
             continue
         value = m.group(2)
         hits = [h.start() for h in re.finditer(re.escape(value), text)]
         if not hits:
             out.not_in_text += 1
-        out.spans += [Span(offset + h, offset + h + len(value), m.group(1), 1.0, "judge") for h in hits]
+        out.spans += [Span(offset + h, offset + h + len(value), label, 1.0, "judge") for h in hits]
     return out
 
 
@@ -114,6 +128,10 @@ class Judge:
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self._prefix_state: tuple[torch.Tensor, object] | None = None
+        # a row stops at END when END is one token (generate's stop_strings costs seconds per call)
+        end = tokenizer("END", add_special_tokens=False)["input_ids"]
+        self._stop_ids = [tokenizer.eos_token_id, *(end if len(end) == 1 else [])]
         self.stats: Counter[str] = Counter(prompts=0, lines=0, unknown_label=0, not_in_text=0)
         """Prompts asked, answer lines read, and lines that gave no span (label, or value not in text)."""
 
@@ -130,7 +148,10 @@ class Judge:
         config = AutoConfig.from_pretrained(path)
         if isinstance(getattr(config, "quantization_config", None), dict):
             del config.quantization_config  # the converted weights are plain bf16, not GGUF blocks
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=pick_dtype(dev))
+        # fp32 on the CPU: bf16 CPU kernels are set up once per input shape, and generation brings a new
+        # shape (one more cached position) at every step
+        dtype = pick_dtype(dev) if dev.type == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
         tokenizer.padding_side = "left"  # generation continues every row from its last real token
         if tokenizer.pad_token_id is None:
@@ -138,22 +159,45 @@ class Judge:
         return cls(model.to(dev).eval(), tokenizer, labels, batch_size)
 
     @torch.inference_mode()
+    def _prefix(self) -> tuple[torch.Tensor, object]:
+        """``[1, P]`` ids of the shared prompt prefix (BOS included) and its KV cache, computed once."""
+        if self._prefix_state is None:
+            ids = self.tokenizer(prompt_prefix(self.labels), return_tensors="pt")["input_ids"].to(self.device)
+            cache = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+            self._prefix_state = (ids, cache)
+        return self._prefix_state
+
+    @torch.inference_mode()
     def answer(self, texts: Sequence[str]) -> list[str]:
-        """The model's raw answer to the prompt of each text (one left-padded batch)."""
+        """The model's raw answer to the prompt of each text (one batch).
+
+        Every prompt is the shared prefix (read from its cache) followed by the text's own part, padded
+        on the left of that part: the mask hides the padding and positions skip it.
+        """
         tok = self.tokenizer
-        enc = tok([build_prompt(t, self.labels) for t in texts], return_tensors="pt", padding=True)
-        enc = enc.to(self.device)
+        prefix_ids, prefix_cache = self._prefix()
+        enc = tok(
+            [prompt_suffix(t) for t in texts], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        n = len(texts)
+        ids = torch.cat([prefix_ids.expand(n, -1), enc["input_ids"].to(self.device)], dim=1)
+        mask = torch.cat(
+            [torch.ones_like(prefix_ids).expand(n, -1), enc["attention_mask"].to(self.device)], dim=1
+        )
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(n)
         out = self.model.generate(
-            **enc,
+            input_ids=ids,
+            attention_mask=mask,
+            cache=cache,
             max_new_tokens=MAX_NEW_TOKENS,
             do_sample=False,
             top_p=None,
             top_k=None,
             pad_token_id=tok.pad_token_id,
-            stop_strings=["END"],
-            tokenizer=tok,
+            eos_token_id=self._stop_ids,
         )
-        return tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
     def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
         """Spans per text; prompts of similar length are batched together to keep padding small."""

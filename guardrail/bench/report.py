@@ -55,7 +55,7 @@ def _method_label(res: Mapping[str, Any], name: str, ds: str) -> str:
 def set_table(res: Mapping[str, Any], ds: str, gpu: bool) -> list[str]:
     """One row per method: quality over the asked labels, then cost."""
     head = ["method", "leakage", "recall partial", "recall exact", "precision", "F1", "F2", "set apart"]
-    head += ["chars/s", "tokens/s", "p50 ms", "p99 ms", "peak mem MB"]
+    head += ["chars/s", "tokens/s", "chars/CPU-s", "p50 ms", "p99 ms", "peak mem MB"]
     if gpu:
         head.append("USD / M tokens")
     rows = []
@@ -73,6 +73,7 @@ def set_table(res: Mapping[str, Any], ds: str, gpu: bool) -> list[str]:
             str(o["counts"]["ignored_unlabeled"]),
             _rate(c["chars_per_s"]),
             _rate(c["tokens_per_s"]),
+            _rate(c.get("chars_per_cpu_s")),
             _num(c["latency_ms_p50"], ".1f"),
             _num(c["latency_ms_p99"], ".1f"),
             _num(m.get("peak_rss_delta_mb"), ".0f"),
@@ -158,7 +159,9 @@ def render(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         "spans of other labels are don't-care, and a prediction of a label the set never annotates is "
         "*set apart* (counted in its own column, not a false positive). Leakage: share of gold PII "
         "characters left uncovered. Recall partial: gold spans ≥ 50% covered; exact: same boundaries. "
-        "chars/s and tokens/s (Gemma tokenizer tokens, the same count for every method): records in "
+        "chars/s and tokens/s (Gemma tokenizer tokens, the same count for every method) are wall-clock; "
+        "chars/CPU-s divides by the CPU time of this process (all threads), less disturbed by other jobs; "
+        "records in "
         f"chunks of 64 per call, probe batch {cfg['batch_size']}, judge batch {cfg['judge_batch_size']}. "
         f"p50/p99: one record per call over {cfg['latency_n']} seeded records. Peak mem: largest RSS "
         "sampled every 10 ms while the method was loaded and run, above the RSS before it loaded."

@@ -4,7 +4,8 @@ Methods run one after the other (each loaded, warmed up, timed on every set, the
 timings come from the same process run and their ratios hold on a shared machine. Per set and method:
 
 - throughput: ``detect_batch`` over all records in chunks (a progress bar between chunks, outside the
-  timed calls); characters/s and backbone-tokenizer tokens/s over the summed call time;
+  timed calls); characters/s and backbone-tokenizer tokens/s over the summed call time, and characters
+  per CPU-second of this process (all its threads), which other jobs on a shared machine disturb less;
 - latency: one record per call on a seeded sample (ms per record, p50 and p99), as a request would be;
 - peak memory: the largest resident set size sampled every 10 ms while the method is loaded, warmed up
   and run, minus the size just before it was loaded (its own footprint on top of what the process
@@ -145,20 +146,22 @@ class TokenCounter:
         return sum(len(x) for x in ids)
 
 
-def _timed_pass(m: Method, records: Sequence[Record], desc: str, progress: bool) -> tuple[dict, float]:
+def _timed_pass(m: Method, records: Sequence[Record], desc: str, progress: bool) -> tuple[dict, float, float]:
+    """Predictions by record id, wall seconds and process CPU seconds (all threads) of the calls."""
     from tqdm.auto import tqdm
 
     preds: dict[str, list[Span]] = {}
-    seconds = 0.0
+    seconds = cpu = 0.0
     with tqdm(total=len(records), desc=desc, unit="rec", disable=not progress, file=sys.stderr) as bar:
         for i in range(0, len(records), CHUNK):
             part = records[i : i + CHUNK]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             found = m.detect_batch([r.text for r in part])
             seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
             preds.update({r.id: s for r, s in zip(part, found, strict=True)})
             bar.update(len(part))
-    return preds, seconds
+    return preds, seconds, cpu
 
 
 def _latencies(m: Method, records: Sequence[Record]) -> list[float]:
@@ -201,7 +204,13 @@ def sweep(
 
 
 def _cost(
-    m: Method, records: Sequence[Record], seconds: float, tokens: int, lat: list[float], price: float
+    m: Method,
+    records: Sequence[Record],
+    seconds: float,
+    cpu: float,
+    tokens: int,
+    lat: list[float],
+    price: float,
 ) -> dict[str, Any]:
     chars = sum(len(r.text) for r in records)
     tps = tokens / seconds if seconds > 0 else None
@@ -211,6 +220,8 @@ def _cost(
         "tokens": tokens,
         "seconds": seconds,
         "chars_per_s": chars / seconds if seconds > 0 else None,
+        "cpu_seconds": cpu,
+        "chars_per_cpu_s": chars / cpu if cpu > 0 else None,
         "tokens_per_s": tps,
         "ms_per_record_mean": 1000 * seconds / len(records) if records else None,
         "latency_n": len(lat),
@@ -244,13 +255,13 @@ def run_method(name: str, cfg: BenchConfig, count_tokens: TokenCounter) -> tuple
         for ds in cfg.datasets:
             judge = name == "judge"
             records = sample(ds.records, cfg.judge_limit if judge else None, cfg.seed, f"{ds.name}/records")
-            preds, seconds = _timed_pass(m, records, f"{name:8s} {ds.name}", cfg.progress)
+            preds, seconds, cpu = _timed_pass(m, records, f"{name:8s} {ds.name}", cfg.progress)
             lat_n = min(cfg.latency_n, cfg.judge_latency_n) if judge else cfg.latency_n
             lat = _latencies(m, sample(records, lat_n, cfg.seed, f"{ds.name}/latency"))
             tokens = count_tokens([r.text for r in records])
             per_set[ds.name] = {
                 "quality": quality(ds, records, preds, cfg.method.labels),
-                "cost": _cost(m, records, seconds, tokens, lat, cfg.gpu_price_per_hour),
+                "cost": _cost(m, records, seconds, cpu, tokens, lat, cfg.gpu_price_per_hour),
                 "sampled": len(records) < len(ds.records),
             }
     summary: dict[str, Any] = {
