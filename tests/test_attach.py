@@ -181,7 +181,11 @@ def test_smollm2_chat_pii_in_and_out_equals_sidecar(smol) -> None:
             (r,) = h.readings(sequences=out)
         assert r.tokens == out.shape[1] - 2 and r.tokens < WINDOW  # one window: the sidecar reads the same
         assert r.unread in ("<|im_end|>", tok.decode(out[0, -1:]))
-        assert r.spans == sidecar.detect([r.text])[0]
+        side = sidecar.detect([r.text])[0]
+        # bf16: the agent's passes (unpadded prompt, KV-cached steps) round otherwise than the sidecar's padded
+        # batch (residuals ~1% apart): the spans are equal, a mid-range score moves (0.04 seen on chat markup)
+        assert [(s.start, s.end, s.label) for s in r.spans] == [(s.start, s.end, s.label) for s in side]
+        assert all(abs(a.score - b.score) < 0.05 for a, b in zip(r.spans, side, strict=True))
         user = r.input_text.index(chat)
         found = [r.input_text[s.start : s.end] for s in r.input_spans if s.start >= user]
         assert found, "no PII flagged in the user's message"
