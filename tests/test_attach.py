@@ -182,7 +182,7 @@ def test_smollm2_chat_pii_in_and_out_equals_sidecar(smol) -> None:
         assert r.tokens == out.shape[1] - 2 and r.tokens < WINDOW  # one window: the sidecar reads the same
         assert r.unread in ("<|im_end|>", tok.decode(out[0, -1:]))
         side = sidecar.detect([r.text])[0]
-        # bf16: the agent's passes (unpadded prompt, KV-cached steps) round otherwise than the sidecar's padded
+        # bf16: the agent's passes (unpadded prompt, KV-cached steps) round unlike the sidecar's padded
         # batch (residuals ~1% apart): the spans are equal, a mid-range score moves (0.04 seen on chat markup)
         assert [(s.start, s.end, s.label) for s in r.spans] == [(s.start, s.end, s.label) for s in side]
         assert all(abs(a.score - b.score) < 0.05 for a, b in zip(r.spans, side, strict=True))
