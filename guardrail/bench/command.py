@@ -94,6 +94,7 @@ def config_from(args: argparse.Namespace):
         datasets=sets,
         method=mc,
         seed=args.seed,
+        limit=args.limit,
         judge_limit=args.judge_limit or None,
         latency_n=args.latency_n,
         gpu_price_per_hour=args.gpu_price_per_hour,

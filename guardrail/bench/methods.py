@@ -74,12 +74,17 @@ def _guardrail(name: str, probe: str, patterns: bool, what: str) -> Callable[[Me
         from guardrail.bundle import Bundle
         from guardrail.pipeline import Guardrail
 
-        have = set(Bundle.load(cfg.bundle).probes) if probe else set()
-        if probe and probe not in have:
-            raise MethodSkipped(
-                f"bundle {cfg.bundle!r} has no {probe!r} probe (it has {', '.join(sorted(have))})"
-            )
-        g = Guardrail.load(cfg.bundle, device=cfg.device, probe=probe or None, patterns=patterns)
+        chosen = probe
+        if probe:
+            entries = Bundle.load(cfg.bundle).manifest.probes
+            # the probe named like the method, else the first whose features are of that kind (sae-lr, …)
+            kinds = sorted(n for n, e in entries.items() if getattr(e, "features", None) == probe)
+            chosen = probe if probe in entries else (kinds[0] if kinds else "")
+            if not chosen:
+                raise MethodSkipped(
+                    f"bundle {cfg.bundle!r} has no {probe!r} probe (it has {', '.join(sorted(entries))})"
+                )
+        g = Guardrail.load(cfg.bundle, device=cfg.device, probe=chosen or None, patterns=patterns)
 
         def detect_batch(texts: Sequence[str]) -> list[list[Span]]:
             return g.detect(list(texts), labels=cfg.labels, batch_size=cfg.batch_size)
@@ -88,9 +93,8 @@ def _guardrail(name: str, probe: str, patterns: bool, what: str) -> Callable[[Me
             name,
             detect_batch,
             g.backbone.device.type,
-            f"{what}; bundle `{cfg.bundle}`, layer {g.backbone.layer}, {g.backbone.dtype}".replace(
-                "torch.", ""
-            ),
+            f"{what}; bundle `{cfg.bundle}`, probe `{g.probe_name}`, layer {g.backbone.layer}, "
+            + str(g.backbone.dtype).replace("torch.", ""),
             warmup=lambda: g.warmup(cfg.batch_size),
             guardrail=g,
         )

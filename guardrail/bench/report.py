@@ -236,7 +236,10 @@ def readme_block(res: Mapping[str, Any], folder: str) -> str:
     note = (
         f"Generated from [`{folder}/report.md`]({folder}/report.md) ({res['date']}, {env['cpu']}, "
         f"{env['cpus_usable']} cores{', ' + env['gpu'] if env.get('gpu') else ''}, shared machine); "
-        f"the judge row reads at most {res['config']['judge_limit']} records per set. Regenerate with "
+        "records per set: "
+        + ", ".join(f"{ds} {info['records']}" for ds, info in res["datasets"].items())
+        + f" (`--limit {res['config'].get('limit')}`)" * bool(res["config"].get("limit"))
+        + f"; the judge reads at most {res['config']['judge_limit']} of them. Regenerate with "
         f"`{RERUN}`; do not edit by hand."
     )
     return "\n".join([BEGIN, *_table(head, rows), "", note, END])

@@ -56,6 +56,8 @@ class BenchConfig:
     datasets: list[Dataset]
     method: MethodConfig
     seed: int = 0
+    limit: int | None = None
+    """First records of each set (None: all), as recorded in the results."""
     judge_limit: int | None = 100
     """Records per set the judge reads (a seeded sample; None: all)."""
     latency_n: int = 100
@@ -304,6 +306,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             "batch_size": cfg.method.batch_size,
             "judge_batch_size": cfg.method.judge_batch_size,
             "seed": cfg.seed,
+            "limit": cfg.limit,
             "judge_limit": cfg.judge_limit,
             "latency_n": cfg.latency_n,
             "judge_latency_n": cfg.judge_latency_n,
