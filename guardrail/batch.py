@@ -109,16 +109,16 @@ def read_jsonl_rows(path: str) -> pa.Table:
     """One row per non-empty line: good records with their text, bad ones with an error (never text)."""
     lines, ids, texts, errors = [], [], [], []
     try:
-        with open(path, encoding="utf-8") as fh:
-            n = 0
-            try:
-                for n, raw in enumerate(fh, 1):
-                    if not raw.strip():
-                        continue
-                    rid, text, err = _parse_line(raw, n)
-                    lines.append(n), ids.append(rid), texts.append(text), errors.append(err)
-            except UnicodeDecodeError:
-                raise BatchError(f"{path}: line {n + 1} is not valid UTF-8") from None
+        with open(path, "rb") as fh:  # bytes, decoded line by line: a bad byte is reported at its line
+            for n, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BatchError(f"{path}: line {n} is not valid UTF-8") from None
+                if not line.strip():
+                    continue
+                rid, text, err = _parse_line(line, n)
+                lines.append(n), ids.append(rid), texts.append(text), errors.append(err)
     except OSError as e:
         raise BatchError(f"cannot read {path}: {e.strerror}") from None
     return pa.table([lines, ids, texts, errors], schema=SCHEMA)
