@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--judge-limit",
         type=int,
-        default=100,
+        default=50,
         metavar="N",
         help="seeded sample the judge reads per set (0: all)",
     )

@@ -58,7 +58,7 @@ class BenchConfig:
     seed: int = 0
     limit: int | None = None
     """First records of each set (None: all), as recorded in the results."""
-    judge_limit: int | None = 100
+    judge_limit: int | None = 50
     """Records per set the judge reads (a seeded sample; None: all)."""
     latency_n: int = 100
     """Records per set timed one by one for p50/p99 (the judge: at most ``judge_latency_n``)."""
