@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guardrail.bench.runner import cpu_model
 from guardrail.data import read_jsonl
 from guardrail.labels import PRIVACY
 from guardrail.metrics import score
@@ -69,15 +70,6 @@ def _run(*args: Any) -> dict[str, Any]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, Any] = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": sys.version.split()[0],
@@ -183,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report = "\n".join(lines)
     print(report)
-    cpu = re.sub(r"[^a-z0-9]+", "-", _cpu_name().lower()).strip("-")[:40]
+    cpu = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-")[:40]
     out = (
         Path(a.out)
         if a.out
