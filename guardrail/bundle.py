@@ -295,7 +295,10 @@ def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
             lines += ["", str(choice.get("verdict", ""))]
         top = sp.get("top_latents")
         if isinstance(top, list) and top:
-            desc = _descriptions(folder)
+            try:
+                desc = load_descriptions(folder) if folder is not None else {}
+            except BundleError:
+                desc = {}  # the card still renders; Guardrail.load reports the broken file
             lines += [
                 "",
                 "Most PII-predictive latents (largest standardised weight of the linear SAE probe, on the",
@@ -313,14 +316,16 @@ def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
     return lines
 
 
-def _descriptions(folder: Path | None) -> dict[int, str]:
-    if folder is None or not (folder / FEATURES_FILE).is_file():
+def load_descriptions(folder: Path) -> dict[int, str]:
+    """Latent -> description from the bundle's ``features.json`` (empty when it has none)."""
+    path = folder / FEATURES_FILE
+    if not path.is_file():
         return {}
     try:
-        doc = json.loads((folder / FEATURES_FILE).read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
         return {int(k): str(v.get("description", "")) for k, v in doc["latents"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BundleError(f"{path}: unreadable ({type(e).__name__})") from None
 
 
 def render_card(m: Manifest, folder: Path | None = None) -> str:

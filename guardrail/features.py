@@ -68,7 +68,7 @@ def _snippet(text: str, start: int, end: int) -> str:
 def build(bundle_name: str | Path, n_records: int = 3000, seed: int = 11) -> dict[str, object]:
     """Compute ``features.json`` for a bundle with an SAE and write it into the bundle."""
     from guardrail import synth
-    from guardrail.backbone import Backbone
+    from guardrail.backbone import Backbone, pick_dtype
     from guardrail.train import residual_chunks, token_labels
 
     bundle = Bundle.load(bundle_name)
@@ -77,7 +77,7 @@ def build(bundle_name: str | Path, n_records: int = 3000, seed: int = 11) -> dic
         raise BundleError(f"bundle {bundle.folder.name} has no SAE (run `guardrail train-sae` first)")
     ref = bundle.manifest.backbone
     backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime)
-    sae.to(dtype=backbone.dtype if backbone.device.type == "cpu" else torch.float32)
+    sae.to(dtype=pick_dtype(torch.device("cpu")))  # as inference runs it (see Guardrail.load)
     keep_contexts = {int(j) for p in bundle.probes.values() if p.latents is not None for j in p.latents}
     stats = [_LatentStats() for _ in range(sae.cfg.d_sae)]
     records = synth.generate(n_records, seed=seed, family="train")
@@ -130,18 +130,6 @@ def build(bundle_name: str | Path, n_records: int = 3000, seed: int = 11) -> dic
     card = render_card(bundle.manifest, bundle.folder)  # its top-latent table quotes the descriptions
     (bundle.folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     return doc
-
-
-def load_descriptions(folder: Path) -> dict[int, str]:
-    """Latent -> description from ``features.json`` (empty when the bundle has none)."""
-    path = folder / FEATURES_FILE
-    if not path.is_file():
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        return {int(k): str(v.get("description", "")) for k, v in doc["latents"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise BundleError(f"{path}: unreadable ({type(e).__name__})") from None
 
 
 def explain(

@@ -124,12 +124,13 @@ class Guardrail:
         return self
 
     def _run(self, items: list[str], batch_size: int) -> tuple[list[np.ndarray], list[torch.Tensor], list]:
-        """Token offsets, residuals and probe probabilities for each text."""
+        """Token offsets, probe features and probe probabilities for each text."""
         encoded = self.backbone.encode(items)
         resids = self.backbone.residuals(encoded, batch_size=batch_size)
         with torch.inference_mode():
-            probs = self.probe.probs_batch(resids)
-        return [e.offsets for e in encoded], resids, [p.numpy() for p in probs]
+            feats = self.probe.features_batch(resids)
+            probs = self.probe.probs_of(feats)
+        return [e.offsets for e in encoded], feats, [p.numpy() for p in probs]
 
     def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
         """Per-token class probabilities of the probe, with the tokens' character offsets."""
@@ -167,23 +168,23 @@ class Guardrail:
             )
         results: list[list[Span]] = []
         pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
-        offsets, resids, probs = self._run(items, batch_size)
+        offsets, feats, probs = self._run(items, batch_size)
+        classes_all = list(self.probe.classes)
         for i, (text, pats) in enumerate(zip(items, pattern_spans, strict=True)):
-            cp, classes = collapse(probs[i], list(self.probe.classes), keep)
+            cp, classes = collapse(probs[i], classes_all, keep)
             spans = decode(text, offsets[i], cp, classes, self.thresholds, lone_min_score=self.lone_min_score)
             if explain and spans:
-                spans = self._explain(resids[i], offsets[i], spans)
+                spans = self._explain(feats[i], offsets[i], spans)
             spans += [s for s in pats if s.label in keep]
             results.append(merge(spans))
         return results
 
-    def _explain(self, resid: torch.Tensor, offsets: np.ndarray, spans: list[Span]) -> list[Span]:
-        from guardrail.features import explain, load_descriptions
+    def _explain(self, feats: torch.Tensor, offsets: np.ndarray, spans: list[Span]) -> list[Span]:
+        from guardrail.bundle import load_descriptions
+        from guardrail.features import explain
 
         if self._descriptions is None:
             self._descriptions = load_descriptions(self.bundle.folder)
-        with torch.inference_mode():
-            feats = self.probe.features(resid)
         return [
             replace(s, features=explain(self.probe, feats, offsets, s, self._descriptions)) for s in spans
         ]

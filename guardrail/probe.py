@@ -9,7 +9,7 @@ since a causal model's token has not yet seen the words to its right ("Paris" vs
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,10 +65,14 @@ def token_features(resid: torch.Tensor, context: Sequence[int] = (0,)) -> torch.
 
 
 def sae_features(
-    resid: torch.Tensor, sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
-) -> torch.Tensor:
-    """SAE codes of the ``latents`` ``[L]`` for each token and its neighbours: ``[T, L * len(context)]``."""
-    return with_context(sae.encode_selected(resid, latents).float(), context)
+    resids: Sequence[torch.Tensor], sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
+) -> list[torch.Tensor]:
+    """SAE codes of the ``latents`` ``[L]`` for each text's tokens and their neighbours: one
+    ``[T_i, L * len(context)]`` per residual ``[T_i, d]``; the SAE encodes all tokens in one pass."""
+    if not resids:
+        return []
+    codes = sae.encode_selected(torch.cat(list(resids)), latents).float()
+    return [with_context(c, context) for c in codes.split([len(r) for r in resids])]
 
 
 class _Features:
@@ -81,29 +85,26 @@ class _Features:
 
     def features(self, resid: torch.Tensor) -> torch.Tensor:
         """Features ``[T, F]`` of a residual ``[T, d]``."""
-        if self.source == "raw":
-            return token_features(resid, self.context)
-        if self.sae is None or self.latents is None:
-            raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
-        return sae_features(resid, self.sae, self.latents, self.context)
+        return self.features_batch([resid])[0]
 
     def features_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Features of several texts' residuals; the SAE encodes all their tokens in one pass."""
-        if self.source == "raw" or not resids:
-            return [self.features(r) for r in resids]
+        """Features of several texts' residuals (SAE probes encode all their tokens in one pass)."""
+        if self.source == "raw":
+            return [token_features(r, self.context) for r in resids]
         if self.sae is None or self.latents is None:
             raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
-        codes = self.sae.encode_selected(torch.cat(list(resids)), self.latents).float()
-        parts = codes.split([len(r) for r in resids])
-        return [with_context(c, self.context) for c in parts]
+        return sae_features(resids, self.sae, self.latents, self.context)
+
+    def probs_of(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Class probabilities ``[T_i, C]`` for each text's features ``[T_i, F]``, in one head call."""
+        if not feats:
+            return []
+        probs = self.probs(torch.cat(list(feats)))
+        return list(probs.split([len(f) for f in feats]))
 
     def probs_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Class probabilities ``[T_i, C]`` for each residual ``[T_i, d]``, in one head call."""
-        feats = self.features_batch(resids)
-        if not feats:
-            return []
-        probs = self.probs(torch.cat(feats))
-        return list(probs.split([len(f) for f in feats]))
+        return self.probs_of(self.features_batch(resids))
 
     def feature_name(self, i: int) -> tuple[int, int]:
         """Feature column ``i`` as ``(token offset, latent or residual dimension)``."""
@@ -241,16 +242,24 @@ class ForestProbe(_Features):
     def depth(self) -> int:
         return int(self.meta.get("depth", self.feature.shape[1]))
 
-    def leaves(self, feats: torch.Tensor) -> torch.Tensor:
-        """Leaf index ``[T, n_trees]`` of every token in every tree."""
+    def _walk(self, feats: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each of the ``depth`` steps from the roots: ``(split feature, node, child)``, each
+        ``[T, n_trees]``."""
         x = feats.double()
-        n_tokens, n_trees = x.shape[0], self.feature.shape[0]
-        trees = torch.arange(n_trees)
-        node = torch.zeros(n_tokens, n_trees, dtype=torch.long)
+        trees = torch.arange(self.feature.shape[0])
+        node = torch.zeros(x.shape[0], len(trees), dtype=torch.long)
         for _ in range(self.depth):
             f = self.feature[trees, node]
             go_left = x.gather(1, f) <= self.threshold[trees, node]
-            node = torch.where(go_left, self.left[trees, node], self.right[trees, node])
+            child = torch.where(go_left, self.left[trees, node], self.right[trees, node])
+            yield f, node, child
+            node = child
+
+    def leaves(self, feats: torch.Tensor) -> torch.Tensor:
+        """Leaf index ``[T, n_trees]`` of every token in every tree."""
+        node = torch.zeros(feats.shape[0], self.feature.shape[0], dtype=torch.long)
+        for _, _, node in self._walk(feats):  # noqa: B007  (the last child is the leaf)
+            pass
         return node
 
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
@@ -265,19 +274,12 @@ class ForestProbe(_Features):
         """Each feature's share ``[T, F]`` of P(class ``cls``), path by path (Saabas's attribution):
         a split moves the class probability from its node's value to its child's, and that move is
         credited to the split's feature; averaged over the trees."""
-        x = feats.double()
-        n_tokens, n_trees = x.shape[0], self.feature.shape[0]
-        trees = torch.arange(n_trees)
-        node = torch.zeros(n_tokens, n_trees, dtype=torch.long)
-        out = torch.zeros(n_tokens, self.n_features, dtype=torch.float64)
-        for _ in range(self.depth):
-            f = self.feature[trees, node]
-            go_left = x.gather(1, f) <= self.threshold[trees, node]
-            child = torch.where(go_left, self.left[trees, node], self.right[trees, node])
+        trees = torch.arange(self.feature.shape[0])
+        out = torch.zeros(feats.shape[0], self.n_features, dtype=torch.float64)
+        for f, node, child in self._walk(feats):
             delta = (self.value[trees, child, cls] - self.value[trees, node, cls]).double()
             out.scatter_add_(1, f, delta)  # leaves loop onto themselves: delta 0
-            node = child
-        return (out / n_trees).float()
+        return (out / len(trees)).float()
 
     def save(self, path: str | Path, prefix: str = "") -> None:
         # stored compactly: node indices as int32, class distributions as float16 (probabilities in

@@ -23,7 +23,7 @@ from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, Prob
 from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
-from guardrail.probe import AnyProbe, Probe, fit, token_features
+from guardrail.probe import AnyProbe, Probe, fit, sae_features, token_features
 from guardrail.spans import Span, decode
 
 if TYPE_CHECKING:
@@ -401,16 +401,17 @@ def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray,
 
 
 def sae_design(
-    probe_like: Probe, acts: Activations, o_keep: float, seed: int
+    sae: Sae, latents: np.ndarray, context: Sequence[int], acts: Activations, o_keep: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of an SAE probe (its latents and context) for the kept tokens, and their labels."""
+    """SAE-probe features (the ``latents``' codes with ``context``) of the kept tokens, and their labels."""
     rng = np.random.default_rng(seed)
     rows = [(x, y) for x, y in zip(acts.resid, acts.labels, strict=True) if len(y)]
     xs, ys = [], []
     with torch.inference_mode():
         for i in range(0, len(rows), 256):  # one SAE call per chunk of records
             part = rows[i : i + 256]
-            for f, (_, y) in zip(probe_like.features_batch([r.float() for r, _ in part]), part, strict=True):
+            feats = sae_features([r.float() for r, _ in part], sae, torch.from_numpy(latents), context)
+            for f, (_, y) in zip(feats, part, strict=True):
                 keep = (y > 0) | (rng.random(len(y)) < o_keep)
                 xs.append(f[torch.from_numpy(keep)].numpy())
                 ys.append(y[keep])
@@ -491,27 +492,12 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     means, std, counts = code_stats(sae, tr, n_cls)
     enough = counts >= 20
 
-    def shell(latents: np.ndarray) -> Probe:
-        lat = torch.from_numpy(latents)
-        width = len(lat) * len(cfg.context)
-        z = torch.zeros(width)
-        return Probe(
-            torch.zeros(n_cls, width),
-            torch.zeros(n_cls),
-            z,
-            z + 1,
-            context=cfg.context,
-            source="sae",
-            latents=lat,
-            sae=sae,
-        )
-
     sweep = []
     part = max(1, len(tr.resid) * 2 // 5)  # a quick look: 40% of the training records per count
     sweep_acts = Activations(tr.resid[:part], tr.offsets[:part], tr.labels[:part], 0.0, 0)
     for n in tqdm(sorted({*cfg.sweep, cfg.n_latents}), desc="latent sweep"):
         lat = select_latents(means, std, n, enough)
-        x, y = sae_design(shell(lat), sweep_acts, cfg.o_keep * 0.5, cfg.seed)
+        x, y = sae_design(sae, lat, cfg.context, sweep_acts, cfg.o_keep * 0.5, cfg.seed)
         p = fit(
             x,
             y,
@@ -528,7 +514,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         sweep.append({"n_latents": n, **{f"{k}_at_0.5": v for k, v in met.items()}})
         log.info("latent sweep %s", sweep[-1])
     latents = select_latents(means, std, cfg.n_latents, enough)
-    x, y = sae_design(shell(latents), tr, cfg.o_keep, cfg.seed)
+    x, y = sae_design(sae, latents, cfg.context, tr, cfg.o_keep, cfg.seed)
     lat = torch.from_numpy(latents)
     figures: dict[str, object] = {"latent_sweep": sweep, "n_latents": len(latents)}
     for head in cfg.heads:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from guardrail.bundle import BundleError
-from guardrail.features import describe, explain, load_descriptions
+from guardrail.bundle import BundleError, load_descriptions
+from guardrail.features import describe, explain
 from guardrail.labels import PROBE_CLASSES
 from guardrail.probe import fit
 from guardrail.spans import Span

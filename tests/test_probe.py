@@ -128,7 +128,7 @@ def test_sae_probe_reads_selected_codes_with_context(tmp_path) -> None:
     sae = Sae(SaeConfig(d_in=8, d_sae=32, k=4), seed=1)
     latents = torch.tensor([3, 7, 20])
     resid = torch.randn(5, 8) * 100
-    feats = sae_features(resid, sae, latents, (-1, 0))
+    (feats,) = sae_features([resid], sae, latents, (-1, 0))
     codes = sae.encode(resid)[:, latents]
     assert feats.shape == (5, 6)
     assert torch.allclose(feats[:, 3:], codes) and torch.allclose(feats[1:, :3], codes[:-1])
