@@ -81,12 +81,25 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _high_water() -> int:
+    """The process's peak RSS so far in bytes (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 class PeakRSS:
-    """Within a ``with`` block, the largest RSS sampled every ``every`` seconds, above the RSS at entry."""
+    """Within a ``with`` block, the largest RSS above the RSS at entry: sampled every ``every``
+    seconds, and taken exactly from the kernel's high-water mark whenever the block raised it (a
+    short-lived allocation between two samples is then still seen)."""
 
     def __init__(self, every: float = 0.01):
         self.every = every
         self.base = self.peak = 0
+        self._high0 = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -96,6 +109,7 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         self.base = self.peak = rss_bytes()
+        self._high0 = _high_water()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self
@@ -105,6 +119,9 @@ class PeakRSS:
         if self._thread is not None:
             self._thread.join()
         self.peak = max(self.peak, rss_bytes())
+        high = _high_water()
+        if high > self._high0:  # the block set a new process maximum: that maximum is its peak
+            self.peak = max(self.peak, high)
 
     @property
     def delta_mb(self) -> float:
