@@ -70,8 +70,18 @@ def messages(n: int, chars: int, seed: int = 0) -> list[str]:
 class Server:
     """``guardrail serve`` in a subprocess on a free port, metrics on another."""
 
-    def __init__(self, bundle: str, max_batch_texts: int, max_wait_ms: float):
-        cmd = [sys.executable, "-m", "guardrail.cli", "serve", "--bundle", bundle, "--port", "0"]
+    def __init__(self, bundle: str, max_batch_texts: int, max_wait_ms: float, extra: list[str] | None = None):
+        cmd = [
+            sys.executable,
+            "-m",
+            "guardrail.cli",
+            "serve",
+            "--bundle",
+            bundle,
+            "--port",
+            "0",
+            *(extra or []),
+        ]
         cmd += [
             "--metrics-port",
             "0",
@@ -204,7 +214,8 @@ def report(result: dict[str, Any]) -> str:
         f"Bundle `{result['bundle']}`; `Redact` calls of one {result['chars']}-character message each; "
         f"per level a warm-up of >= {result['warmup_s']} s (every client done once), then >= "
         f"{result['measure_s']} s and >= 2 x clients calls measured; server and clients on the same machine "
-        f"(loopback); benchmark and server at niceness {m['niceness']}.",
+        f"(loopback); benchmark and server at niceness {m['niceness']}."
+        + (f" Server flags: `{' '.join(result['serve_args'])}`." if result.get("serve_args") else ""),
         "",
         "| mode | clients | calls/s | chars/s | p50 ms | p99 ms | mean batch | calls | errors | load 1m |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
@@ -241,18 +252,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch-texts", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--out", default=None, help="folder (default benchmarks/results/<date>-load-<machine>)")
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="one more argument for `guardrail serve` (repeat; write `--serve-arg=--device`)",
+    )
+    p.add_argument(
+        "--messages", type=Path, default=None, help="JSON list of messages to send (default: synthetic)"
+    )
+    p.add_argument(
+        "--machine", default=None, help="machine name in the report (default: CPU model and count)"
+    )
     a = p.parse_args(argv)
     levels = [int(x) for x in a.concurrency.split(",")]
-    texts = messages(64, a.chars)
+    texts = json.loads(a.messages.read_text()) if a.messages else messages(64, a.chars)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        p.error("--messages must hold a JSON list of strings")
     date = dt.date.today().isoformat()
-    out = Path(a.out) if a.out else ROOT / "results" / f"{date}-load-{machine_name()}"
+    out = Path(a.out) if a.out else ROOT / "results" / f"{date}-load-{a.machine or machine_name()}"
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     modes = {"batched": a.max_batch_texts, "batch size 1": 1}
     # Both servers are up the whole time and the modes alternate level by level (in alternating order):
     # on a shared machine whose speed drifts by minutes, a run of one mode after the other compares two
     # different machines. An idle server costs no CPU.
-    servers = {mode: Server(a.bundle, max_batch, a.max_wait_ms) for mode, max_batch in modes.items()}
+    servers = {
+        mode: Server(a.bundle, max_batch, a.max_wait_ms, a.serve_arg) for mode, max_batch in modes.items()
+    }
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     try:
         with tqdm(total=len(levels) * len(modes), desc="load levels") as bar:
@@ -276,14 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop()
     load_after = os.getloadavg()
-    cpu = machine_name()
+    cpu = a.machine or machine_name()
     at = 32 if 32 in levels else levels[-1]
     b = next(r for r in results["batched"] if r["concurrency"] == at)
     one = next(r for r in results["batch size 1"] if r["concurrency"] == at)
     result = {
         "date": date,
         "bundle": a.bundle,
-        "chars": a.chars,
+        "chars": len(texts[0]),
+        "serve_args": a.serve_arg,
         "warmup_s": a.warmup_s,
         "measure_s": a.measure_s,
         "machine": {

@@ -70,7 +70,6 @@ def _run(*args: Any) -> dict[str, Any]:
     return out
 
 
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", default="gemma-3-270m")

@@ -132,13 +132,20 @@ class CapturedBackbone(Backbone):
             raise AttachError("the piggyback backbone reads only texts the agent's model has read") from None
 
     def residuals(
-        self, encoded: Sequence[Encoded], batch_size: int = 16, layers: Sequence[int] | None = None
+        self,
+        encoded: Sequence[Encoded],
+        batch_size: int = 16,
+        layers: Sequence[int] | None = None,
+        on_device: bool = False,
     ) -> list[torch.Tensor]:
         if layers:
             raise AttachError("the piggyback captures one layer, the bundle's")
-        return [self._resid[id(e)] for e in encoded]
+        held = [self._resid[id(e)] for e in encoded]
+        return [r.to(self.device) for r in held] if on_device else held
 
-    def forward_windows(self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None) -> list:
+    def forward_windows(
+        self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None, on_device: bool = False
+    ) -> list:
         raise AttachError("the piggyback backbone does not run a model; the agent's forward pass does")
 
     def warmup(self, batch_size: int = 16) -> None:

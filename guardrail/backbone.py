@@ -31,6 +31,9 @@ OVERLAP = 32
 LENGTH_BUCKETS = (16, 24, 32, 48, 64, 96, 128)
 """Padded sequence lengths: a few fixed shapes keep CPU bf16 kernels warm (each new shape stalls)."""
 
+SOURCE_FILE = "source.json"
+"""Provenance of a converted folder, written by :func:`convert_gguf`: ``{"gguf": name, "sha256": hex}``."""
+
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -112,16 +115,33 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         del base.config.quantization_config  # the weights saved here are plain bf16, not GGUF blocks
     base.config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": _sha256(gguf)}))
+    (tmp / SOURCE_FILE).write_text(json.dumps({"gguf": gguf.name, "sha256": _sha256(gguf)}))
     tmp.replace(out) if not out.exists() else None
     return out
+
+
+def read_source(folder: Path) -> dict[str, str] | None:
+    """The ``file``/``sha256`` provenance of a converted model folder, or None when it has no
+    ``source.json`` (a folder converted elsewhere, or a plain Hugging Face checkpoint)."""
+    path = folder / SOURCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BackboneError(f"{path}: unreadable provenance ({type(e).__name__})") from None
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) for k in ("gguf", "sha256")):
+        raise BackboneError(f'{path}: provenance must be {{"gguf": name, "sha256": hex}}')
+    return {"file": meta["gguf"], "sha256": meta["sha256"]}
 
 
 def resolve(model_id: str) -> tuple[str, dict[str, str]]:
     """Map a model id to a loadable folder or hub id, plus provenance (file, sha256, license).
 
     ``model_id`` is an embedded alias (``gemma-3-270m``), a ``.gguf`` file, a local Hugging Face
-    folder, or a hub id (needs network the first time).
+    folder, or a hub id (needs network the first time). A local folder converted by
+    :func:`convert_gguf` (e.g. a copy of a cache folder carried into an air-gapped host) keeps the
+    provenance of its GGUF file in ``source.json``; other folders and hub ids carry none.
     """
     src = EMBEDDED.get(model_id)
     gguf: Path | None = None
@@ -132,13 +152,19 @@ def resolve(model_id: str) -> tuple[str, dict[str, str]]:
         if not gguf.is_file():
             raise BackboneError(f"no GGUF file at {model_id}")
     if gguf is None:
-        return model_id, {"id": model_id}
+        folder = Path(model_id)
+        source = read_source(folder) if folder.is_dir() else None
+        return model_id, {"id": model_id, **(source or {})}
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", gguf.stem)
     out = cache_dir() / "models" / f"{stem}-{gguf.stat().st_size:x}"
     if not (out / "model.safetensors").is_file():
         convert_gguf(gguf, out)
-    meta = json.loads((out / "source.json").read_text())
-    info = {"id": model_id, "file": meta["gguf"], "sha256": meta["sha256"]}
+    source = read_source(out)
+    if source is None:
+        raise BackboneError(
+            f"converted model {out} has no {SOURCE_FILE}; delete the folder to convert it again"
+        )
+    info = {"id": model_id, **source}
     if src is not None:
         info["license"] = src.license
     return str(out), info
@@ -385,6 +411,20 @@ class Backbone:
         session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
         return cls(None, tokenizer, layer, info, dev, torch.float32, d_model, session)
 
+    @property
+    def device_name(self) -> str:
+        """Where the model runs, for people and dashboards: ``cpu``, or ``cuda:0 NVIDIA H200``."""
+        if self.device.type != "cuda":
+            return self.device.type
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+    @property
+    def dtype_name(self) -> str:
+        """Compute dtype of the model: ``bfloat16`` or ``float32`` (the onnx-int8 runtime reports float32,
+        its activations' dtype; its weights are int8)."""
+        return str(self.dtype).removeprefix("torch.")
+
     def encode(self, texts: Sequence[str]) -> list[Encoded]:
         """Tokenise without special tokens, keeping character offsets.
 
@@ -402,14 +442,15 @@ class Backbone:
 
     @torch.inference_mode()
     def forward_windows(
-        self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None
+        self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None, on_device: bool = False
     ) -> list[torch.Tensor]:
         """Residuals for token rows of at most ``WINDOW - 1`` ids each (BOS is prepended here).
 
         Returns one float32 CPU tensor per row: ``[len(row), d_model]``, or ``[len(row), len(layers),
         d_model]`` when ``layers`` (each in ``1..layer``) asks for several depths from one pass. Rows are
         padded on the right to a length bucket: with causal attention a real token never sees the
-        padding, so no mask is needed.
+        padding, so no mask is needed. ``on_device`` leaves them float32 on the model's device (a GPU
+        caller that reads them there moves far less back to the host).
         """
         lengths = [len(r) + 1 for r in rows]
         bucket = next((b for b in LENGTH_BUCKETS if b >= max(lengths)), max(lengths))
@@ -443,7 +484,7 @@ class Backbone:
                 h.remove()
         if layers:
             out = torch.stack([taps[x] for x in layers], dim=2)
-        out = out.float().cpu()
+        out = out.float() if on_device else out.float().cpu()
         return [out[i, 1:n] for i, n in enumerate(lengths)]
 
     def warmup(self, batch_size: int = 16) -> None:
@@ -454,12 +495,17 @@ class Backbone:
             self.forward_windows([np.repeat(filler, bucket - 1)] * batch_size)
 
     def residuals(
-        self, encoded: Sequence[Encoded], batch_size: int = 16, layers: Sequence[int] | None = None
+        self,
+        encoded: Sequence[Encoded],
+        batch_size: int = 16,
+        layers: Sequence[int] | None = None,
+        on_device: bool = False,
     ) -> list[torch.Tensor]:
         """Residual stream after ``layer`` blocks for each encoded text: ``[T_i, d_model]`` float32
         (``[T_i, len(layers), d_model]`` with ``layers``, see :meth:`forward_windows`).
 
         Windows of all texts are batched together, sorted by length so padding stays small.
+        ``on_device``: see :meth:`forward_windows` (the ONNX runtime always returns CPU tensors).
         """
         pieces: list[tuple[int, int, int, int]] = []  # (text index, start, end, keep_from)
         for ti, e in enumerate(encoded):
@@ -470,12 +516,13 @@ class Backbone:
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             rows = [encoded[pieces[i][0]].ids[pieces[i][1] : pieces[i][2]] for i in idx]
-            for i, res in zip(idx, self.forward_windows(rows, layers), strict=True):
+            for i, res in zip(idx, self.forward_windows(rows, layers, on_device), strict=True):
                 results[i] = res
         out: list[list[torch.Tensor]] = [[] for _ in encoded]
+        dev = self.device if on_device and self.session is None else torch.device("cpu")
         for i, (ti, _s, _t, k) in enumerate(pieces):
             out[ti].append(results[i][k:])
         return [
-            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32)
+            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32, device=dev)
             for parts in out
         ]

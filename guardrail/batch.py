@@ -79,6 +79,10 @@ class BatchConfig:
     device: str = "auto"
     dtype: str = "auto"
     runtime: str = "torch"
+    model: str | None = None
+    """Backbone instead of the bundle's (see :meth:`Guardrail.load`); must be reachable from every actor."""
+    patterns: bool = True
+    """Presidio's pattern recognisers beside the probe."""
     workers: int | None = None
     """Actors; default: one per GPU, else one per 4 CPU cores (at least 1)."""
     batch_size: int = 64
@@ -181,7 +185,14 @@ class RedactActor:
             torch.set_num_threads(threads)
         self.cfg = cfg
         Redactor(cfg.operator, key=cfg.key)  # a missing hash key fails the job before any record
-        self.guard = Guardrail.load(cfg.bundle, device=cfg.device, dtype=cfg.dtype, runtime=cfg.runtime)
+        self.guard = Guardrail.load(
+            cfg.bundle,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            runtime=cfg.runtime,
+            model=cfg.model,
+            patterns=cfg.patterns,
+        )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from guardrail.redact import Redactor

@@ -62,7 +62,12 @@ def _load(args: argparse.Namespace):
     from guardrail.pipeline import Guardrail
 
     return Guardrail.load(
-        args.bundle, device=args.device, runtime=args.runtime, probe=args.probe, patterns=not args.no_patterns
+        args.bundle,
+        device=args.device,
+        runtime=args.runtime,
+        probe=args.probe,
+        patterns=not args.no_patterns,
+        model=args.model,
     )
 
 
@@ -222,7 +227,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     texts = args.texts or [_read_text("-")]
     bundle = _bundle_for(args.bundle)
     probe = args.probe or _sae_probe_of(bundle)
-    guard = Guardrail.load(args.bundle, device=args.device, probe=probe, patterns=not args.no_patterns)
+    guard = Guardrail.load(
+        args.bundle, device=args.device, probe=probe, patterns=not args.no_patterns, model=args.model
+    )
     labels = args.labels.split(",") if args.labels else None
     found = guard.detect(texts, labels=labels, explain=True)
     if args.json:
@@ -274,6 +281,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         labels=args.labels.split(",") if args.labels else None,
         device=args.device,
         runtime=args.runtime,
+        model=args.model,
+        patterns=not args.no_patterns,
         workers=args.workers,
         batch_size=args.batch_size,
         address=args.address,
@@ -296,7 +305,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from guardrail.serving.settings import load_settings
 
     flags = ("host", "port", "metrics_port", "bundle", "device", "runtime", "max_batch_texts", "max_wait_ms")
-    flags += ("tls_cert", "tls_key", "tls_client_ca")
+    flags += ("tls_cert", "tls_key", "tls_client_ca", "model", "patterns")
     try:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in flags})
     except ValidationError as e:
@@ -321,6 +330,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return run(args)
     except BenchError as e:
         raise InputError(str(e)) from None
+
+
+_MODEL_HELP = (
+    "backbone instead of the bundle's (same layer): a converted model folder, .gguf, alias or hub id; "
+    "refused when its sha256 or hidden size is not the bundle's"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
         sp.add_argument("--labels", default=None, help="comma list of labels to report (default: bundle's)")
         sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
+        sp.add_argument("--model", default=None, help=_MODEL_HELP)
 
     r = sub.add_parser(
         "redact",
@@ -495,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bundle", default=None, help=f"bundle name under {probes_root()} or a folder path")
     v.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
     v.add_argument("--runtime", default=None, choices=RUNTIMES, help="torch (default) or onnx-int8")
+    v.add_argument("--model", default=None, help=_MODEL_HELP)
+    v.add_argument(
+        "--no-patterns",
+        dest="patterns",
+        action="store_false",
+        default=None,
+        help="probe only, without Presidio patterns (GUARDRAIL_PATTERNS=false)",
+    )
     v.add_argument("--max-batch-texts", type=int, default=None, help="texts per forward (1: no batching)")
     v.add_argument("--max-wait-ms", type=float, default=None, help="how long a batch waits for company")
     v.add_argument("--tls-cert", default=None, help="PEM server certificate chain (TLS)")

@@ -154,6 +154,11 @@ class _Common:
             "max_texts": r.max_texts,
             "max_text_chars": r.max_text_chars,
             "max_message_bytes": r.max_message_bytes,
+            "device": r.device,
+            "dtype": r.dtype,
+            "runtime": r.runtime,
+            "probe": r.probe,
+            "patterns": r.patterns,
         }
 
 
@@ -242,7 +247,8 @@ class GuardrailClient(_Common):
             raise _error(e) from None
 
     def info(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """What the server runs: bundle, backbone, layer, labels, version, operators, limits."""
+        """What the server runs: bundle, backbone, layer, labels, version, operators, limits, and device,
+        dtype, runtime, probe, patterns (servers older than these fields answer them empty)."""
         return self._info(self._call(self._stub.GetInfo, pb.GetInfoRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,8 @@ from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
 from guardrail.redact import Redacted, Redactor
 from guardrail.spans import Span, decode, merge
+
+log = logging.getLogger(__name__)
 
 
 class GuardrailError(ValueError):
@@ -49,6 +52,14 @@ def collapse(probs: np.ndarray, classes: Sequence[str], keep: Sequence[str]) -> 
     return np.concatenate([outside, kept], axis=1), [OUTSIDE, *(classes[i] for i in idx)]
 
 
+def residual_width(probe: AnyProbe) -> int | None:
+    """Width of the residual stream ``probe`` reads (the backbone's hidden size), or None when an SAE
+    probe has no SAE attached."""
+    if probe.source == "sae":
+        return probe.sae.cfg.d_in if probe.sae is not None else None
+    return probe.n_features // len(probe.context)
+
+
 def _as_texts(texts: str | Iterable[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
@@ -57,6 +68,27 @@ def _as_texts(texts: str | Iterable[str]) -> list[str]:
         if not isinstance(t, str):
             raise GuardrailError(f"texts[{i}] is {type(t).__name__}, expected str")
     return out
+
+
+def _check_provenance(bundle: Bundle, backbone: Backbone, model: str | None) -> None:
+    """Refuse a backbone file other than the one the bundle was trained on (by sha256 of the GGUF file);
+    warn when a ``model`` override carries no provenance to compare."""
+    ref = bundle.manifest.backbone
+    got = backbone.info.get("sha256")
+    if ref.sha256 and got is not None and got != ref.sha256:
+        which = f"backbone {model!r}" if model is not None else f"backbone file of {ref.id!r}"
+        raise GuardrailError(
+            f"{which} ({backbone.info.get('file', '?')}, sha256 {got[:12]}…) differs from the one bundle "
+            f"{bundle.manifest.name!r} was trained on ({ref.file or ref.id}, sha256 {ref.sha256[:12]}…)"
+        )
+    if model is not None and (not ref.sha256 or got is None):
+        missing = "the bundle records no sha256" if not ref.sha256 else "the model has no source.json"
+        log.warning(
+            "backbone %s: cannot check that it is the model bundle %s was trained on (%s); loading it anyway",
+            Path(model).name,
+            bundle.manifest.name,
+            missing,
+        )
 
 
 class Guardrail:
@@ -72,6 +104,14 @@ class Guardrail:
         if self.probe_name not in bundle.probes:
             raise GuardrailError(f"bundle has no probe {self.probe_name!r}; it has {sorted(bundle.probes)}")
         self.probe: AnyProbe = bundle.probes[self.probe_name]
+        width = residual_width(self.probe)
+        if width is not None and width != backbone.d_model:
+            raise GuardrailError(
+                f"backbone {backbone.info.get('id', '?')!r} has hidden size {backbone.d_model}, but probe "
+                f"{self.probe_name!r} of bundle {m.name!r} reads {width}: it was trained on another model"
+            )
+        if backbone.device.type != "cpu" and backbone.session is None:
+            self.probe.to(backbone.device)  # read the residuals where the model leaves them
         entry = m.probes[self.probe_name]
         self.thresholds: dict[str, float] = dict(entry.thresholds)
         """Per-label thresholds on P(not O) of the active probe."""
@@ -95,26 +135,46 @@ class Guardrail:
         probe: str | None = None,
         patterns: bool = True,
         compile: bool = False,
+        model: str | None = None,
     ) -> Guardrail:
         """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
 
         ``runtime``: ``torch`` (default) or ``onnx-int8`` (CPU only; see ``backbone.RUNTIMES``).
         ``compile``: ``torch.compile`` the backbone (slow start, faster serving; call :meth:`warmup`).
+        ``patterns=False``: the probe alone, without Presidio's pattern recognisers (nor Presidio).
+        ``model``: load this backbone instead of the bundle's ``backbone.id``, at the bundle's layer — a
+        converted model folder (e.g. carried into an air-gapped host or a container), a ``.gguf`` file,
+        an embedded alias or a hub id. It must be the model the bundle was trained on: a different
+        sha256 (a converted folder keeps its GGUF's in ``source.json``) or hidden size is refused; a
+        folder without provenance is loaded with a warning.
         """
         bundle = Bundle.load(name_or_path)
         ref = bundle.manifest.backbone
         backbone = Backbone.load(
-            ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
+            model or ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
         )
         if bundle.sae is not None:
-            # residuals come back to the CPU (float32); the SAE reads them there, in bf16 where the CPU
-            # has it (never fp16: residuals reach ~1e4)
-            bundle.sae.to(dtype=pick_dtype(torch.device("cpu"), dtype))
-        if ref.sha256 and backbone.info.get("sha256") not in (None, ref.sha256):
-            raise GuardrailError(
-                f"backbone file of {ref.id!r} differs from the one the bundle was trained on"
-            )
+            # the SAE reads the residuals where the probe does: on a CUDA backbone's GPU (the probe is
+            # moved there), else on the CPU; in bf16 where the hardware has it (never fp16: residuals
+            # reach ~1e4)
+            on = backbone.device if backbone.session is None else torch.device("cpu")
+            bundle.sae.to(dtype=pick_dtype(on, dtype))
+        _check_provenance(bundle, backbone, model)
         return cls(bundle, backbone, probe=probe, patterns=patterns)
+
+    def describe(self) -> dict[str, str]:
+        """What runs, as strings (``GetInfo`` and the sidecar's build metric): bundle, backbone, probe,
+        device (``cpu``, ``cuda:0 NVIDIA H200``), dtype (``bfloat16``, ``float32``), runtime (``torch``,
+        ``onnx-int8``), patterns (``true``/``false``)."""
+        return {
+            "bundle": self.bundle.manifest.name,
+            "backbone": self.backbone.info.get("id", self.bundle.manifest.backbone.id),
+            "probe": self.probe_name,
+            "device": self.backbone.device_name,
+            "dtype": self.backbone.dtype_name,
+            "runtime": self.backbone.runtime,
+            "patterns": "true" if self.patterns is not None else "false",
+        }
 
     def warmup(self, batch_size: int = 16) -> Guardrail:
         """Prepare every input shape once (servers call this before taking traffic); returns self."""
@@ -126,10 +186,13 @@ class Guardrail:
     def _run(self, items: list[str], batch_size: int) -> tuple[list[np.ndarray], list[torch.Tensor], list]:
         """Token offsets, probe features and probe probabilities for each text."""
         encoded = self.backbone.encode(items)
-        resids = self.backbone.residuals(encoded, batch_size=batch_size)
+        on_device = self.probe.device.type != "cpu"
+        resids = self.backbone.residuals(encoded, batch_size=batch_size, on_device=on_device)
         with torch.inference_mode():
             feats = self.probe.features_batch(resids)
             probs = self.probe.probs_of(feats)
+        if on_device and probs:  # one copy of the class probabilities back to the host
+            probs = list(torch.cat(probs).cpu().split([len(p) for p in probs]))
         return [e.offsets for e in encoded], feats, [p.numpy() for p in probs]
 
     def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:

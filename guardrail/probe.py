@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,26 @@ class _Features:
     source: str
     latents: torch.Tensor | None
     sae: Sae | None
+
+    def to(self, device: torch.device | str) -> _Features:
+        """Move the probe's arrays (and the SAE it reads) to ``device``, where the backbone leaves its
+        residuals (a CUDA backbone then hands back only class probabilities); returns self."""
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, f.name, value.to(device))
+        if self.sae is not None:
+            self.sae.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the probe's arrays are."""
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                return value.device
+        return torch.device("cpu")
 
     def features(self, resid: torch.Tensor) -> torch.Tensor:
         """Features ``[T, F]`` of a residual ``[T, d]``."""
@@ -246,8 +266,8 @@ class ForestProbe(_Features):
         """Each of the ``depth`` steps from the roots: ``(split feature, node, child)``, each
         ``[T, n_trees]``."""
         x = feats.double()
-        trees = torch.arange(self.feature.shape[0])
-        node = torch.zeros(x.shape[0], len(trees), dtype=torch.long)
+        trees = torch.arange(self.feature.shape[0], device=self.feature.device)
+        node = torch.zeros(x.shape[0], len(trees), dtype=torch.long, device=self.feature.device)
         for _ in range(self.depth):
             f = self.feature[trees, node]
             go_left = x.gather(1, f) <= self.threshold[trees, node]
@@ -257,7 +277,9 @@ class ForestProbe(_Features):
 
     def leaves(self, feats: torch.Tensor) -> torch.Tensor:
         """Leaf index ``[T, n_trees]`` of every token in every tree."""
-        node = torch.zeros(feats.shape[0], self.feature.shape[0], dtype=torch.long)
+        node = torch.zeros(
+            feats.shape[0], self.feature.shape[0], dtype=torch.long, device=self.feature.device
+        )
         for _, _, node in self._walk(feats):  # noqa: B007  (the last child is the leaf)
             pass
         return node
@@ -265,17 +287,17 @@ class ForestProbe(_Features):
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[T, C]`` (the mean of the trees' leaf distributions)."""
         if feats.shape[0] == 0:
-            return torch.zeros(0, len(self.classes))
+            return torch.zeros(0, len(self.classes), device=self.feature.device)
         node = self.leaves(feats)
-        trees = torch.arange(self.feature.shape[0])
+        trees = torch.arange(self.feature.shape[0], device=self.feature.device)
         return self.value[trees, node].mean(1).float()
 
     def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
         """Each feature's share ``[T, F]`` of P(class ``cls``), path by path (Saabas's attribution):
         a split moves the class probability from its node's value to its child's, and that move is
         credited to the split's feature; averaged over the trees."""
-        trees = torch.arange(self.feature.shape[0])
-        out = torch.zeros(feats.shape[0], self.n_features, dtype=torch.float64)
+        trees = torch.arange(self.feature.shape[0], device=self.feature.device)
+        out = torch.zeros(feats.shape[0], self.n_features, dtype=torch.float64, device=self.feature.device)
         for f, node, child in self._walk(feats):
             delta = (self.value[trees, child, cls] - self.value[trees, node, cls]).double()
             out.scatter_add_(1, f, delta)  # leaves loop onto themselves: delta 0

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GUARDRAIL_SHARED", REPO.parent / "shared"))
 
 
-def make_tiny_model(folder: Path, arch: str = "llama") -> Path:
+def make_tiny_model(folder: Path, arch: str = "llama", hidden_size: int = 32) -> Path:
     """A 2-layer random causal LM with a real fast tokenizer (BPE trained here, offline)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -39,8 +39,8 @@ def make_tiny_model(folder: Path, arch: str = "llama") -> Path:
     )
     cfg = LlamaConfig(
         vocab_size=fast.vocab_size + 8,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -59,6 +59,12 @@ def make_tiny_model(folder: Path, arch: str = "llama") -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's twin with another hidden size (48): a backbone no tiny probe can read."""
+    return make_tiny_model(tmp_path_factory.mktemp("wide-lm"), hidden_size=48)
 
 
 TINY_NAMES = ["Ana Silva", "Bob Stone", "Lena Vogt", "Jun Sato"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from guardrail.backbone import (
     BackboneError,
     Encoded,
     pick_dtype,
+    resolve,
     windows,
 )
 
@@ -72,6 +75,30 @@ def test_bad_layer_and_unknown_model(tiny_model_dir, tmp_path) -> None:
         Backbone.load(str(tiny_model_dir), layer=5)
     with pytest.raises(BackboneError):
         Backbone.load(str(tmp_path / "nope.gguf"), layer=1)
+
+
+def test_resolve_reads_the_provenance_of_a_converted_folder(tiny_model_dir, tmp_path) -> None:
+    assert resolve(str(tiny_model_dir)) == (str(tiny_model_dir), {"id": str(tiny_model_dir)})
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    (folder / "source.json").write_text(json.dumps({"gguf": "m.Q4_K_M.gguf", "sha256": "ab" * 32}))
+    path, info = resolve(str(folder))
+    assert path == str(folder)
+    assert info == {"id": str(folder), "file": "m.Q4_K_M.gguf", "sha256": "ab" * 32}
+    (folder / "source.json").write_text('{"gguf": "m.gguf"}')
+    with pytest.raises(BackboneError, match="provenance"):
+        resolve(str(folder))
+    (folder / "source.json").write_text("not json")
+    with pytest.raises(BackboneError, match="provenance"):
+        resolve(str(folder))
+
+
+def test_device_and_dtype_names(tiny_model_dir, monkeypatch) -> None:
+    bb = Backbone.load(str(tiny_model_dir), layer=1, device="cpu", dtype="fp32")
+    assert (bb.device_name, bb.dtype_name, bb.runtime) == ("cpu", "float32", "torch")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H200 #{i}")
+    bb.device, bb.dtype = torch.device("cuda", 1), torch.bfloat16  # only described, never run
+    assert (bb.device_name, bb.dtype_name) == ("cuda:1 NVIDIA H200 #1", "bfloat16")
 
 
 @pytest.mark.model

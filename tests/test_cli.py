@@ -112,3 +112,33 @@ def test_explain_without_an_sae_probe_is_exit_2(capsys, bundle_dir) -> None:
 def test_train_sae_probe_without_an_sae_is_exit_2(capsys, bundle_dir) -> None:
     assert cli.main(["train-sae-probe", "--bundle", bundle_dir, "--n-train", "5", "--n-calib", "5"]) == 2
     assert "no SAE" in capsys.readouterr().err
+
+
+def test_redact_with_a_model_override(
+    monkeypatch, capsys, bundle_dir, tiny_model_dir, wide_model_dir
+) -> None:
+    _stdin(monkeypatch, b"I met Jun Sato thanks")
+    args = ["redact", "--bundle", bundle_dir, "--no-patterns", "--model", str(tiny_model_dir)]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == "I met [PERSON] thanks"
+    _stdin(monkeypatch, b"I met Jun Sato thanks")
+    assert cli.main(["redact", "--bundle", bundle_dir, "--model", str(wide_model_dir)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.count("\n") == 1 and "hidden size 48" in cap.err
+
+
+def test_batch_passes_model_and_patterns(monkeypatch, tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    import guardrail.batch as batch
+
+    seen = []
+
+    def fake(input_path, output_path, cfg, on_error="report"):
+        seen.append(cfg)
+        return batch.BatchResult(records=0)
+
+    monkeypatch.setattr(batch, "redact_file", fake)
+    args = ["batch", "--input", "a.jsonl", "--output", str(tmp_path / "b.jsonl"), "--no-progress"]
+    assert cli.main([*args, "--model", "/models/m", "--no-patterns"]) == 0
+    assert cli.main(args) == 0
+    assert [(c.model, c.patterns) for c in seen] == [("/models/m", False), (None, True)]

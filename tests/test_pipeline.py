@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
+import shutil
+import sys
 
 import numpy as np
 import pytest
+import torch
 
 from guardrail.backbone import Backbone
 from guardrail.bundle import BackboneRef, Bundle, Manifest, ProbeEntry
@@ -159,3 +164,59 @@ def test_real_default_non_latin_scripts_and_emoji(real_guardrail: Guardrail) -> 
     red = real_guardrail.redact(texts)
     assert "ivan.petrov@example.ru" not in red[2].text and "👋🏽" in red[2].text
     assert "090-1234-5678" not in red[0].text
+
+
+def _bundle_with_sha(tiny_guard: Guardrail, folder, sha: str):
+    """A copy of the tiny bundle whose manifest names a GGUF file by its sha256."""
+    m = tiny_guard.bundle.manifest.model_copy(deep=True)
+    m.backbone.file, m.backbone.sha256 = "tiny.gguf", sha
+    Bundle(folder, m, dict(tiny_guard.bundle.probes)).save()
+    return folder
+
+
+def test_model_override_checks_provenance(
+    tiny_guard: Guardrail, tiny_model_dir, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = _bundle_with_sha(tiny_guard, tmp_path / "bundle", "a" * 64)
+    converted = tmp_path / "models" / "converted"  # a converted folder carried to an air-gapped host
+    shutil.copytree(tiny_model_dir, converted)
+    (converted / "source.json").write_text(json.dumps({"gguf": "other.gguf", "sha256": "b" * 64}))
+    with pytest.raises(GuardrailError, match="differs from the one bundle 'tiny' was trained on"):
+        Guardrail.load(bundle, model=str(converted), dtype="fp32")
+
+    (converted / "source.json").write_text(json.dumps({"gguf": "tiny.gguf", "sha256": "a" * 64}))
+    with caplog.at_level(logging.WARNING, logger="guardrail.pipeline"):
+        g = Guardrail.load(bundle, model=str(converted), dtype="fp32", patterns=False)
+    assert not caplog.records
+    assert g.backbone.info["sha256"] == "a" * 64 and g.describe()["backbone"] == str(converted)
+    text = "I met Jun Sato thanks"
+    assert [s.label for s in g.detect([text])[0]] == ["PERSON"]
+
+    (converted / "source.json").unlink()  # nothing to compare: loaded, with a warning
+    with caplog.at_level(logging.WARNING, logger="guardrail.pipeline"):
+        g = Guardrail.load(bundle, model=str(converted), dtype="fp32", patterns=False)
+    assert "cannot check" in caplog.text and str(tmp_path) not in caplog.text
+    assert g.detect([text]) == tiny_guard.detect([text])
+
+
+def test_model_override_of_another_width_is_refused(tiny_guard: Guardrail, wide_model_dir) -> None:
+    with pytest.raises(GuardrailError, match=r"hidden size 48.* reads 32"):
+        Guardrail.load(tiny_guard.bundle.folder, model=str(wide_model_dir), dtype="fp32")
+
+
+def test_describe_and_no_patterns(tiny_guard: Guardrail, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tiny_guard.describe() == {
+        "bundle": "tiny",
+        "backbone": tiny_guard.bundle.manifest.backbone.id,
+        "probe": "raw",
+        "device": f"cuda:0 {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu",
+        "dtype": "float32",
+        "runtime": "torch",
+        "patterns": "true",
+    }
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # probe only: Presidio never imported
+    monkeypatch.setitem(sys.modules, "guardrail.patterns", None)
+    g = Guardrail(tiny_guard.bundle, tiny_guard.backbone, patterns=False)
+    assert g.patterns is None and g.describe()["patterns"] == "false"
+    (spans,) = g.detect(["I met Jun Sato, mail jun@example.com"])
+    assert {s.source for s in spans} <= {"probe"}

@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+import guardrail
 from guardrail.client import GuardrailClient, SidecarError
 from guardrail.pipeline import Guardrail
 from guardrail.serving import guardrail_pb2 as pb
@@ -122,6 +123,27 @@ def test_metrics_count_calls_and_never_hold_text(client: GuardrailClient, sideca
     assert "Silva" not in body and "example.com" not in body
 
 
+def _device() -> str:
+    """What the fixtures' device="auto" guard runs on: ``cpu`` here, ``cuda:0 <name>`` on a GPU host."""
+    import torch
+
+    return f"cuda:0 {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def test_build_info_metric(sidecar: SidecarThread, guard: Guardrail) -> None:
+    (line,) = [x for x in _metrics_text(sidecar).splitlines() if x.startswith("guardrail_build_info{")]
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    assert labels == {
+        "version": guardrail.__version__,
+        "bundle": guard.bundle.manifest.name,
+        "probe": "raw",
+        "device": _device(),
+        "dtype": "float32",
+        "runtime": "torch",
+    }
+    assert line.endswith(" 1.0")
+
+
 def test_bad_input_is_invalid_argument_with_a_reason(client: GuardrailClient, sidecar: SidecarThread) -> None:
     s = sidecar.sidecar.settings
     code, msg = _code(client.detect, ["x"] * (s.max_texts + 1))
@@ -186,6 +208,9 @@ def test_info_health_and_reflection(
     info = client.info()
     assert info["bundle"] == guard.bundle.manifest.name and info["labels"] == list(guard.labels)
     assert info["layer"] == guard.bundle.manifest.backbone.layer and info["version"]
+    assert info["backbone"] == guard.bundle.manifest.backbone.id
+    assert (info["device"], info["dtype"], info["runtime"]) == (_device(), "float32", "torch")
+    assert info["probe"] == guard.probe_name == "raw" and info["patterns"] is True
     assert client.health() == "SERVING" and client.health("guardrail.v1.Guardrail") == "SERVING"
     with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:
         stub = reflection_pb2_grpc.ServerReflectionStub(ch)
@@ -319,6 +344,38 @@ def test_cli_serve_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "bad.toml").write_text("max_wait_ms = -1\n")
     assert main(["serve", "--config", str(tmp_path / "bad.toml")]) == 2
     assert "max_wait_ms" in capsys.readouterr().err
+
+
+def test_cli_serve_model_and_no_patterns(
+    tiny_bundle_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardrail.cli import main
+    from guardrail.serving import server
+
+    served: list[tuple[Guardrail, ServeSettings]] = []
+
+    async def fake_serve(guard: Guardrail, settings: ServeSettings) -> int:
+        served.append((guard, settings))
+        return 0
+
+    monkeypatch.setattr(server, "_serve", fake_serve)
+    monkeypatch.setenv("GUARDRAIL_WARMUP", "false")
+    monkeypatch.setenv("GUARDRAIL_DTYPE", "fp32")
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # probe only: Presidio need not import
+    monkeypatch.setitem(sys.modules, "guardrail.patterns", None)
+    args = ["serve", "--bundle", str(tiny_bundle_dir), "--model", str(tiny_model_dir), "--no-patterns"]
+    assert main(args) == 0
+    ((guard, settings),) = served
+    assert settings.model == str(tiny_model_dir) and settings.patterns is False
+    assert guard.patterns is None and guard.backbone.info["id"] == str(tiny_model_dir)
+    with (
+        SidecarThread(guard, ServeSettings(port=0)) as sc,
+        GuardrailClient(f"127.0.0.1:{sc.port}", timeout=30) as c,
+    ):
+        info = c.info()
+        assert info["patterns"] is False and info["backbone"] == str(tiny_model_dir)
+        (spans,) = c.detect(["mail ana.silva@example.com"])
+        assert all(s.source == "probe" for s in spans)
 
 
 def test_health_stub_direct(sidecar: SidecarThread) -> None:

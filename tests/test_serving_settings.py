@@ -42,3 +42,22 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         load_settings(f)
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_model_and_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = ServeSettings()
+    assert s.model is None and s.patterns is True
+    monkeypatch.setenv("GUARDRAIL_MODEL", "/models/gemma-3-270m")
+    monkeypatch.setenv("GUARDRAIL_PATTERNS", "false")
+    s = load_settings(patterns=None, model=None)  # flags not given: the environment holds
+    assert (s.model, s.patterns) == ("/models/gemma-3-270m", False)
+    assert s.public()["model"] == "/models/gemma-3-270m"
+    assert load_settings(model="smollm2-135m").model == "smollm2-135m"
+    monkeypatch.delenv("GUARDRAIL_MODEL")
+    monkeypatch.delenv("GUARDRAIL_PATTERNS")
+    f = tmp_path / "serve.toml"
+    f.write_text('model = "/opt/model"\npatterns = false\n')
+    assert (load_settings(f).model, load_settings(f).patterns) == ("/opt/model", False)
+    monkeypatch.setenv("GUARDRAIL_PATTERNS", "nope")
+    with pytest.raises(ValidationError, match="patterns"):
+        load_settings()

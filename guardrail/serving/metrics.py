@@ -1,4 +1,5 @@
-"""Prometheus metrics of the sidecar: counts, latencies, batch sizes and queue depth — never request text.
+"""Prometheus metrics of the sidecar: counts, latencies, batch sizes, queue depth and what it runs — never
+request text.
 
 One :class:`ServingMetrics` per server, each with its own registry, so that several servers (tests) can
 live in one process; ``serve`` exposes the registry on a separate port.
@@ -6,7 +7,7 @@ live in one process; ``serve`` exposes the registry on a separate port.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -43,6 +44,16 @@ class ServingMetrics:
         )
         self.queue_texts = Gauge("guardrail_queue_texts", "Texts waiting for the model", registry=r)
         self.texts = Counter("guardrail_texts", "Texts read by the model", registry=r)
+        self.build = Info(
+            "guardrail_build",
+            "What the sidecar runs: package version, bundle, probe, device, dtype, runtime",
+            registry=r,
+        )
+
+    def set_build(self, **labels: str) -> None:
+        """Set ``guardrail_build_info`` (once, at start): e.g. ``version``, ``bundle``, ``probe``,
+        ``device``, ``dtype``, ``runtime``."""
+        self.build.info(labels)
 
     def observe_call(self, method: str, code: str, seconds: float) -> None:
         """Record one finished call."""

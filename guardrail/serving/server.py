@@ -176,9 +176,10 @@ class GuardrailService(pb_grpc.GuardrailServicer):
     ) -> pb.GetInfoResponse:
         m = self.guard.bundle.manifest
         s = self.settings
+        d = self.guard.describe()
         return pb.GetInfoResponse(
-            bundle=m.name,
-            backbone=m.backbone.id,
+            bundle=d["bundle"],
+            backbone=d["backbone"],
             layer=m.backbone.layer,
             labels=list(self.guard.labels),
             version=guardrail.__version__,
@@ -186,6 +187,11 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             max_texts=s.max_texts,
             max_text_chars=s.max_text_chars,
             max_message_bytes=s.max_message_bytes,
+            device=d["device"],
+            dtype=d["dtype"],
+            runtime=d["runtime"],
+            probe=d["probe"],
+            patterns=self.guard.patterns is not None,
         )
 
     async def RedactStream(
@@ -354,6 +360,11 @@ class Sidecar:
     async def start(self) -> int:
         """Bind, start serving (health SERVING), return the gRPC port."""
         s = self.settings
+        d = self.guard.describe()
+        self.metrics.set_build(
+            version=guardrail.__version__,
+            **{k: d[k] for k in ("bundle", "probe", "device", "dtype", "runtime")},
+        )
         self._batcher = Batcher(
             self._detect,
             max_batch_texts=s.max_batch_texts,
@@ -484,6 +495,8 @@ def serve(settings: ServeSettings) -> int:
         dtype=settings.dtype,
         runtime=settings.runtime,
         compile=settings.compile,
+        model=settings.model,
+        patterns=settings.patterns,
     )
     if settings.warmup:
         guard.warmup()

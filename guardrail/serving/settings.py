@@ -41,6 +41,12 @@ class ServeSettings(BaseSettings):
     # the model
     bundle: str = DEFAULT_BUNDLE
     """Bundle name under ``probes/`` or a folder path."""
+    model: str | None = None
+    """Backbone to load instead of the bundle's (``GUARDRAIL_MODEL``): a converted model folder, a
+    ``.gguf`` file, an embedded alias or a hub id; it must be the model the bundle was trained on (its
+    sha256 is checked where the folder keeps a ``source.json``). For air-gapped hosts and containers."""
+    patterns: bool = True
+    """Presidio's pattern recognisers beside the probe; false: the probe only (Presidio not imported)."""
     device: str = "auto"
     runtime: str = "torch"
     dtype: str = "auto"
