@@ -143,6 +143,18 @@ class CapturedBackbone(Backbone):
         held = [self._resid[id(e)] for e in encoded]
         return [r.to(self.device) for r in held] if on_device else held
 
+    def residuals_flat(
+        self,
+        encoded: Sequence[Encoded],
+        batch_size: int = 16,
+        layers: Sequence[int] | None = None,
+        on_device: bool = False,
+    ) -> torch.Tensor:
+        held = self.residuals(encoded, batch_size, layers, on_device)
+        if not held:
+            return torch.zeros((0, self.d_model), dtype=torch.float32)
+        return torch.cat(held)
+
     def forward_windows(
         self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None, on_device: bool = False
     ) -> list:

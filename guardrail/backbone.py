@@ -452,18 +452,27 @@ class Backbone:
         padding, so no mask is needed. ``on_device`` leaves them float32 on the model's device (a GPU
         caller that reads them there moves far less back to the host).
         """
-        lengths = [len(r) + 1 for r in rows]
-        bucket = next((b for b in LENGTH_BUCKETS if b >= max(lengths)), max(lengths))
-        ids = torch.full((len(rows), bucket), self.pad_id, dtype=torch.long)
+        out = self._forward(rows, layers).float()
+        if not on_device:
+            out = out.cpu()
+        return [out[i, 1 : len(r) + 1] for i, r in enumerate(rows)]
+
+    @torch.inference_mode()
+    def _forward(self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None) -> torch.Tensor:
+        """The padded batch's residuals ``[B, bucket, d_model]`` (``[B, bucket, len(layers), d_model]``)
+        in the model's dtype and on its device (the ONNX runtime: float32 on the CPU); row ``i`` holds BOS
+        at 0 and its tokens at ``1..len(rows[i])``."""
+        longest = max(len(r) for r in rows) + 1
+        bucket = next((b for b in LENGTH_BUCKETS if b >= longest), longest)
+        ids = np.full((len(rows), bucket), self.pad_id, dtype=np.int64)
+        ids[:, 0] = self.bos_id
         for i, r in enumerate(rows):
-            ids[i, 0] = self.bos_id
-            ids[i, 1 : len(r) + 1] = torch.from_numpy(r)
+            ids[i, 1 : len(r) + 1] = r
         if self.session is not None:
             if layers:
                 raise ValueError("several layers from one pass need the torch runtime")
-            (res,) = self.session.run(None, {"input_ids": ids.numpy()})
-            out = torch.from_numpy(res)
-            return [out[i, 1:n] for i, n in enumerate(lengths)]
+            (res,) = self.session.run(None, {"input_ids": ids})
+            return torch.from_numpy(res)
         assert self.model is not None
         taps: dict[int, torch.Tensor] = {}
         hooks = []
@@ -478,14 +487,13 @@ class Backbone:
         try:
             # a compiled graph does not call forward hooks added after tracing: taps run the eager model
             model = self._eager if layers else self.model
-            out = model(input_ids=ids.to(self.device), use_cache=False).last_hidden_state
+            out = model(input_ids=torch.from_numpy(ids).to(self.device), use_cache=False).last_hidden_state
         finally:
             for h in hooks:
                 h.remove()
         if layers:
             out = torch.stack([taps[x] for x in layers], dim=2)
-        out = out.float() if on_device else out.float().cpu()
-        return [out[i, 1:n] for i, n in enumerate(lengths)]
+        return out
 
     def warmup(self, batch_size: int = 16) -> None:
         """Run one batch per length bucket, so that no request pays for setting up kernels of a new shape
@@ -502,27 +510,47 @@ class Backbone:
         on_device: bool = False,
     ) -> list[torch.Tensor]:
         """Residual stream after ``layer`` blocks for each encoded text: ``[T_i, d_model]`` float32
-        (``[T_i, len(layers), d_model]`` with ``layers``, see :meth:`forward_windows`).
+        (``[T_i, len(layers), d_model]`` with ``layers``, see :meth:`forward_windows`): views into
+        :meth:`residuals_flat`."""
+        flat = self.residuals_flat(encoded, batch_size, layers, on_device)
+        return list(flat.split([len(e.ids) for e in encoded]))
 
-        Windows of all texts are batched together, sorted by length so padding stays small.
-        ``on_device``: see :meth:`forward_windows` (the ONNX runtime always returns CPU tensors).
+    @torch.inference_mode()
+    def residuals_flat(
+        self,
+        encoded: Sequence[Encoded],
+        batch_size: int = 16,
+        layers: Sequence[int] | None = None,
+        on_device: bool = False,
+    ) -> torch.Tensor:
+        """The residuals of all texts' tokens, text after text: ``[sum T_i, d_model]`` float32
+        (``[sum T_i, len(layers), d_model]`` with ``layers``).
+
+        Texts are cut into windows (:func:`windows`); the windows of all texts are batched together,
+        sorted by length so padding stays small, and each batch's kept rows are copied into place with
+        one indexed copy (no per-text work on the device: on a GPU, thousands of short texts would
+        otherwise cost thousands of kernel launches). ``on_device``: leave the result on the model's
+        device (the ONNX runtime always answers on the CPU).
         """
+        sizes = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
+        starts = np.cumsum(sizes) - sizes
         pieces: list[tuple[int, int, int, int]] = []  # (text index, start, end, keep_from)
         for ti, e in enumerate(encoded):
             for s, t, k in windows(len(e.ids)):
                 pieces.append((ti, s, t, k))
-        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-        results: dict[int, torch.Tensor] = {}
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            rows = [encoded[pieces[i][0]].ids[pieces[i][1] : pieces[i][2]] for i in idx]
-            for i, res in zip(idx, self.forward_windows(rows, layers, on_device), strict=True):
-                results[i] = res
-        out: list[list[torch.Tensor]] = [[] for _ in encoded]
         dev = self.device if on_device and self.session is None else torch.device("cpu")
-        for i, (ti, _s, _t, k) in enumerate(pieces):
-            out[ti].append(results[i][k:])
-        return [
-            torch.cat(parts) if parts else torch.zeros((0, self.d_model), dtype=torch.float32, device=dev)
-            for parts in out
-        ]
+        tail = (len(layers),) if layers else ()
+        flat = torch.zeros((int(sizes.sum()), *tail, self.d_model), dtype=torch.float32, device=dev)
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+        for b in range(0, len(order), batch_size):
+            batch = [pieces[i] for i in order[b : b + batch_size]]
+            out = self._forward([encoded[ti].ids[s:t] for ti, s, t, _ in batch], layers)
+            width = out.shape[1]
+            src = np.concatenate(
+                [j * width + 1 + np.arange(k, t - s) for j, (_, s, t, k) in enumerate(batch)]
+            )
+            dst = np.concatenate([starts[ti] + np.arange(s + k, t) for ti, s, t, k in batch])
+            rows = out.reshape(len(batch) * width, *out.shape[2:])
+            picked = rows[torch.from_numpy(src).to(rows.device)]
+            flat[torch.from_numpy(dst).to(dev)] = picked.to(dev, torch.float32)
+        return flat

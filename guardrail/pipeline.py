@@ -22,7 +22,7 @@ from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
 from guardrail.redact import Redacted, Redactor
-from guardrail.spans import Span, decode, merge
+from guardrail.spans import Span, decode_batch, merge
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +185,11 @@ class Guardrail:
 
     def _run(self, items: list[str], batch_size: int) -> tuple[list[np.ndarray], list[torch.Tensor], list]:
         """Token offsets, probe features and probe probabilities for each text."""
-        encoded = self.backbone.encode(items)
-        on_device = self.probe.device.type != "cpu"
-        resids = self.backbone.residuals(encoded, batch_size=batch_size, on_device=on_device)
-        with torch.inference_mode():
-            feats = self.probe.features_batch(resids)
-            probs = self.probe.probs_of(feats)
-        if on_device and probs:  # one copy of the class probabilities back to the host
-            probs = list(torch.cat(probs).cpu().split([len(p) for p in probs]))
-        return [e.offsets for e in encoded], feats, [p.numpy() for p in probs]
+        offsets, feats, probs = self._probe(self.backbone.encode(items), batch_size)
+        sizes = [len(o) for o in offsets]
+        if not sizes:
+            return [], [], []
+        return offsets, list(feats.split(sizes)), np.split(probs, np.cumsum(sizes)[:-1])
 
     def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
         """Per-token class probabilities of the probe, with the tokens' character offsets."""
@@ -229,18 +225,86 @@ class Guardrail:
                 f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
                 "(load the bundle with probe='sae')"
             )
-        results: list[list[Span]] = []
         pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
-        offsets, feats, probs = self._run(items, batch_size)
-        classes_all = list(self.probe.classes)
-        for i, (text, pats) in enumerate(zip(items, pattern_spans, strict=True)):
-            cp, classes = collapse(probs[i], classes_all, keep)
-            spans = decode(text, offsets[i], cp, classes, self.thresholds, lone_min_score=self.lone_min_score)
-            if explain and spans:
-                spans = self._explain(feats[i], offsets[i], spans)
-            spans += [s for s in pats if s.label in keep]
-            results.append(merge(spans))
-        return results
+        chunk = self._chunk(len(items), batch_size)
+        if chunk is None:
+            found = self._decode(items, *self._probe(self.backbone.encode(items), batch_size), keep, explain)
+        else:
+            found = self._detect_pipelined(items, chunk, batch_size, keep, explain)
+        return [
+            merge(spans + [s for s in pats if s.label in keep])
+            for spans, pats in zip(found, pattern_spans, strict=True)
+        ]
+
+    pipeline_chunk: int | None = None
+    """Texts per chunk of the pipelined path (see :meth:`_chunk`); None: chosen from the batch size."""
+
+    def _chunk(self, n_texts: int, batch_size: int) -> int | None:
+        """Chunk size when ``detect`` pipelines its work, else None.
+
+        On a GPU the model is fast enough that tokenising and decoding on the host take as long as the
+        forward pass: then the texts go through in chunks, the next chunk tokenised and the previous one
+        decoded in worker threads while the GPU runs the current one. On the CPU the forward pass already
+        uses every core, so there is nothing to overlap.
+        """
+        chunk = self.pipeline_chunk
+        if chunk is None:
+            if self.probe.device.type == "cpu":
+                return None
+            chunk = max(256, 4 * batch_size)
+        return chunk if n_texts > chunk else None
+
+    def _detect_pipelined(
+        self, items: list[str], chunk: int, batch_size: int, keep: list[str], explain: bool
+    ) -> list[list[Span]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+        with (
+            ThreadPoolExecutor(1, "guardrail-encode") as enc,
+            ThreadPoolExecutor(1, "guardrail-decode") as dec,
+        ):
+            encoded = enc.submit(self.backbone.encode, parts[0])
+            decoded = []
+            for k, part in enumerate(parts):
+                ready = encoded.result()
+                if k + 1 < len(parts):
+                    encoded = enc.submit(self.backbone.encode, parts[k + 1])
+                probed = self._probe(ready, batch_size)
+                decoded.append(dec.submit(self._decode, part, *probed, keep, explain))
+            return [spans for d in decoded for spans in d.result()]
+
+    def _probe(self, encoded: list, batch_size: int) -> tuple[list[np.ndarray], torch.Tensor, np.ndarray]:
+        """Token offsets of each encoded text; the probe's features ``[sum T_i, F]`` and class
+        probabilities ``[sum T_i, C]`` of all the texts' tokens, text after text. The probe reads the
+        residuals where the backbone leaves them (on a GPU: one copy of the probabilities comes back)."""
+        sizes = [len(e.ids) for e in encoded]
+        on_device = self.probe.device.type != "cpu"
+        flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=on_device)
+        with torch.inference_mode():
+            feats = self.probe.features_flat(flat, sizes)
+            probs = self.probe.probs(feats)
+        return [e.offsets for e in encoded], feats, probs.float().cpu().numpy()
+
+    def _decode(
+        self,
+        items: list[str],
+        offsets: list[np.ndarray],
+        feats: torch.Tensor,
+        probs: np.ndarray,
+        keep: list[str],
+        explain: bool,
+    ) -> list[list[Span]]:
+        """The probe's spans of each text (with their SAE features when ``explain``)."""
+        cp, classes = collapse(probs, list(self.probe.classes), keep)
+        found = decode_batch(items, offsets, cp, classes, self.thresholds, lone_min_score=self.lone_min_score)
+        if explain:
+            per_text = feats.split([len(o) for o in offsets])
+            found = [
+                self._explain(per_text[i], offsets[i], spans) if spans else spans
+                for i, spans in enumerate(found)
+            ]
+        return found
 
     def _explain(self, feats: torch.Tensor, offsets: np.ndarray, spans: list[Span]) -> list[Span]:
         from guardrail.bundle import load_descriptions

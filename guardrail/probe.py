@@ -41,18 +41,31 @@ def with_context(x: torch.Tensor, context: Sequence[int] = (0,)) -> torch.Tensor
 
     Neighbours past either end are zeros.
     """
+    return with_context_flat(x, [x.shape[0]], context)
+
+
+def with_context_flat(x: torch.Tensor, sizes: Sequence[int], context: Sequence[int] = (0,)) -> torch.Tensor:
+    """:func:`with_context` for several texts' rows stacked text after text (``sizes`` rows each), in
+    one pass: a neighbour in another text counts as past the end (zeros)."""
     n = x.shape[0]
+    if tuple(context) == (0,):
+        return x
+    lengths = torch.as_tensor(list(sizes), dtype=torch.long, device=x.device)
+    starts = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(n, device=x.device) - torch.repeat_interleave(starts, lengths, output_size=n)
+    length = torch.repeat_interleave(lengths, lengths, output_size=n)
     parts = []
     for off in context:
         if off == 0:
             parts.append(x)
             continue
         shifted = torch.zeros_like(x)
-        if off > 0 and off < n:
+        if 0 < off < n:
             shifted[: n - off] = x[off:]
         elif off < 0 and -off < n:
             shifted[-off:] = x[: n + off]
-        parts.append(shifted)
+        inside = ((pos + off >= 0) & (pos + off < length)).unsqueeze(-1)
+        parts.append(torch.where(inside, shifted, torch.zeros((), dtype=x.dtype, device=x.device)))
     return torch.cat(parts, dim=-1)
 
 
@@ -71,8 +84,15 @@ def sae_features(
     ``[T_i, L * len(context)]`` per residual ``[T_i, d]``; the SAE encodes all tokens in one pass."""
     if not resids:
         return []
-    codes = sae.encode_selected(torch.cat(list(resids)), latents).float()
-    return [with_context(c, context) for c in codes.split([len(r) for r in resids])]
+    sizes = [len(r) for r in resids]
+    return list(sae_features_flat(torch.cat(list(resids)), sizes, sae, latents, context).split(sizes))
+
+
+def sae_features_flat(
+    flat: torch.Tensor, sizes: Sequence[int], sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
+) -> torch.Tensor:
+    """:func:`sae_features` of texts' residuals stacked text after text: ``[sum T_i, L * len(context)]``."""
+    return with_context_flat(sae.encode_selected(flat, latents).float(), sizes, context)
 
 
 class _Features:
@@ -109,11 +129,19 @@ class _Features:
 
     def features_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Features of several texts' residuals (SAE probes encode all their tokens in one pass)."""
+        if not resids:
+            return []
+        sizes = [len(r) for r in resids]
+        return list(self.features_flat(torch.cat(list(resids)), sizes).split(sizes))
+
+    def features_flat(self, flat: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """Features ``[sum T_i, F]`` of texts' residuals stacked text after text (``sizes`` tokens each),
+        in one pass whatever the number of texts."""
         if self.source == "raw":
-            return [token_features(r, self.context) for r in resids]
+            return with_context_flat(rms_normalise(flat.float()), sizes, self.context)
         if self.sae is None or self.latents is None:
             raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
-        return sae_features(resids, self.sae, self.latents, self.context)
+        return sae_features_flat(flat, sizes, self.sae, self.latents, self.context)
 
     def probs_of(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Class probabilities ``[T_i, C]`` for each text's features ``[T_i, F]``, in one head call."""

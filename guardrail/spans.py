@@ -135,32 +135,89 @@ def decode(
     ``classes[0] == "O"``. A token is flagged when ``1 - probs[t, 0]`` reaches the threshold of its
     best non-O class; flagged tokens separated only by whitespace form one run, one span.
     """
-    offsets = np.asarray(offsets)
-    probs = np.asarray(probs, dtype=np.float64)
+    offsets, probs = np.asarray(offsets), np.asarray(probs)
     if probs.ndim != 2 or offsets.shape != (probs.shape[0], 2):
         raise ValueError(f"expected offsets [T, 2] and probs [T, C]; got {offsets.shape} and {probs.shape}")
+    return decode_batch(
+        [text],
+        [offsets],
+        probs,
+        classes,
+        thresholds,
+        lone_min_score=lone_min_score,
+        default_threshold=default_threshold,
+    )[0]
+
+
+def decode_batch(
+    texts: Sequence[str],
+    offsets: Sequence[np.ndarray],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    thresholds: Mapping[str, float],
+    *,
+    lone_min_score: float | Mapping[str, float] = 0.0,
+    default_threshold: float = 0.5,
+) -> list[list[Span]]:
+    """:func:`decode` for many texts at once: ``probs`` ``[sum T_i, C]`` holds the texts' tokens text
+    after text (``offsets[i]`` is ``[T_i, 2]``).
+
+    The scores are thresholded for all tokens in one pass; only the texts with a flagged token, and only
+    their flagged tokens, are then walked one by one (most tokens of most texts are not PII).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    sizes = np.asarray([len(o) for o in offsets], dtype=np.int64)
+    if len(texts) != len(offsets):
+        raise ValueError(f"got {len(texts)} texts but {len(offsets)} offset arrays")
+    if probs.ndim != 2 or probs.shape[0] != int(sizes.sum()):
+        raise ValueError(f"expected probs [{int(sizes.sum())}, C] for the texts' tokens; got {probs.shape}")
     if len(classes) != probs.shape[1] or not classes or classes[0] != OUTSIDE:
         raise ValueError(f"classes must have {probs.shape[1]} entries with {OUTSIDE!r} first")
-    n_chars = len(text)
-    if len(offsets) and (
-        offsets.min() < 0 or offsets.max() > n_chars or bool((offsets[:, 0] > offsets[:, 1]).any())
+    offs = (
+        np.concatenate([np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in offsets])
+        if len(offsets)
+        else np.zeros((0, 2), dtype=np.int64)
+    )
+    n_chars = np.repeat(np.asarray([len(t) for t in texts], dtype=np.int64), sizes)
+    if len(offs) and (
+        offs.min() < 0 or bool((offs[:, 1] > n_chars).any()) or bool((offs[:, 0] > offs[:, 1]).any())
     ):
         # Offsets past the text mean the wrong text or tokenizer: fail loudly rather than redact garbage.
-        raise ValueError(f"offsets must satisfy 0 <= start <= end <= len(text) = {n_chars}")
-    if probs.shape[1] < 2:
-        return []
+        raise ValueError("offsets must satisfy 0 <= start <= end <= len(text) for every token")
+    out: list[list[Span]] = [[] for _ in texts]
+    if probs.shape[1] < 2 or not len(offs):
+        return out
 
     pii = 1.0 - probs[:, 0]
     best = probs[:, 1:].argmax(axis=1) + 1
     thr = np.array([thresholds.get(c, default_threshold) for c in classes], dtype=np.float64)
-    flagged = (pii >= thr[best]) & (offsets[:, 0] < offsets[:, 1])
-    # Text order, not token order: windowed or byte-level tokenizers may repeat or reorder offsets.
-    order = sorted(np.flatnonzero(flagged).tolist(), key=lambda t: (int(offsets[t, 0]), int(offsets[t, 1])))
+    flagged = np.flatnonzero((pii >= thr[best]) & (offs[:, 0] < offs[:, 1]))
+    if not len(flagged):
+        return out
+    owner = np.searchsorted(np.cumsum(sizes), flagged, side="right")  # text of each flagged token
+    cuts = np.flatnonzero(np.diff(owner)) + 1
+    for toks, owners in zip(np.split(flagged, cuts), np.split(owner, cuts), strict=True):
+        ti = int(owners[0])
+        out[ti] = _spans(texts[ti], toks.tolist(), offs, pii, best, classes, lone_min_score)
+    return out
 
+
+def _spans(
+    text: str,
+    tokens: list[int],
+    offs: np.ndarray,
+    pii: np.ndarray,
+    best: np.ndarray,
+    classes: Sequence[str],
+    lone_min_score: float | Mapping[str, float],
+) -> list[Span]:
+    """The spans of one text from its flagged ``tokens`` (rows of ``offs``, ``pii`` and ``best``)."""
+    # Text order, not token order: windowed or byte-level tokenizers may repeat or reorder offsets.
+    order = sorted(tokens, key=lambda t: (int(offs[t, 0]), int(offs[t, 1])))
     runs: list[list[int]] = []
     run_end = -1
     for t in order:
-        start, end = int(offsets[t, 0]), int(offsets[t, 1])
+        start, end = int(offs[t, 0]), int(offs[t, 1])
         if runs and (start <= run_end or text[run_end:start].isspace()):
             runs[-1].append(t)
             run_end = max(run_end, end)
@@ -176,7 +233,7 @@ def decode(
         # A single token is the weakest evidence there is: one stray subword should not redact a word.
         if len(run) == 1 and score < _lone_min(lone_min_score, label):
             continue
-        start, end = trim(text, min(int(offsets[t, 0]) for t in run), max(int(offsets[t, 1]) for t in run))
+        start, end = trim(text, min(int(offs[t, 0]) for t in run), max(int(offs[t, 1]) for t in run))
         start, end = snap(text, start, end)
         if start < end:
             spans.append(Span(start, end, label, score, "probe"))

@@ -18,6 +18,8 @@ from guardrail.probe import (
     sae_features,
     select_latents,
     token_features,
+    with_context,
+    with_context_flat,
 )
 
 
@@ -151,3 +153,29 @@ def test_select_latents_takes_turns_between_classes() -> None:
     means[2, [5, 6]] = [0.5, 0.4]  # class 2, weaker, likes 5 and 6
     chosen = select_latents(means, np.ones(10), 3, np.array([True, True, True, False]))
     assert chosen.tolist() == [0, 1, 5]  # 0 (class 1), 5 (class 2), 1 (class 1); class 3 skipped
+
+
+def test_context_of_stacked_texts_never_reads_across_texts() -> None:
+    torch.manual_seed(0)
+    sizes = [3, 0, 1, 5, 2]
+    texts = [torch.randn(n, 4) for n in sizes]
+    for context in [(0,), (-1, 0, 1), (-2, 0, 3)]:
+        got = with_context_flat(torch.cat(texts), sizes, context)
+        want = torch.cat([with_context(x, context) for x in texts])
+        assert torch.equal(got, want)
+
+
+def test_probe_features_flat_equals_text_by_text() -> None:
+    torch.manual_seed(1)
+    probe = Probe(
+        weight=torch.randn(3, 12),
+        bias=torch.zeros(3),
+        mean=torch.zeros(12),
+        scale=torch.ones(12),
+        classes=("O", "PERSON", "EMAIL"),
+        context=(-1, 0, 1),
+    )
+    resids = [torch.randn(n, 4) * 100 for n in (4, 1, 0, 6)]
+    flat = probe.features_flat(torch.cat(resids), [len(r) for r in resids])
+    assert torch.equal(flat, torch.cat([token_features(r, probe.context) for r in resids]))
+    assert probe.device == torch.device("cpu") and probe.to("cpu") is probe

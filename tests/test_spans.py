@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.labels import CANONICAL
-from guardrail.spans import Span, decode, is_word_char, merge, snap, trim
+from guardrail.spans import Span, decode, decode_batch, is_word_char, merge, snap, trim
 
 CLASSES = ("O", "PERSON", "EMAIL", "PHONE", "ORGANIZATION")
 
@@ -365,3 +365,38 @@ def test_merge_is_idempotent_order_free_and_covers_exactly_the_union(
             reach = max(reach, m.end)
         assert (members[0].start, reach) == (s.start, s.end)
         assert (s.label, s.score, s.source) in {(m.label, m.score, m.source) for m in members}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=0, max_size=6), st.integers(0, 2**31 - 1))
+def test_decode_batch_equals_decode_text_by_text(n_words: list[int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    words = ["Ana", "Silva", "lives", "at", "12", "Rue", "Lepic", ",", "call", "+33", "6", "12"]
+    texts, offsets, probs = [], [], []
+    for n in n_words:
+        picked = [words[int(i)] for i in rng.integers(0, len(words), n)]
+        pieces = [w if j == 0 else " " + w for j, w in enumerate(picked)]  # leading-space tokens
+        text = "".join(pieces)
+        texts.append(text)
+        offsets.append(tokens(text, pieces).reshape(-1, 2) if pieces else np.zeros((0, 2), dtype=np.int64))
+        p = rng.dirichlet(np.full(len(CANONICAL) + 1, 0.3), size=n)
+        probs.append(p)
+    classes = ["O", *CANONICAL]
+    flat = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
+    thresholds = {"PERSON": 0.4, "PHONE": 0.7}
+    got = decode_batch(texts, offsets, flat, classes, thresholds, lone_min_score=0.6)
+    want = [
+        decode(t, o, p.reshape(-1, len(classes)), classes, thresholds, lone_min_score=0.6)
+        for t, o, p in zip(texts, offsets, probs, strict=True)
+    ]
+    assert got == want
+
+
+def test_decode_batch_refuses_mismatched_inputs() -> None:
+    classes = ["O", "PERSON"]
+    with pytest.raises(ValueError, match="probs"):
+        decode_batch(["ab"], [np.asarray([[0, 2]])], np.zeros((2, 2)), classes, {})
+    with pytest.raises(ValueError, match="offsets"):
+        decode_batch(["ab"], [np.asarray([[0, 3]])], np.zeros((1, 2)), classes, {})
+    with pytest.raises(ValueError, match="texts"):
+        decode_batch(["ab", "c"], [np.asarray([[0, 2]])], np.zeros((1, 2)), classes, {})
