@@ -101,11 +101,6 @@ def throughput(guard: Guardrail, texts: list[str], batch_sizes: list[int], secon
 
         fwd_s, _ = timed(forward, seconds, dev)
         det_s, passes = timed(lambda b=b, sub=sub: guard.detect(sub, batch_size=b), seconds, dev)
-        guard.pipeline_chunk = 1 << 30  # one pass: tokenise all, forward all, decode all
-        try:
-            one_s, _ = timed(lambda b=b, sub=sub: guard.detect(sub, batch_size=b), seconds, dev)
-        finally:
-            guard.pipeline_chunk = None
         row = {
             "batch_size": b,
             "texts": n,
@@ -113,7 +108,6 @@ def throughput(guard: Guardrail, texts: list[str], batch_sizes: list[int], secon
             "detect_tokens_per_s": tokens / det_s,
             "detect_chars_per_s": chars / det_s,
             "forward_probe_tokens_per_s": tokens / fwd_s,
-            "detect_one_pass_tokens_per_s": tokens / one_s,
             "timed_passes": passes,
         }
         if dev.type == "cuda":
@@ -137,10 +131,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         "o-",
         label="detect (tokenise + forward + probe + decode)",
     )
-    if all("detect_one_pass_tokens_per_s" in r for r in rows):
-        ax.plot(
-            b, [r["detect_one_pass_tokens_per_s"] for r in rows], "^:", label="detect, one pass (no overlap)"
-        )
     ax.plot(b, [r["forward_probe_tokens_per_s"] for r in rows], "s--", label="forward + probe")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -172,17 +162,16 @@ def report(r: dict[str, Any]) -> str:
         f"Throughput on up to {r['workload']['texts']} texts ({r['workload']['tokens']:,} tokens, "
         f"{r['workload']['chars']:,} characters; the records {r['workload']['repeat']}x; small batch sizes "
         f"take the first max(256, 64 x batch size) texts), each figure timed >= {r['seconds']} s after a "
-        "warm-up pass. `detect` on a GPU runs in chunks of max(256, 4 x batch size) texts, the next chunk "
-        "tokenised and the last one decoded in threads while the GPU runs; 'one pass' turns that off:",
+        "warm-up pass:",
         "",
-        "| batch size | texts | tokens | detect tokens/s | detect chars/s | detect, one pass, tokens/s "
-        "| forward + probe tokens/s | peak GPU MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch size | texts | tokens | detect tokens/s | detect chars/s | forward + probe tokens/s "
+        "| peak GPU MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in r["throughput"]:
         lines.append(
             f"| {x['batch_size']} | {x['texts']} | {x['tokens']:,} | {x['detect_tokens_per_s']:,.0f} | "
-            f"{x['detect_chars_per_s']:,.0f} | {x.get('detect_one_pass_tokens_per_s', float('nan')):,.0f} | "
+            f"{x['detect_chars_per_s']:,.0f} | "
             f"{x['forward_probe_tokens_per_s']:,.0f} | {x.get('peak_gpu_mib', float('nan')):,.0f} |"
         )
     lines += ["", "![throughput](gpu.png)", ""]
@@ -205,6 +194,8 @@ def report(r: dict[str, Any]) -> str:
                     f"{row['identical_records']:.1%} |"
                 )
             lines.append("")
+    if r.get("notes"):
+        lines += ["Notes:", "", *(f"- {n}" for n in r["notes"]), ""]
     return "\n".join(lines)
 
 

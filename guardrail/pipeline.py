@@ -176,6 +176,15 @@ class Guardrail:
             "patterns": "true" if self.patterns is not None else "false",
         }
 
+    def _batch(self, batch_size: int | None) -> int:
+        """Windows per forward pass: as asked, else 16 on the CPU (more gains nothing there) and 256 on a
+        GPU (measured on an H200: 16 windows reach ~1/3 of the throughput of 256-512)."""
+        if batch_size is not None:
+            if batch_size < 1:
+                raise GuardrailError(f"batch_size must be at least 1, got {batch_size}")
+            return batch_size
+        return 16 if self.backbone.device.type == "cpu" else 256
+
     def warmup(self, batch_size: int = 16) -> Guardrail:
         """Prepare every input shape once (servers call this before taking traffic); returns self."""
         self.backbone.warmup(batch_size)
@@ -191,9 +200,9 @@ class Guardrail:
             return [], [], []
         return offsets, list(feats.split(sizes)), np.split(probs, np.cumsum(sizes)[:-1])
 
-    def scores(self, texts: str | Iterable[str], batch_size: int = 16) -> list[TokenScores]:
+    def scores(self, texts: str | Iterable[str], batch_size: int | None = None) -> list[TokenScores]:
         """Per-token class probabilities of the probe, with the tokens' character offsets."""
-        offsets, _, probs = self._run(_as_texts(texts), batch_size)
+        offsets, _, probs = self._run(_as_texts(texts), self._batch(batch_size))
         return [TokenScores(o, p) for o, p in zip(offsets, probs, strict=True)]
 
     def _labels(self, labels: Iterable[str] | None) -> list[str]:
@@ -209,7 +218,7 @@ class Guardrail:
         texts: str | Iterable[str],
         *,
         labels: Iterable[str] | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         explain: bool = False,
     ) -> list[list[Span]]:
         """Spans of PII per text (sorted, non-overlapping, offsets in Python code points).
@@ -217,6 +226,7 @@ class Guardrail:
         ``texts`` is a list of strings (a single ``str`` counts as a list of one); ``labels`` narrows or
         widens the reported labels (default: the bundle's ``detect_labels``). ``explain=True`` fills each
         probe span's ``features`` with the SAE latents behind it (needs an SAE-feature probe).
+        ``batch_size``: windows of <= 128 tokens per forward pass (default: 16 on the CPU, 256 on a GPU).
         """
         items = _as_texts(texts)
         keep = self._labels(labels)
@@ -226,53 +236,12 @@ class Guardrail:
                 "(load the bundle with probe='sae')"
             )
         pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
-        chunk = self._chunk(len(items), batch_size)
-        if chunk is None:
-            found = self._decode(items, *self._probe(self.backbone.encode(items), batch_size), keep, explain)
-        else:
-            found = self._detect_pipelined(items, chunk, batch_size, keep, explain)
+        encoded = self.backbone.encode(items)
+        found = self._decode(items, *self._probe(encoded, self._batch(batch_size)), keep, explain)
         return [
             merge(spans + [s for s in pats if s.label in keep])
             for spans, pats in zip(found, pattern_spans, strict=True)
         ]
-
-    pipeline_chunk: int | None = None
-    """Texts per chunk of the pipelined path (see :meth:`_chunk`); None: chosen from the batch size."""
-
-    def _chunk(self, n_texts: int, batch_size: int) -> int | None:
-        """Chunk size when ``detect`` pipelines its work, else None.
-
-        On a GPU the model is fast enough that tokenising and decoding on the host take as long as the
-        forward pass: then the texts go through in chunks, the next chunk tokenised and the previous one
-        decoded in worker threads while the GPU runs the current one. On the CPU the forward pass already
-        uses every core, so there is nothing to overlap.
-        """
-        chunk = self.pipeline_chunk
-        if chunk is None:
-            if self.probe.device.type == "cpu":
-                return None
-            chunk = max(256, 4 * batch_size)
-        return chunk if n_texts > chunk else None
-
-    def _detect_pipelined(
-        self, items: list[str], chunk: int, batch_size: int, keep: list[str], explain: bool
-    ) -> list[list[Span]]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-        with (
-            ThreadPoolExecutor(1, "guardrail-encode") as enc,
-            ThreadPoolExecutor(1, "guardrail-decode") as dec,
-        ):
-            encoded = enc.submit(self.backbone.encode, parts[0])
-            decoded = []
-            for k, part in enumerate(parts):
-                ready = encoded.result()
-                if k + 1 < len(parts):
-                    encoded = enc.submit(self.backbone.encode, parts[k + 1])
-                probed = self._probe(ready, batch_size)
-                decoded.append(dec.submit(self._decode, part, *probed, keep, explain))
-            return [spans for d in decoded for spans in d.result()]
 
     def _probe(self, encoded: list, batch_size: int) -> tuple[list[np.ndarray], torch.Tensor, np.ndarray]:
         """Token offsets of each encoded text; the probe's features ``[sum T_i, F]`` and class
@@ -323,7 +292,7 @@ class Guardrail:
         operator: str = "placeholder",
         key: bytes | str | None = None,
         labels: Iterable[str] | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ) -> list[Redacted]:
         """Redacted texts with the spans replaced; one call is one pseudonym scope."""
         redactor = Redactor(operator, key=key)  # fails before any work if e.g. hash has no key

@@ -220,34 +220,3 @@ def test_describe_and_no_patterns(tiny_guard: Guardrail, monkeypatch: pytest.Mon
     assert g.patterns is None and g.describe()["patterns"] == "false"
     (spans,) = g.detect(["I met Jun Sato, mail jun@example.com"])
     assert {s.source for s in spans} <= {"probe"}
-
-
-def _pipelined(guard: Guardrail, texts: list[str], **kw) -> list[list[Span]]:
-    guard.pipeline_chunk = 2  # on the CPU too: chunks of two texts, encode and decode in worker threads
-    try:
-        return guard.detect(texts, **kw)
-    finally:
-        guard.pipeline_chunk = None
-
-
-PIPELINE_TEXTS = [
-    "Contact Maria Garcia at maria.garcia@example.com today.",
-    "",
-    "Nothing personal in this one.",
-    "Call +44 20 7946 0958 and ask for John Smith, 221B Baker Street, London.",
-    "ok",
-    "Invoice 4411 for Peter Müller, born 1984-03-02, IBAN DE89 3704 0044 0532 0130 00.",
-    "Ms. Yuki Tanaka (yuki@example.jp) " * 30,  # several windows
-]
-
-
-def test_tiny_pipelined_detect_equals_one_pass(tiny_guard: Guardrail) -> None:
-    assert tiny_guard._chunk(len(PIPELINE_TEXTS), 16) is None  # on the CPU: one pass
-    assert _pipelined(tiny_guard, PIPELINE_TEXTS) == tiny_guard.detect(PIPELINE_TEXTS)
-
-
-def test_real_sae_pipelined_explanations_equal_one_pass(real_guardrail: Guardrail) -> None:
-    sae = Guardrail(real_guardrail.bundle, real_guardrail.backbone, probe="sae-lr", patterns=False)
-    want = sae.detect(PIPELINE_TEXTS, explain=True)
-    assert any(s.features for spans in want for s in spans)
-    assert _pipelined(sae, PIPELINE_TEXTS, explain=True) == want

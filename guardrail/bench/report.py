@@ -162,7 +162,8 @@ def render(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         "chars/s and tokens/s (Gemma tokenizer tokens, the same count for every method) are wall-clock; "
         "chars/CPU-s divides by the CPU time of this process (all threads), less disturbed by other jobs; "
         "records in "
-        f"chunks of 64 per call, probe batch {cfg['batch_size']}, judge batch {cfg['judge_batch_size']}. "
+        f"chunks of 64 per call, probe batch {cfg['batch_size'] or 'default (16 on the CPU, 256 on a GPU)'}, "
+        f"judge batch {cfg['judge_batch_size']}. "
         f"p50/p99: one record per call over {cfg['latency_n']} seeded records. Peak mem: largest RSS "
         "sampled every 10 ms while the method was loaded and run, above the RSS before it loaded."
         + (

@@ -193,7 +193,7 @@ def _latencies(m: Method, records: Sequence[Record]) -> list[float]:
 
 
 def sweep(
-    g: Any, ds: Dataset, labels: Sequence[str], factors: Sequence[float], batch_size: int
+    g: Any, ds: Dataset, labels: Sequence[str], factors: Sequence[float], batch_size: int | None
 ) -> list[dict]:
     """Probe-only spans at the shipped per-label thresholds times each factor, scored like the methods.
 
