@@ -240,9 +240,9 @@ def windows(n_tokens: int, window: int = WINDOW, overlap: int = OVERLAP) -> list
 RUNTIMES = ("torch", "onnx-int8")
 """``torch``: the model in torch (bf16 where the hardware has it, else fp32; CPU or CUDA). ``onnx-int8``:
 the truncated model exported once to ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX
-Runtime on the CPU; residuals within ~0.997 cosine of torch's. Measured on the 2-core AVX512-BF16 dev
-CPU it is *not* faster than torch bf16 (8.5k vs 10k chars/s on presidio_synth), so torch is the default;
-on CPUs without bf16 (fp32 torch) it is the faster choice."""
+Runtime on the CPU; residuals within ~0.997 cosine of torch's, but its spans differ from the bundle's
+(its thresholds were set on torch's activations). Measured: 1.28x torch bf16 on the 2-core AVX512-BF16
+dev VM, 0.6x on a 16-core Xeon with AMX (README, "Which runtime where"); torch stays the default."""
 
 
 def _onnx_path(path: str, layer: int) -> Path:
