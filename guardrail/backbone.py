@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,19 +220,33 @@ def windows(n_tokens: int, window: int = WINDOW, overlap: int = OVERLAP) -> list
     Each window holds ``window - 1`` content tokens (one slot is BOS). Tokens before ``keep_from`` are
     context only, read already from the previous window, so each token is taken exactly once.
     """
+    return [(s, t, k) for s, t, k, _ in window_plan(n_tokens, window, overlap)]
+
+
+def window_plan(
+    n_tokens: int, window: int = WINDOW, overlap: int = OVERLAP, margin: int = 0
+) -> list[tuple[int, int, int, int]]:
+    """:func:`windows` with the kept range of each window: ``(start, end, keep_from, keep_to)``,
+    window-relative ``keep_from`` and absolute ``keep_to``.
+
+    ``margin`` > 0 keeps each kept token at least ``margin`` tokens inside its window wherever the text
+    goes on (the next window takes over ``margin`` tokens earlier): a reader of neighbours within one
+    window (the exported ONNX graph) then sees the same neighbours as one over the whole text.
+    """
     body = window - 1
     if overlap >= body:
         raise ValueError("overlap must be smaller than the window")
+    if not 0 <= margin <= overlap // 2:
+        raise ValueError(f"margin must be in 0..{overlap // 2} (half the overlap), got {margin}")
     if n_tokens == 0:
         return []
-    if n_tokens <= body:
-        return [(0, n_tokens, 0)]
     step = body - overlap
     out, start = [], 0
     while True:
         end = min(start + body, n_tokens)
-        out.append((start, end, 0 if start == 0 else overlap))
-        if end == n_tokens:
+        last = end == n_tokens
+        out.append((start, end, 0 if start == 0 else overlap - margin, end if last else end - margin))
+        if last:
             return out
         start += step
 
@@ -327,6 +341,27 @@ class Backbone:
         self.runtime = "onnx-int8" if session is not None else "torch"
         self.bos_id = tokenizer.bos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def tokenizer_only(cls, model_id: str, layer: int) -> Backbone:
+        """The tokenizer and shape of a backbone, without its weights (runtime ``onnx``: an exported
+        graph runs the model; see :mod:`guardrail.export`)."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        path, info = resolve(model_id)
+        try:
+            config = AutoConfig.from_pretrained(path)
+            if hasattr(config, "get_text_config"):
+                config = config.get_text_config()
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise BackboneError(f"cannot load the tokenizer of {model_id!r}: {e}") from e
+        if not getattr(tokenizer, "is_fast", False):
+            raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
+        info = {**info, "n_layers": str(config.num_hidden_layers)}
+        out = cls(None, tokenizer, layer, info, torch.device("cpu"), torch.float32, int(config.hidden_size))
+        out.runtime = "onnx"
+        return out
 
     @classmethod
     def load(
@@ -473,7 +508,8 @@ class Backbone:
                 raise ValueError("several layers from one pass need the torch runtime")
             (res,) = self.session.run(None, {"input_ids": ids})
             return torch.from_numpy(res)
-        assert self.model is not None
+        if self.model is None:
+            raise BackboneError(f"the {self.runtime} runtime holds no model to run here")
         taps: dict[int, torch.Tensor] = {}
         hooks = []
         for x in layers or ():
@@ -532,25 +568,48 @@ class Backbone:
         otherwise cost thousands of kernel launches). ``on_device``: leave the result on the model's
         device (the ONNX runtime always answers on the CPU).
         """
-        sizes = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
-        starts = np.cumsum(sizes) - sizes
-        pieces: list[tuple[int, int, int, int]] = []  # (text index, start, end, keep_from)
-        for ti, e in enumerate(encoded):
-            for s, t, k in windows(len(e.ids)):
-                pieces.append((ti, s, t, k))
         dev = self.device if on_device and self.session is None else torch.device("cpu")
         tail = (len(layers),) if layers else ()
-        flat = torch.zeros((int(sizes.sum()), *tail, self.d_model), dtype=torch.float32, device=dev)
-        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-        for b in range(0, len(order), batch_size):
-            batch = [pieces[i] for i in order[b : b + batch_size]]
-            out = self._forward([encoded[ti].ids[s:t] for ti, s, t, _ in batch], layers)
-            width = out.shape[1]
-            src = np.concatenate(
-                [j * width + 1 + np.arange(k, t - s) for j, (_, s, t, k) in enumerate(batch)]
-            )
-            dst = np.concatenate([starts[ti] + np.arange(s + k, t) for ti, s, t, k in batch])
-            rows = out.reshape(len(batch) * width, *out.shape[2:])
-            picked = rows[torch.from_numpy(src).to(rows.device)]
-            flat[torch.from_numpy(dst).to(dev)] = picked.to(dev, torch.float32)
-        return flat
+        return stitch(
+            encoded,
+            lambda rows: self._forward(rows, layers)[:, 1:],
+            (*tail, self.d_model),
+            batch_size,
+            dev,
+        )
+
+
+def stitch(
+    encoded: Sequence[Encoded],
+    run: Callable[[list[np.ndarray]], torch.Tensor],
+    shape: tuple[int, ...],
+    batch_size: int,
+    device: torch.device,
+    margin: int = 0,
+) -> torch.Tensor:
+    """Per-token outputs of all texts, text after text: ``[sum T_i, *shape]`` float32 on ``device``.
+
+    Texts are cut into windows (:func:`window_plan`); the windows of all texts are batched together,
+    sorted by length so padding stays small; ``run(rows)`` answers ``[B, >= longest row, *shape]`` with
+    row ``i``'s tokens at ``0..len(rows[i])-1``, and each batch's kept rows are copied into place with
+    one indexed copy (no per-text work: on a GPU, thousands of short texts would otherwise cost
+    thousands of kernel launches).
+    """
+    sizes = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    pieces: list[tuple[int, int, int, int, int]] = []  # (text, start, end, keep_from, keep_to)
+    for ti, e in enumerate(encoded):
+        for s, t, k, kt in window_plan(len(e.ids), margin=margin):
+            pieces.append((ti, s, t, k, kt))
+    flat = torch.zeros((int(sizes.sum()), *shape), dtype=torch.float32, device=device)
+    order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+    for b in range(0, len(order), batch_size):
+        batch = [pieces[i] for i in order[b : b + batch_size]]
+        out = run([encoded[ti].ids[s:t] for ti, s, t, _, _ in batch])
+        width = out.shape[1]
+        src = np.concatenate([j * width + np.arange(k, kt - s) for j, (_, s, _, k, kt) in enumerate(batch)])
+        dst = np.concatenate([starts[ti] + np.arange(s + k, kt) for ti, s, _, k, kt in batch])
+        rows = out.reshape(len(batch) * width, *out.shape[2:])
+        picked = rows[torch.from_numpy(src).to(rows.device)]
+        flat[torch.from_numpy(dst).to(device)] = picked.to(device, torch.float32)
+    return flat

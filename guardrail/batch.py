@@ -81,6 +81,8 @@ class BatchConfig:
     runtime: str = "torch"
     model: str | None = None
     """Backbone instead of the bundle's (see :meth:`Guardrail.load`); must be reachable from every actor."""
+    onnx_dir: str | None = None
+    """The exported graph for runtime ``onnx`` (``guardrail export-onnx``); reachable from every actor."""
     patterns: bool = True
     """Presidio's pattern recognisers beside the probe."""
     workers: int | None = None
@@ -192,6 +194,7 @@ class RedactActor:
             runtime=cfg.runtime,
             model=cfg.model,
             patterns=cfg.patterns,
+            onnx_dir=cfg.onnx_dir,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -68,6 +68,7 @@ def _load(args: argparse.Namespace):
         probe=args.probe,
         patterns=not args.no_patterns,
         model=args.model,
+        onnx_dir=args.onnx_dir,
     )
 
 
@@ -165,6 +166,19 @@ def _write_atomic(path: str, content: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from guardrail.export import ExportError, export
+    from guardrail.pipeline import Guardrail
+
+    guard = Guardrail.load(args.bundle, device="cpu", probe=args.probe, patterns=False, model=args.model)
+    try:
+        out = export(guard, args.out, int8=args.int8)
+    except ExportError as e:
+        return _fail(EXIT_INPUT, str(e))
+    print(f"wrote {out}")
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -282,6 +296,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         device=args.device,
         runtime=args.runtime,
         model=args.model,
+        onnx_dir=args.onnx_dir,
         patterns=not args.no_patterns,
         workers=args.workers,
         batch_size=args.batch_size,
@@ -305,7 +320,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from guardrail.serving.settings import load_settings
 
     flags = ("host", "port", "metrics_port", "bundle", "device", "runtime", "max_batch_texts", "max_wait_ms")
-    flags += ("tls_cert", "tls_key", "tls_client_ca", "model", "patterns")
+    flags += ("tls_cert", "tls_key", "tls_client_ca", "model", "patterns", "onnx_dir")
     try:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in flags})
     except ValidationError as e:
@@ -359,9 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--runtime",
             default="torch",
-            choices=RUNTIMES,
-            help="torch (default) or onnx-int8 (ONNX Runtime, CPU)",
+            choices=(*RUNTIMES, "onnx"),
+            help="torch (default), onnx-int8 (the backbone in ONNX Runtime, CPU) or onnx (the graph of "
+            "guardrail export-onnx in --onnx-dir)",
         )
+        sp.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx")
         sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
         sp.add_argument("--labels", default=None, help="comma list of labels to report (default: bundle's)")
         sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
@@ -510,7 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
     v.add_argument("--bundle", default=None, help=f"bundle name under {probes_root()} or a folder path")
     v.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
-    v.add_argument("--runtime", default=None, choices=RUNTIMES, help="torch (default) or onnx-int8")
+    v.add_argument(
+        "--runtime", default=None, choices=(*RUNTIMES, "onnx"), help="torch (default), onnx-int8 or onnx"
+    )
+    v.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx (runtime onnx)")
     v.add_argument("--model", default=None, help=_MODEL_HELP)
     v.add_argument(
         "--no-patterns",
@@ -525,6 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tls-key", default=None, help="PEM server private key (TLS)")
     v.add_argument("--tls-client-ca", default=None, help="PEM CA that signs client certificates (mutual TLS)")
     v.set_defaults(func=cmd_serve)
+
+    x = sub.add_parser(
+        "export-onnx",
+        help="export the probe (backbone + features + head) as one ONNX graph",
+        description="Write the bundle's probe as one ONNX graph (token ids -> class probabilities; dynamic "
+        "batch and length) for --runtime onnx. Linear heads only (raw or SAE features).",
+    )
+    x.add_argument(
+        "--bundle", default=DEFAULT_BUNDLE, help=f"bundle name under {probes_root()} or a folder path"
+    )
+    x.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
+    x.add_argument("--model", default=None, help=_MODEL_HELP)
+    x.add_argument("--out", required=True, help="folder to write (replaced when it exists)")
+    x.add_argument(
+        "--int8", action="store_true", help="quantise MatMul weights to int8 (smaller, CPU-faster)"
+    )
+    x.set_defaults(func=cmd_export_onnx)
 
     from guardrail.bench.command import add_arguments as bench_arguments
 

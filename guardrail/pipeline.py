@@ -136,10 +136,14 @@ class Guardrail:
         patterns: bool = True,
         compile: bool = False,
         model: str | None = None,
+        onnx_dir: str | Path | None = None,
     ) -> Guardrail:
         """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
 
-        ``runtime``: ``torch`` (default) or ``onnx-int8`` (CPU only; see ``backbone.RUNTIMES``).
+        ``runtime``: ``torch`` (default), ``onnx-int8`` (the backbone alone in ONNX Runtime, CPU only;
+        see ``backbone.RUNTIMES``) or ``onnx``: the whole probe as the graph ``guardrail export-onnx``
+        wrote into ``onnx_dir`` (ONNX Runtime's CUDA provider where ``onnxruntime-gpu`` and a GPU are
+        there, else the CPU's; only the tokenizer is loaded here; no explanations).
         ``compile``: ``torch.compile`` the backbone (slow start, faster serving; call :meth:`warmup`).
         ``patterns=False``: the probe alone, without Presidio's pattern recognisers (nor Presidio).
         ``model``: load this backbone instead of the bundle's ``backbone.id``, at the bundle's layer — a
@@ -150,6 +154,10 @@ class Guardrail:
         """
         bundle = Bundle.load(name_or_path)
         ref = bundle.manifest.backbone
+        if runtime == "onnx":
+            return cls._load_graph(bundle, onnx_dir, device, probe, patterns, model)
+        if onnx_dir is not None:
+            raise GuardrailError("onnx_dir goes with runtime='onnx'")
         backbone = Backbone.load(
             model or ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
         )
@@ -162,6 +170,38 @@ class Guardrail:
         _check_provenance(bundle, backbone, model)
         return cls(bundle, backbone, probe=probe, patterns=patterns)
 
+    @classmethod
+    def _load_graph(
+        cls,
+        bundle: Bundle,
+        onnx_dir: str | Path | None,
+        device: str,
+        probe: str | None,
+        patterns: bool,
+        model: str | None,
+    ) -> Guardrail:
+        from guardrail.export import ExportError, OnnxProbe
+
+        if onnx_dir is None:
+            raise GuardrailError("runtime 'onnx' needs onnx_dir: the folder guardrail export-onnx wrote")
+        ref = bundle.manifest.backbone
+        try:
+            graph = OnnxProbe(onnx_dir, device)
+            name = probe or graph.manifest["probe"]
+            if name not in bundle.probes:
+                raise GuardrailError(f"bundle has no probe {name!r}; it has {sorted(bundle.probes)}")
+            graph.check(bundle.manifest.name, name, bundle.probes[name].classes, ref.sha256)
+        except ExportError as e:
+            raise GuardrailError(str(e)) from e
+        backbone = Backbone.tokenizer_only(model or ref.id, ref.layer)
+        _check_provenance(bundle, backbone, model)
+        guard = cls(bundle, backbone, probe=name, patterns=patterns)
+        guard.graph = graph
+        return guard
+
+    graph = None
+    """The exported probe graph (:class:`guardrail.export.OnnxProbe`) under runtime ``onnx``, else None."""
+
     def describe(self) -> dict[str, str]:
         """What runs, as strings (``GetInfo`` and the sidecar's build metric): bundle, backbone, probe,
         device (``cpu``, ``cuda:0 NVIDIA H200``), dtype (``bfloat16``, ``float32``), runtime (``torch``,
@@ -170,11 +210,16 @@ class Guardrail:
             "bundle": self.bundle.manifest.name,
             "backbone": self.backbone.info.get("id", self.bundle.manifest.backbone.id),
             "probe": self.probe_name,
-            "device": self.backbone.device_name,
+            "device": self._device_name(),
             "dtype": self.backbone.dtype_name,
             "runtime": self.backbone.runtime,
             "patterns": "true" if self.patterns is not None else "false",
         }
+
+    def _device_name(self) -> str:
+        if self.graph is None:
+            return self.backbone.device_name
+        return "cuda (ONNX Runtime)" if self.graph.provider.startswith("CUDA") else "cpu"
 
     def _batch(self, batch_size: int | None) -> int:
         """Windows per forward pass: as asked, else 16 on the CPU (more gains nothing there) and 256 on a
@@ -183,11 +228,17 @@ class Guardrail:
             if batch_size < 1:
                 raise GuardrailError(f"batch_size must be at least 1, got {batch_size}")
             return batch_size
-        return 16 if self.backbone.device.type == "cpu" else 256
+        on_gpu = self.backbone.device.type != "cpu" or (
+            self.graph is not None and self.graph.provider.startswith("CUDA")
+        )
+        return 256 if on_gpu else 16
 
     def warmup(self, batch_size: int = 16) -> Guardrail:
         """Prepare every input shape once (servers call this before taking traffic); returns self."""
-        self.backbone.warmup(batch_size)
+        if self.graph is not None:
+            self.detect(["warm-up: Ana Silva, a@b.example"])
+        else:
+            self.backbone.warmup(batch_size)
         if self.patterns is not None:
             self.patterns.detect("warm-up: a@b.example 4111 1111 1111 1111")
         return self
@@ -230,6 +281,10 @@ class Guardrail:
         """
         items = _as_texts(texts)
         keep = self._labels(labels)
+        if explain and self.graph is not None:
+            raise GuardrailError(
+                "explanations need the torch runtime (the exported graph returns scores only)"
+            )
         if explain and self.probe.source != "sae":
             raise GuardrailError(
                 f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
@@ -247,6 +302,9 @@ class Guardrail:
         """Token offsets of each encoded text; the probe's features ``[sum T_i, F]`` and class
         probabilities ``[sum T_i, C]`` of all the texts' tokens, text after text. The probe reads the
         residuals where the backbone leaves them (on a GPU: one copy of the probabilities comes back)."""
+        if self.graph is not None:
+            probs = self.graph.probs(encoded, batch_size, self.backbone.bos_id, self.backbone.pad_id)
+            return [e.offsets for e in encoded], torch.zeros((len(probs), 0)), probs
         sizes = [len(e.ids) for e in encoded]
         on_device = self.probe.device.type != "cpu"
         flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=on_device)

@@ -497,6 +497,7 @@ def serve(settings: ServeSettings) -> int:
         compile=settings.compile,
         model=settings.model,
         patterns=settings.patterns,
+        onnx_dir=settings.onnx_dir,
     )
     if settings.warmup:
         guard.warmup()

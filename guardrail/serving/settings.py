@@ -49,6 +49,9 @@ class ServeSettings(BaseSettings):
     """Presidio's pattern recognisers beside the probe; false: the probe only (Presidio not imported)."""
     device: str = "auto"
     runtime: str = "torch"
+    """``torch``, ``onnx-int8`` (the backbone in ONNX Runtime, CPU) or ``onnx`` (the exported graph)."""
+    onnx_dir: str | None = None
+    """Folder written by ``guardrail export-onnx``: the graph the ``onnx`` runtime runs."""
     dtype: str = "auto"
     compile: bool = False
     """``torch.compile`` the backbone: slower start, faster serving."""

@@ -1,0 +1,123 @@
+"""The probe as one ONNX graph (guardrail/export.py): parity with torch on the real default model (scores
+and spans, raw and SAE probes), the CLI round trip on the tiny bundle, and refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guardrail.backbone import window_plan, windows
+from guardrail.cli import main
+from guardrail.export import ExportError, OnnxProbe, export
+from guardrail.pipeline import Guardrail, GuardrailError
+
+pytest.importorskip("onnxruntime")
+
+SHORT = [
+    "Contact Maria Garcia at maria.garcia@example.com or +34 612 345 678 before Friday.",
+    "Nothing personal here, only the quarterly numbers.",
+    "Ship to Peter Müller, Hauptstraße 5, 10115 Berlin; card 4111 1111 1111 1111.",
+    "",
+    "user jdoe_88 logged in from 192.168.10.24",
+]
+
+
+def test_window_plan_with_margin_keeps_every_token_once_with_its_neighbours() -> None:
+    for n in (0, 1, 126, 127, 128, 300, 1000):
+        assert [(s, t, k) for s, t, k, _ in window_plan(n)] == windows(n)
+        for margin in (0, 1, 3):
+            kept = []
+            for s, t, k, kt in window_plan(n, margin=margin):
+                kept += range(s + k, kt)
+                for tok in range(s + k, kt):  # neighbours within reach are in the same window
+                    assert s <= max(0, tok - margin) and min(n, tok + margin + 1) <= t
+            assert kept == list(range(n))
+    with pytest.raises(ValueError, match="margin"):
+        window_plan(300, margin=20)
+
+
+@pytest.fixture(scope="module")
+def fp32_guards() -> dict[str, Guardrail]:
+    """The default bundle in torch float32 (the graph's precision), one guardrail per probe."""
+    raw = Guardrail.load(dtype="fp32", patterns=False)
+    return {"raw": raw, "sae-lr": Guardrail(raw.bundle, raw.backbone, probe="sae-lr", patterns=False)}
+
+
+@pytest.mark.parametrize("probe", ["raw", "sae-lr"])
+def test_real_graph_matches_torch(fp32_guards: dict[str, Guardrail], probe: str, tmp_path: Path) -> None:
+    ref = fp32_guards[probe]
+    out = export(ref, tmp_path / "graph")
+    meta = json.loads((out / "onnx.json").read_text())
+    assert meta["probe"] == probe and meta["margin"] == 1 and meta["precision"] == "fp32"
+    g = Guardrail.load(runtime="onnx", onnx_dir=out, patterns=False)
+    assert g.probe_name == probe and g.describe()["runtime"] == "onnx" and g.backbone.model is None
+    # texts within one window: the same numbers up to float32 rounding, the same spans
+    for a, b in zip(ref.scores(SHORT), g.scores(SHORT), strict=True):
+        assert a.probs.shape == b.probs.shape
+        assert np.abs(a.probs - b.probs).max(initial=0.0) < 1e-3
+    assert g.detect(SHORT) == ref.detect(SHORT)
+    assert any(g.detect(SHORT))
+    # a long text: the graph reads neighbours within its window, so its windows hand over `margin`
+    # tokens earlier; only tokens at a hand-over (read with another window's context) may differ
+    long = "Ms. Yuki Tanaka (yuki@example.jp) called from +81 3-1234-5678 about order 7741. " * 12
+    (a,), (b,) = ref.scores([long]), g.scores([long])
+    near = np.zeros(len(a.probs), dtype=bool)
+    for _s, t, _k, _kt in window_plan(len(a.probs))[:-1]:
+        near[max(0, t - 3) : t + 2] = True
+    assert near.sum() < 0.05 * len(near)
+    assert np.abs(a.probs - b.probs)[~near].max() < 1e-3
+    with pytest.raises(GuardrailError, match="torch runtime"):
+        g.detect(SHORT, explain=True)
+
+
+def test_tiny_cli_export_then_redact_on_onnx(tiny_bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tiny-graph"
+    assert main(["export-onnx", "--bundle", str(tiny_bundle_dir), "--out", str(out)]) == 0
+    assert (out / "model.onnx").is_file()
+    text = tmp_path / "in.txt"
+    text.write_text("please call Anabel Quist thanks\n")
+    capsys.readouterr()
+    args = ["redact", str(text), "--bundle", str(tiny_bundle_dir), "--no-patterns"]
+    assert main([*args, "--runtime", "onnx", "--onnx-dir", str(out)]) == 0
+    onnx_out = capsys.readouterr().out
+    assert main(args) == 0
+    assert onnx_out == capsys.readouterr().out
+    # int8: smaller weights, still a working graph
+    assert (
+        main(["export-onnx", "--bundle", str(tiny_bundle_dir), "--out", str(tmp_path / "q"), "--int8"]) == 0
+    )
+    assert OnnxProbe(tmp_path / "q").manifest["precision"] == "int8"
+
+
+def test_refusals(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(GuardrailError, match="onnx_dir"):
+        Guardrail.load(tiny_bundle_dir, runtime="onnx", patterns=False)
+    with pytest.raises(GuardrailError, match="onnx_dir goes with"):
+        Guardrail.load(tiny_bundle_dir, onnx_dir=tmp_path, patterns=False)
+    with pytest.raises(GuardrailError, match=r"onnx\.json"):
+        Guardrail.load(tiny_bundle_dir, runtime="onnx", onnx_dir=tmp_path, patterns=False)
+    guard = Guardrail.load(tiny_bundle_dir, dtype="fp32", patterns=False)
+    out = export(guard, tmp_path / "g")
+    other = tmp_path / "other-bundle"
+    shutil.copytree(tiny_bundle_dir, other)
+    manifest = json.loads((other / "guard.json").read_text())
+    manifest["name"] = "other"
+    (other / "guard.json").write_text(json.dumps(manifest))
+    with pytest.raises(GuardrailError, match="export it again"):
+        Guardrail.load(other, runtime="onnx", onnx_dir=out, patterns=False)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(GuardrailError, match="onnxruntime-gpu"):
+            Guardrail.load(tiny_bundle_dir, runtime="onnx", onnx_dir=out, device="cuda", patterns=False)
+
+
+def test_forest_heads_are_not_exported(real_guardrail: Guardrail, tmp_path: Path) -> None:
+    forest = Guardrail(real_guardrail.bundle, real_guardrail.backbone, probe="sae-rf", patterns=False)
+    with pytest.raises(ExportError, match="linear heads"):
+        export(forest, tmp_path / "rf")
+    assert not (tmp_path / "rf").exists()
