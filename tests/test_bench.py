@@ -4,6 +4,7 @@ memory sampling, and a whole `guardrail bench` run on the tiny model with every 
 from __future__ import annotations
 
 import json
+import mmap
 import time
 from pathlib import Path
 
@@ -117,11 +118,16 @@ def test_machine_slug() -> None:
 
 
 def test_peak_rss_sees_an_allocation() -> None:
+    # a fresh anonymous mapping, every page touched: new resident memory whatever the allocator kept
+    # from earlier tests (a plain numpy array may reuse freed, still-resident heap pages)
+    size = 64 * 2**20
     with PeakRSS(every=0.001) as mem:
-        x = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
-        x += 1
+        mm = mmap.mmap(-1, size)
+        pages = np.frombuffer(mm, dtype=np.uint8)
+        pages[:] = 1
         time.sleep(0.05)  # lives for many sampling periods (the high-water mark may predate the test)
-        del x
+        del pages
+        mm.close()
     assert mem.delta_mb >= 48
 
 
