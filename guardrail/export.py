@@ -159,6 +159,7 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
         "margin": margin_of(probe.context),
         "layer": guard.backbone.layer,
         "backbone": {"id": m.backbone.id, "sha256": m.backbone.sha256},
+        "bundle_weights_sha256": weights_fingerprint(guard.bundle.folder),
         "precision": "int8" if int8 else "fp32",
         "inputs": ["input_ids", "lengths"],
         "outputs": ["probs"],
@@ -168,6 +169,19 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
         shutil.rmtree(out)
     tmp.replace(out)
     return out
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """sha256 over a bundle's arrays (probes and SAE): a graph exported from other weights is refused."""
+    import hashlib
+
+    from guardrail.bundle import PROBE_FILE, SAE_DIR
+
+    h = hashlib.sha256()
+    for f in [folder / PROBE_FILE, *sorted((folder / SAE_DIR).glob("*.safetensors"))]:
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def margin_of(context: Any) -> int:
@@ -211,8 +225,8 @@ class OnnxProbe:
         self.classes: tuple[str, ...] = tuple(self.manifest["classes"])
         self.margin = int(self.manifest["margin"])
 
-    def check(self, bundle_name: str, probe: str, classes: Any, sha256: str | None) -> None:
-        """Refuse a graph exported from another bundle, probe or backbone."""
+    def check(self, bundle_name: str, probe: str, classes: Any, sha256: str | None, folder: Path) -> None:
+        """Refuse a graph exported from another bundle (name or weights), probe or backbone."""
         m = self.manifest
         if m["bundle"] != bundle_name or m["probe"] != probe or tuple(m["classes"]) != tuple(classes):
             raise ExportError(
@@ -221,6 +235,10 @@ class OnnxProbe:
             )
         if sha256 and m["backbone"].get("sha256") not in (None, sha256):
             raise ExportError(f"{self.folder} was exported from another backbone file than the bundle's")
+        if m.get("bundle_weights_sha256") != weights_fingerprint(folder):
+            raise ExportError(
+                f"{self.folder} was exported from other weights of bundle {bundle_name!r} (export it again)"
+            )
 
     def probs(self, encoded: list[Encoded], batch_size: int, bos_id: int, pad_id: int) -> np.ndarray:
         """Class probabilities ``[sum T_i, C]`` of the texts' tokens, text after text."""

@@ -190,7 +190,7 @@ class Guardrail:
             name = probe or graph.manifest["probe"]
             if name not in bundle.probes:
                 raise GuardrailError(f"bundle has no probe {name!r}; it has {sorted(bundle.probes)}")
-            graph.check(bundle.manifest.name, name, bundle.probes[name].classes, ref.sha256)
+            graph.check(bundle.manifest.name, name, bundle.probes[name].classes, ref.sha256, bundle.folder)
         except ExportError as e:
             raise GuardrailError(str(e)) from e
         backbone = Backbone.tokenizer_only(model or ref.id, ref.layer)

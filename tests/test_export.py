@@ -109,6 +109,13 @@ def test_refusals(tiny_bundle_dir: Path, tmp_path: Path) -> None:
     (other / "guard.json").write_text(json.dumps(manifest))
     with pytest.raises(GuardrailError, match="export it again"):
         Guardrail.load(other, runtime="onnx", onnx_dir=out, patterns=False)
+    retrained = tmp_path / "retrained"  # same name, other weights
+    shutil.copytree(tiny_bundle_dir, retrained)
+    data = bytearray((retrained / "probe.safetensors").read_bytes())
+    data[-1] ^= 1
+    (retrained / "probe.safetensors").write_bytes(bytes(data))
+    with pytest.raises(GuardrailError, match="other weights"):
+        Guardrail.load(retrained, runtime="onnx", onnx_dir=out, patterns=False)
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
