@@ -218,6 +218,7 @@ def cmd_train_sae_probe(args: argparse.Namespace) -> int:
         heads=tuple(args.heads.split(",")),
         seed=args.seed,
         sae=args.sae,
+        encode=args.encode,
     )
     try:
         figures = train_sae_probe(cfg)
@@ -463,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use this SAE folder instead of the bundle's sae/ (SAELens, sparsify or Gemma Scope 2 layout, "
         "e.g. a downloaded Gemma Scope 2 layer); copied into the bundle",
+    )
+    sp.add_argument(
+        "--encode",
+        default="threshold",
+        choices=("threshold", "topk"),
+        help="threshold (default): one global threshold, only the selected latents are encoded; topk: "
+        "the SAE's own rule (every latent's pre-activation, each token's k-th largest)",
     )
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_train_sae_probe)

@@ -49,6 +49,7 @@ class ProbeGraph(nn.Module):
         self.model = model
         self.context = tuple(probe.context)
         self.sae = probe.sae
+        self.threshold = probe.sae_threshold
         if probe.source == "sae" and (probe.sae is None or probe.latents is None):
             raise ExportError("an SAE-feature probe needs its SAE attached (load it with its bundle)")
         self.register_buffer("latents", probe.latents.clone() if probe.latents is not None else None)
@@ -61,11 +62,8 @@ class ProbeGraph(nn.Module):
         if self.sae is None:
             f = rms_normalise(x)
         else:
-            flat = x.reshape(b * n, d)
-            pre = self.sae.pre_acts(flat)
-            sel = pre[:, self.latents]
-            kth = pre.topk(int(self.sae.cfg.k), dim=-1).values[:, -1:]
-            f = (sel.relu() * (sel >= kth)).reshape(b, n, -1)
+            f = self.sae.encode_selected(x.reshape(b * n, d), self.latents, self.threshold).float()
+            f = f.reshape(b, n, -1)
         inside = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
         f = f * inside[..., None].to(f.dtype)  # padding reads as "past the end": zeros
         parts = []
@@ -99,8 +97,6 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
         raise ExportError(
             f"only linear heads export to ONNX; probe {guard.probe_name!r} has a {probe.head!r} head"
         )
-    if probe.source == "sae" and guard.probe.sae is not None and guard.probe.sae.cfg.architecture != "topk":
-        raise ExportError("only TopK SAEs export to ONNX so far")
     model = copy.deepcopy(guard.backbone._eager).float().cpu().eval()
     sae = copy.deepcopy(probe.sae).float().cpu() if isinstance(probe.sae, Sae) else None
     cpu_probe = dataclasses.replace(

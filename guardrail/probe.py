@@ -78,21 +78,32 @@ def token_features(resid: torch.Tensor, context: Sequence[int] = (0,)) -> torch.
 
 
 def sae_features(
-    resids: Sequence[torch.Tensor], sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
+    resids: Sequence[torch.Tensor],
+    sae: Sae,
+    latents: torch.Tensor,
+    context: Sequence[int] = (0,),
+    threshold: float | None = None,
 ) -> list[torch.Tensor]:
     """SAE codes of the ``latents`` ``[L]`` for each text's tokens and their neighbours: one
     ``[T_i, L * len(context)]`` per residual ``[T_i, d]``; the SAE encodes all tokens in one pass."""
     if not resids:
         return []
     sizes = [len(r) for r in resids]
-    return list(sae_features_flat(torch.cat(list(resids)), sizes, sae, latents, context).split(sizes))
+    flat = torch.cat(list(resids))
+    return list(sae_features_flat(flat, sizes, sae, latents, context, threshold).split(sizes))
 
 
 def sae_features_flat(
-    flat: torch.Tensor, sizes: Sequence[int], sae: Sae, latents: torch.Tensor, context: Sequence[int] = (0,)
+    flat: torch.Tensor,
+    sizes: Sequence[int],
+    sae: Sae,
+    latents: torch.Tensor,
+    context: Sequence[int] = (0,),
+    threshold: float | None = None,
 ) -> torch.Tensor:
-    """:func:`sae_features` of texts' residuals stacked text after text: ``[sum T_i, L * len(context)]``."""
-    return with_context_flat(sae.encode_selected(flat, latents).float(), sizes, context)
+    """:func:`sae_features` of texts' residuals stacked text after text: ``[sum T_i, L * len(context)]``.
+    ``threshold``: see :meth:`Sae.encode_selected`."""
+    return with_context_flat(sae.encode_selected(flat, latents, threshold).float(), sizes, context)
 
 
 class _Features:
@@ -141,7 +152,14 @@ class _Features:
             return with_context_flat(rms_normalise(flat.float()), sizes, self.context)
         if self.sae is None or self.latents is None:
             raise ProbeError("an SAE-feature probe needs its SAE attached (Bundle.load does it)")
-        return sae_features_flat(flat, sizes, self.sae, self.latents, self.context)
+        return sae_features_flat(flat, sizes, self.sae, self.latents, self.context, self.sae_threshold)
+
+    @property
+    def sae_threshold(self) -> float | None:
+        """The global threshold an SAE probe encodes its latents with (``meta["sae_threshold"]``), or
+        None for the SAE's own rule (TopK: each token's k-th largest pre-activation)."""
+        value = getattr(self, "meta", {}).get("sae_threshold")
+        return None if value is None else float(value)
 
     def probs_of(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Class probabilities ``[T_i, C]`` for each text's features ``[T_i, F]``, in one head call."""

@@ -259,21 +259,61 @@ class Sae(nn.Module):
         """Dense codes ``[T, d_sae]`` of a raw input ``[T, d_in]``, zeros off-support."""
         return self._activate(self.pre_acts(x))
 
-    def encode_selected(self, x: Tensor, latents: Tensor) -> Tensor:
+    def encode_selected(self, x: Tensor, latents: Tensor, threshold: float | None = None) -> Tensor:
         """Codes ``[T, L]`` of the ``latents`` ``[L]`` only, equal to ``encode(x)[:, latents]``.
 
         The probes' fast path: no dense ``[T, d_sae]`` code matrix is built. TopK still needs every
         pre-activation to find each token's k-th largest; a selected latent keeps its value when it
         reaches that (ties at the k-th value may keep one more latent than ``encode``).
+
+        ``threshold``: one global threshold instead of each token's k-th largest (the inference rule of
+        BatchTopK; see :meth:`kth_threshold`). Then, as for JumpReLU SAEs, only the selected latents'
+        pre-activations are computed: ``L`` columns of the encoder instead of ``d_sae``.
         """
-        pre = self.pre_acts(x)
-        sel = pre[:, latents]
-        if self._uses_topk():
+        if self._uses_topk() and threshold is None:
+            pre = self.pre_acts(x)
+            sel = pre[:, latents]
             assert self.cfg.k is not None
             kth = pre.topk(self.cfg.k, dim=-1, sorted=False).values.min(-1, keepdim=True).values
             return sel.relu() * (sel >= kth)
+        xn = self.normalise(x)
+        if self.cfg.apply_b_dec_to_input:
+            xn = xn - self.b_dec
+        w, b = self._selected(latents)
+        sel = torch.addmm(b, xn, w)
+        if threshold is not None:
+            return sel.relu() * (sel > threshold)
         thr = self.threshold[latents] if self.threshold is not None else self.cfg.batch_threshold
         return sel.relu() * (sel > thr)
+
+    def _selected(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's columns and biases of ``latents``, kept while weights and selection stay."""
+        key = (
+            latents.data_ptr(),
+            latents.numel(),
+            self.W_enc.data_ptr(),
+            self.W_enc.dtype,
+            self.W_enc.device,
+        )
+        cached = self.__dict__.get("_selection")
+        if cached is None or cached[0] != key:
+            idx = latents.to(self.W_enc.device)
+            cached = (key, self.W_enc[:, idx].contiguous(), self.b_enc[idx].contiguous())
+            self.__dict__["_selection"] = cached
+        return cached[1], cached[2]
+
+    @torch.no_grad()
+    def kth_threshold(self, x: Tensor, chunk: int = 4096) -> float:
+        """Mean over the tokens of ``x`` ``[T, d_in]`` of each token's k-th largest pre-activation: the
+        global threshold that keeps ~k latents per token on such inputs (how BatchTopK SAEs infer)."""
+        if self.cfg.k is None:
+            raise SaeError("kth_threshold needs a TopK SAE (k)")
+        total, n = 0.0, 0
+        for i in range(0, len(x), chunk):
+            pre = self.pre_acts(x[i : i + chunk]).float()
+            total += float(pre.topk(self.cfg.k, dim=-1).values[:, -1].sum())
+            n += len(pre)
+        return total / max(n, 1)
 
     def _activate(self, pre: Tensor) -> Tensor:
         """Codes ``[T, d_sae]`` from pre-activations ``[T, d_sae]``."""

@@ -374,6 +374,10 @@ class SaeProbeConfig:
     sae: str | None = None
     """A published or own SAE folder (SAELens, sparsify or Gemma Scope layout) to use instead of the
     bundle's ``sae/``; it is copied into the bundle (SAELens layout)."""
+    encode: str = "threshold"
+    """How the probe encodes its latents: ``threshold`` (one global threshold, the mean k-th largest
+    pre-activation on the training tokens: only the selected latents' encoder columns are computed) or
+    ``topk`` (the SAE's own rule: every pre-activation, each token's k-th largest)."""
 
 
 def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -401,7 +405,13 @@ def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray,
 
 
 def sae_design(
-    sae: Sae, latents: np.ndarray, context: Sequence[int], acts: Activations, o_keep: float, seed: int
+    sae: Sae,
+    latents: np.ndarray,
+    context: Sequence[int],
+    acts: Activations,
+    o_keep: float,
+    seed: int,
+    threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """SAE-probe features (the ``latents``' codes with ``context``) of the kept tokens, and their labels."""
     rng = np.random.default_rng(seed)
@@ -410,7 +420,9 @@ def sae_design(
     with torch.inference_mode():
         for i in range(0, len(rows), 256):  # one SAE call per chunk of records
             part = rows[i : i + 256]
-            feats = sae_features([r.float() for r, _ in part], sae, torch.from_numpy(latents), context)
+            feats = sae_features(
+                [r.float() for r, _ in part], sae, torch.from_numpy(latents), context, threshold
+            )
             for f, (_, y) in zip(feats, part, strict=True):
                 keep = (y > 0) | (rng.random(len(y)) < o_keep)
                 xs.append(f[torch.from_numpy(keep)].numpy())
@@ -491,13 +503,20 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     n_cls = len(PROBE_CLASSES)
     means, std, counts = code_stats(sae, tr, n_cls)
     enough = counts >= 20
+    if cfg.encode not in ("threshold", "topk"):
+        raise ValueError(f"encode must be threshold or topk, got {cfg.encode!r}")
+    threshold = None
+    if cfg.encode == "threshold":
+        with torch.inference_mode():
+            threshold = sae.kth_threshold(torch.cat([r.float() for r in tr.resid if len(r)]))
+        log.info("SAE probe threshold (mean k-th pre-activation on the training tokens): %.4f", threshold)
 
     sweep = []
     part = max(1, len(tr.resid) * 2 // 5)  # a quick look: 40% of the training records per count
     sweep_acts = Activations(tr.resid[:part], tr.offsets[:part], tr.labels[:part], 0.0, 0)
     for n in tqdm(sorted({*cfg.sweep, cfg.n_latents}), desc="latent sweep"):
         lat = select_latents(means, std, n, enough)
-        x, y = sae_design(sae, lat, cfg.context, sweep_acts, cfg.o_keep * 0.5, cfg.seed)
+        x, y = sae_design(sae, lat, cfg.context, sweep_acts, cfg.o_keep * 0.5, cfg.seed, threshold)
         p = fit(
             x,
             y,
@@ -509,14 +528,20 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
             min_scale=cfg.min_scale,
         )
         p.sae = sae
+        if threshold is not None:
+            p.meta["sae_threshold"] = threshold
         half = {k: 0.5 for k in keep}
         _, met = _probe_metrics(p, calib_recs, ca, keep, half)
         sweep.append({"n_latents": n, **{f"{k}_at_0.5": v for k, v in met.items()}})
         log.info("latent sweep %s", sweep[-1])
     latents = select_latents(means, std, cfg.n_latents, enough)
-    x, y = sae_design(sae, latents, cfg.context, tr, cfg.o_keep, cfg.seed)
+    x, y = sae_design(sae, latents, cfg.context, tr, cfg.o_keep, cfg.seed, threshold)
     lat = torch.from_numpy(latents)
-    figures: dict[str, object] = {"latent_sweep": sweep, "n_latents": len(latents)}
+    figures: dict[str, object] = {
+        "latent_sweep": sweep,
+        "n_latents": len(latents),
+        "sae_threshold": threshold,
+    }
     for head in cfg.heads:
         t0 = time.perf_counter()
         if head == "linear":
@@ -544,6 +569,8 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         else:
             raise ValueError(f"unknown head {head!r}; expected linear or forest")
         probe.sae = sae
+        if threshold is not None:
+            probe.meta["sae_threshold"] = threshold
         fit_s = time.perf_counter() - t0
         cprobs = predict(probe, ca)
         thresholds = calibrate(cprobs, ca.labels, keep, m.recall_target)
@@ -572,6 +599,8 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         "n_calib_records": cfg.n_calib,
         "seed": cfg.seed,
         "context": list(cfg.context),
+        "encode": cfg.encode,
+        "sae_threshold": threshold,
         "selection": "standardised class-mean difference, classes take turns",
         "latents": [int(j) for j in latents],
         "total_seconds": round(time.perf_counter() - t_start, 1),

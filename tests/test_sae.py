@@ -573,3 +573,24 @@ def test_encode_selected_equals_the_dense_codes(architecture: str) -> None:
     x = torch.randn(30, 16) * 50
     latents = torch.tensor([0, 5, 17, 63])
     assert torch.allclose(sae.encode_selected(x, latents), sae.encode(x)[:, latents])
+
+
+def test_encode_selected_with_a_global_threshold_reads_only_the_selected_latents():
+    sae = random_sae("topk")
+    x = inputs(50)
+    latents = torch.tensor([5, 0, 17, 3])
+    thr = sae.kth_threshold(x)
+    pre = sae.pre_acts(x)
+    kth = pre.topk(sae.cfg.k, dim=-1).values[:, -1]
+    assert thr == pytest.approx(float(kth.float().mean()), rel=1e-5)
+    got = sae.encode_selected(x, latents, threshold=thr)
+    sel = pre[:, latents]
+    assert torch.allclose(got, sel.relu() * (sel > thr), atol=1e-5)
+    # the selection's encoder columns are cached, and follow a new selection
+    other = torch.tensor([1, 2])
+    assert torch.allclose(
+        sae.encode_selected(x, other, threshold=thr), pre[:, other].relu() * (pre[:, other] > thr)
+    )
+    # on average about k latents of all d_sae pass the mean k-th threshold
+    passed = (sae.encode_selected(x, torch.arange(sae.cfg.d_sae), threshold=thr) > 0).sum(1).float().mean()
+    assert 0.5 * sae.cfg.k <= float(passed) <= 2 * sae.cfg.k
