@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -114,8 +115,15 @@ def main() -> None:
     ap.add_argument("--probes", default="raw,sae-lr,sae-rf")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--note", default=None, help="a word on the machine's state, kept with the figures")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="store the figures in the bundle manifest (metrics.sae_cost) and card",
+    )
     args = ap.parse_args()
     res = run(args.bundle, args.probes.split(","), args.reps)
+    res["note"] = args.note or f"load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d')}"
     print(f"truncated forward, {res['batch']}: {res['forward_ms']} ms ({res['backbone_dtype']})")
     print("| probe | features ms | head ms | decode ms | added ms | added / forward |")
     print("|---|---|---|---|---|---|")
@@ -127,6 +135,13 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump(res, f, indent=1)
+    if args.write:
+        from guardrail.bundle import Bundle, find
+
+        bundle = Bundle.load(find(args.bundle))
+        bundle.manifest.metrics["sae_cost"] = res
+        bundle.save_manifest()
+        print(f"wrote metrics.sae_cost into {bundle.folder}")
 
 
 if __name__ == "__main__":

@@ -198,6 +198,11 @@ class Bundle:
             probe.save(pf, self.manifest.probes[name].prefix)
         if self.sae is not None:
             self.sae.save(self.folder / SAE_DIR)
+        self.save_manifest()
+
+    def save_manifest(self) -> None:
+        """Write the manifest and the model card only (figures added to ``manifest.metrics`` after
+        training); the arrays stay as they are."""
         text = json.dumps(self.manifest.model_dump(), indent=2, ensure_ascii=False)
         (self.folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
         (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest, self.folder), encoding="utf-8")

@@ -43,7 +43,7 @@ def test_window_plan_with_margin_keeps_every_token_once_with_its_neighbours() ->
 @pytest.fixture(scope="module")
 def fp32_guards() -> dict[str, Guardrail]:
     """The default bundle in torch float32 (the graph's precision), one guardrail per probe."""
-    raw = Guardrail.load(dtype="fp32", patterns=False)
+    raw = Guardrail.load(dtype="fp32", probe="raw", patterns=False)
     return {"raw": raw, "sae-lr": Guardrail(raw.bundle, raw.backbone, probe="sae-lr", patterns=False)}
 
 
