@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     ox: dict[str, Any] = {"providers": providers}
     result["onnx"] = ox
     if time.perf_counter() - began > a.deadline_s:
-        ox["skipped"] = "out of time"
+        ox["skipped"] = f"not run: past --deadline-s {a.deadline_s:g} s"
     else:
         try:
             ox.update(onnx_vs_torch(records[: a.onnx_records], cpu_spans[: a.onnx_records], folder))

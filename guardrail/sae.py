@@ -215,6 +215,9 @@ class Sae(nn.Module):
 
         Normalised in float32 whatever the weights' dtype: squaring residuals of ~1e4 overflows fp16.
         """
+        return self._normalise_f32(x).to(self.dtype)
+
+    def _normalise_f32(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.cfg.d_in:
             raise ValueError(f"expected inputs [..., {self.cfg.d_in}], got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
@@ -222,7 +225,7 @@ class Sae(nn.Module):
             x = rms_normalise(x)
         elif self.cfg.normalize == "constant":
             x = x * self.cfg.norm_scale
-        return x.to(self.dtype)
+        return x
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """Encoder pre-activations ``[T, d_sae]`` of a raw input ``[T, d_in]``."""
@@ -276,18 +279,21 @@ class Sae(nn.Module):
             assert self.cfg.k is not None
             kth = pre.topk(self.cfg.k, dim=-1, sorted=False).values.min(-1, keepdim=True).values
             return sel.relu() * (sel >= kth)
-        xn = self.normalise(x)
+        # In float32: the threshold is a hard cut, so rounding noise at the cut switches latents on or
+        # off; L columns are cheap (~1.5 ms more than bf16 at 8 x 128 tokens on the 2-core dev CPU).
+        xn = self._normalise_f32(x)
         if self.cfg.apply_b_dec_to_input:
-            xn = xn - self.b_dec
+            xn = xn - self.b_dec.float()
         w, b = self._selected(latents)
         sel = torch.addmm(b, xn, w)
-        if threshold is not None:
-            return sel.relu() * (sel > threshold)
-        thr = self.threshold[latents] if self.threshold is not None else self.cfg.batch_threshold
-        return sel.relu() * (sel > thr)
+        thr = threshold
+        if thr is None:
+            thr = self.threshold[latents].float() if self.threshold is not None else self.cfg.batch_threshold
+        return (sel.relu() * (sel > thr)).to(self.dtype)
 
     def _selected(self, latents: Tensor) -> tuple[Tensor, Tensor]:
-        """The encoder's columns and biases of ``latents``, kept while weights and selection stay."""
+        """The encoder's columns and biases of ``latents`` in float32, kept while weights and selection
+        stay."""
         key = (
             latents.data_ptr(),
             latents.numel(),
@@ -298,7 +304,7 @@ class Sae(nn.Module):
         cached = self.__dict__.get("_selection")
         if cached is None or cached[0] != key:
             idx = latents.to(self.W_enc.device)
-            cached = (key, self.W_enc[:, idx].contiguous(), self.b_enc[idx].contiguous())
+            cached = (key, self.W_enc[:, idx].float().contiguous(), self.b_enc[idx].float().contiguous())
             self.__dict__["_selection"] = cached
         return cached[1], cached[2]
 
