@@ -255,7 +255,7 @@ RUNTIMES = ("torch", "onnx-int8")
 """``torch``: the model in torch (bf16 where the hardware has it, else fp32; CPU or CUDA). ``onnx-int8``:
 the truncated model exported once to ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX
 Runtime on the CPU; residuals within ~0.997 cosine of torch's, but its spans differ from the bundle's
-(its thresholds were set on torch's activations). Measured: 1.28x torch bf16 on the 2-core AVX512-BF16
+(its thresholds were set on torch's activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16
 dev VM, 0.6x on a 16-core Xeon with AMX (README, "Which runtime where"); torch stays the default."""
 
 
@@ -265,10 +265,28 @@ def _onnx_path(path: str, layer: int) -> Path:
     return cache_dir() / "onnx" / f"{stem}-L{layer}" / "model.int8.onnx"
 
 
+def quantize_int8(fp32: Path, target: Path) -> Path:
+    """Quantise the MatMul weights of the ONNX model ``fp32`` to int8 (per channel, dynamic activations)
+    into ``target``, then delete ``fp32`` and its external data."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
+        use_external_data_format=True,
+    )
+    for f in fp32.parent.glob(fp32.name + "*"):
+        f.unlink()
+    return target
+
+
 def export_onnx(model: torch.nn.Module, target: Path) -> Path:
     """Export a truncated fp32 model to ONNX (dynamic batch and length), then quantise its MatMul weights
     to int8. Written to a temporary folder first so that a crash never leaves a half-written model."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     class _Residual(torch.nn.Module):
         def __init__(self, m: torch.nn.Module):
@@ -294,17 +312,7 @@ def export_onnx(model: torch.nn.Module, target: Path) -> Path:
         dynamo=True,
         verbose=False,
     )
-    quantize_dynamic(
-        str(fp32),
-        str(tmp / target.name),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        extra_options={"MatMulConstBOnly": True},
-        use_external_data_format=True,
-    )
-    for f in tmp.glob("model.fp32.onnx*"):
-        f.unlink()
+    quantize_int8(fp32, tmp / target.name)
     if target.parent.exists():
         import shutil
 

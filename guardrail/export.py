@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guardrail.backbone import WINDOW, Encoded, stitch
+from guardrail.backbone import WINDOW, Encoded, quantize_int8, stitch
 from guardrail.probe import Probe, rms_normalise
 
 log = logging.getLogger(__name__)
@@ -132,19 +132,7 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
             verbose=False,
         )
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(
-            str(tmp / "model.fp32.onnx"),
-            str(tmp / GRAPH),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-            extra_options={"MatMulConstBOnly": True},
-            use_external_data_format=True,
-        )
-        for f in tmp.glob("model.fp32.onnx*"):
-            f.unlink()
+        quantize_int8(tmp / "model.fp32.onnx", tmp / GRAPH)
     m = guard.bundle.manifest
     manifest = {
         "format_version": FORMAT_VERSION,
