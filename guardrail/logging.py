@@ -13,7 +13,8 @@ It fails closed. When the detector cannot answer (sidecar down, or slower than `
 redacted by Presidio's pattern recognizers alone (emails, phones, cards, IBANs, IPs, IDs; no names) and
 marked: the message starts with :data:`PATTERNS_ONLY_MARK` and ``record.guardrail == "patterns"``. With
 ``on_failure="drop"``, or if the patterns fail too, the text is replaced by :data:`WITHHELD`. Raw text is
-never passed on. Other record attributes (``extra=``) are not touched: keep PII out of them.
+never passed on. Attributes added with ``extra=`` are redacted too: strings, and strings inside dicts,
+lists and tuples (structure kept); any other object is replaced by its redacted text (``str``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,36 @@ class _PatternRedactor:
         return [self._redactor.redact(t, s).text for t, s in zip(texts, found, strict=True)]
 
 
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "guardrail",
+}
+"""Attributes every record has; anything else on a record came from ``extra=``."""
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def _gather(value: Any, out: list[str], depth: int = 0) -> Callable[[Any], Any]:
+    """Append the texts inside ``value`` to ``out``; returns what rebuilds the value from an iterator over
+    their redacted forms (same order)."""
+    if isinstance(value, str):
+        out.append(value)
+        return next
+    if isinstance(value, _PLAIN):
+        return lambda _it: value
+    if depth < 4 and isinstance(value, dict):
+        parts = [(k, _gather(v, out, depth + 1)) for k, v in value.items()]
+        return lambda it: {k: f(it) for k, f in parts}
+    if depth < 4 and type(value) in (list, tuple):
+        items = [_gather(v, out, depth + 1) for v in value]
+        kind = type(value)
+        return lambda it: kind(f(it) for f in items)
+    out.append(str(value))  # any other object (or too deep): its text, redacted
+    return next
+
+
 class RedactingFilter(logging.Filter):
     """Redacts message, arguments, exception and stack text of each record in place (see the module doc).
 
@@ -154,6 +185,7 @@ class RedactingFilter(logging.Filter):
             texts.append(exc_text)
         if record.stack_info:
             texts.append(record.stack_info)
+        extras = {k: _gather(v, texts) for k, v in vars(record).items() if k not in _RECORD_FIELDS}
         done, outcome = self.redact_texts(texts)
         pieces = iter(done)
         record.msg = next(pieces)
@@ -161,6 +193,8 @@ class RedactingFilter(logging.Filter):
         record.exc_info = None  # a formatter must not format the raw traceback again
         record.exc_text = next(pieces) if exc_text else None
         record.stack_info = next(pieces) if record.stack_info else None
+        for key, rebuild in extras.items():
+            setattr(record, key, rebuild(pieces))
         if outcome == "patterns" and self.mark:
             record.msg = self.mark + record.msg
         record.guardrail = outcome

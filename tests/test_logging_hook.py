@@ -204,3 +204,24 @@ def test_broken_fallback_withholds_everything(guard: Guardrail) -> None:
     logger, out = _logger("t_broken", redacting)
     logger.info("mail %s", EMAIL)
     assert out.getvalue() == f"INFO {glog.WITHHELD}\n"
+
+
+class _Customer:
+    def __str__(self) -> str:
+        return f"Customer({EMAIL})"
+
+
+def test_extra_fields_are_redacted_keeping_their_structure(
+    guard: Guardrail, patterns: PatternDetector
+) -> None:
+    redacting = glog.RedactingFilter(glog.in_process(guard), patterns=patterns)
+    logger, out = _logger("t_extra", redacting)
+    seen: list[logging.LogRecord] = []
+    logger.handlers[0].addFilter(lambda r: seen.append(r) or True)
+    extra = {"user": EMAIL, "ctx": {"phone": PHONE, "n": 3, "tags": [CARD, "ok"]}, "who": _Customer()}
+    logger.info("order placed", extra=extra)
+    (r,) = seen
+    assert r.user == "[EMAIL]" and r.ctx["n"] == 3 and r.ctx["tags"][1] == "ok"
+    assert PHONE not in r.ctx["phone"] and CARD not in r.ctx["tags"][0]
+    assert isinstance(r.who, str) and EMAIL not in r.who
+    assert r.guardrail == "model" and out.getvalue().startswith("INFO ")
