@@ -1,8 +1,8 @@
 """Clients of the guardrail sidecar (``guardrail serve``): blocking and ``asyncio``.
 
 >>> with GuardrailClient("127.0.0.1:50051") as c:
-...     c.redact(["Call Ana Silva at +1 415 555 0100"])[0].text
-'Call [PERSON] at [PHONE]'
+...     c.redact(["Please call Ana Silva at +1 415 555 0100"])[0].text
+'Please call [PERSON] at [PHONE]'
 
 Both return the package's own types (:class:`~guardrail.spans.Span`, :class:`~guardrail.redact.Redacted`),
 so code written against :class:`~guardrail.pipeline.Guardrail` works against the sidecar too. Every call

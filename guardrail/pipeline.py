@@ -1,10 +1,10 @@
 """The public API: one place where backbone -> probe -> spans (∪ patterns) -> redactor are composed.
 
 >>> g = Guardrail.load()                      # the embedded default bundle
->>> g.detect(["Call Ana Silva at +1 415 555 0100"])
-[[Span(start=5, end=14, label='PERSON', ...), Span(start=18, end=33, label='PHONE', ...)]]
->>> g.redact(["Call Ana Silva"])[0].text
-'Call [PERSON]'
+>>> g.detect(["Please call Ana Silva at +1 415 555 0100"])
+[[Span(start=12, end=21, label='PERSON', ...), Span(start=25, end=40, label='PHONE', ...)]]
+>>> g.redact(["Please call Ana Silva"])[0].text
+'Please call [PERSON]'
 """
 
 from __future__ import annotations
