@@ -131,18 +131,6 @@ class CapturedBackbone(Backbone):
         except KeyError:
             raise AttachError("the piggyback backbone reads only texts the agent's model has read") from None
 
-    def residuals(
-        self,
-        encoded: Sequence[Encoded],
-        batch_size: int = 16,
-        layers: Sequence[int] | None = None,
-        on_device: bool = False,
-    ) -> list[torch.Tensor]:
-        if layers:
-            raise AttachError("the piggyback captures one layer, the bundle's")
-        held = [self._resid[id(e)] for e in encoded]
-        return [r.to(self.device) for r in held] if on_device else held
-
     def residuals_flat(
         self,
         encoded: Sequence[Encoded],
@@ -150,10 +138,11 @@ class CapturedBackbone(Backbone):
         layers: Sequence[int] | None = None,
         on_device: bool = False,
     ) -> torch.Tensor:
-        held = self.residuals(encoded, batch_size, layers, on_device)
-        if not held:
-            return torch.zeros((0, self.d_model), dtype=torch.float32)
-        return torch.cat(held)
+        if layers:
+            raise AttachError("the piggyback captures one layer, the bundle's")
+        held = [self._resid[id(e)] for e in encoded]
+        flat = torch.cat(held) if held else torch.zeros((0, self.d_model), dtype=torch.float32)
+        return flat.to(self.residual_device) if on_device else flat
 
     def forward_windows(
         self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None, on_device: bool = False

@@ -284,6 +284,51 @@ def quantize_int8(fp32: Path, target: Path) -> Path:
     return target
 
 
+def ort_session(path: Path, providers: Sequence[str]):
+    """An ONNX Runtime session on ``path`` with every graph optimisation and only errors logged."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=list(providers))
+
+
+def pad_rows(rows: Sequence[np.ndarray], bos_id: int, pad_id: int, buckets: Sequence[int] = ()) -> np.ndarray:
+    """Token rows as one id batch ``[B, width]``: BOS first, then the row, padded on the right to the
+    first of ``buckets`` that holds the longest row (or to that row's length)."""
+    longest = max(len(r) for r in rows) + 1
+    width = next((b for b in buckets if b >= longest), longest)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    ids[:, 0] = bos_id
+    for i, r in enumerate(rows):
+        ids[i, 1 : len(r) + 1] = r
+    return ids
+
+
+def _config(path: str):
+    """The text config of a model folder or hub id (GGUF quantisation notes of old caches dropped)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    qc = getattr(config, "quantization_config", None)
+    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
+        del config.quantization_config  # caches converted by older versions kept it; weights are bf16
+    return config
+
+
+def _tokenizer(path: str, model_id: str):
+    """The model's fast tokenizer (character offsets need one)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
+    return tokenizer
+
+
 def export_onnx(model: torch.nn.Module, target: Path) -> Path:
     """Export a truncated fp32 model to ONNX (dynamic batch and length), then quantise its MatMul weights
     to int8. Written to a temporary folder first so that a crash never leaves a half-written model."""
@@ -334,6 +379,7 @@ class Backbone:
         dtype: torch.dtype,
         d_model: int,
         session=None,
+        runtime: str | None = None,
     ):
         self.model = model
         self._eager = getattr(model, "_orig_mod", model)
@@ -346,7 +392,7 @@ class Backbone:
         self.device = device
         self.dtype = dtype
         self.d_model = d_model
-        self.runtime = "onnx-int8" if session is not None else "torch"
+        self.runtime = runtime or ("onnx-int8" if session is not None else "torch")
         self.bos_id = tokenizer.bos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -354,22 +400,14 @@ class Backbone:
     def tokenizer_only(cls, model_id: str, layer: int) -> Backbone:
         """The tokenizer and shape of a backbone, without its weights (runtime ``onnx``: an exported
         graph runs the model; see :mod:`guardrail.export`)."""
-        from transformers import AutoConfig, AutoTokenizer
-
         path, info = resolve(model_id)
         try:
-            config = AutoConfig.from_pretrained(path)
-            if hasattr(config, "get_text_config"):
-                config = config.get_text_config()
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            config, tokenizer = _config(path), _tokenizer(path, model_id)
         except (OSError, ValueError) as e:
             raise BackboneError(f"cannot load the tokenizer of {model_id!r}: {e}") from e
-        if not getattr(tokenizer, "is_fast", False):
-            raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
         info = {**info, "n_layers": str(config.num_hidden_layers)}
-        out = cls(None, tokenizer, layer, info, torch.device("cpu"), torch.float32, int(config.hidden_size))
-        out.runtime = "onnx"
-        return out
+        cpu = torch.device("cpu")
+        return cls(None, tokenizer, layer, info, cpu, torch.float32, int(config.hidden_size), runtime="onnx")
 
     @classmethod
     def load(
@@ -386,7 +424,7 @@ class Backbone:
         ``compile`` wraps the torch model in ``torch.compile`` (dynamic shapes): ~1 minute once per
         process, then ~20% more throughput on CPU — for servers, not for one-shot CLI calls.
         """
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         if runtime not in RUNTIMES:
             raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -395,12 +433,7 @@ class Backbone:
         if runtime == "onnx-int8" and dev.type != "cpu":
             raise BackboneError("the onnx-int8 runtime runs on the CPU; use runtime 'torch' on CUDA")
         try:
-            config = AutoConfig.from_pretrained(path)
-            if hasattr(config, "get_text_config"):
-                config = config.get_text_config()
-            qc = getattr(config, "quantization_config", None)
-            if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
-                del config.quantization_config  # caches converted by older versions kept it; weights are bf16
+            config = _config(path)
             n_layers = int(config.num_hidden_layers)
             if not 1 <= layer <= n_layers:
                 raise BackboneError(f"layer must be in 1..{n_layers} for {model_id}, got {layer}")
@@ -408,7 +441,7 @@ class Backbone:
             if getattr(config, "layer_types", None):
                 config.layer_types = list(config.layer_types[:layer])
             dt = pick_dtype(dev, dtype) if runtime == "torch" else torch.float32
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = _tokenizer(path, model_id)
             info = {**info, "n_layers": str(n_layers)}
             onnx_file = _onnx_path(path, layer)
             model = None
@@ -430,15 +463,13 @@ class Backbone:
             raise
         except (OSError, ValueError) as e:
             raise BackboneError(f"cannot load backbone {model_id!r}: {e}") from e
-        if not getattr(tokenizer, "is_fast", False):
-            raise BackboneError(f"backbone {model_id!r} has no fast tokenizer (character offsets need one)")
         d_model = int(config.hidden_size)
         if runtime == "torch":
             if compile:
                 model = torch.compile(model, dynamic=True)
             return cls(model, tokenizer, layer, info, dev, dt, d_model)
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as e:
             raise BackboneError(
                 "the onnx-int8 runtime needs the 'onnx' extra: pip install 'guardrail[onnx]'"
@@ -447,12 +478,14 @@ class Backbone:
             assert model is not None
             export_onnx(model, onnx_file)
             del model
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(onnx_file, ["CPUExecutionProvider"])
         return cls(None, tokenizer, layer, info, dev, torch.float32, d_model, session)
+
+    @property
+    def residual_device(self) -> torch.device:
+        """Where :meth:`residuals_flat` with ``on_device`` leaves the residuals, so where a probe reads
+        them: the model's device (the ONNX runtime answers on the CPU)."""
+        return self.device if self.session is None else torch.device("cpu")
 
     @property
     def device_name(self) -> str:
@@ -505,12 +538,7 @@ class Backbone:
         """The padded batch's residuals ``[B, bucket, d_model]`` (``[B, bucket, len(layers), d_model]``)
         in the model's dtype and on its device (the ONNX runtime: float32 on the CPU); row ``i`` holds BOS
         at 0 and its tokens at ``1..len(rows[i])``."""
-        longest = max(len(r) for r in rows) + 1
-        bucket = next((b for b in LENGTH_BUCKETS if b >= longest), longest)
-        ids = np.full((len(rows), bucket), self.pad_id, dtype=np.int64)
-        ids[:, 0] = self.bos_id
-        for i, r in enumerate(rows):
-            ids[i, 1 : len(r) + 1] = r
+        ids = pad_rows(rows, self.bos_id, self.pad_id, LENGTH_BUCKETS)
         if self.session is not None:
             if layers:
                 raise ValueError("several layers from one pass need the torch runtime")
@@ -568,15 +596,9 @@ class Backbone:
         on_device: bool = False,
     ) -> torch.Tensor:
         """The residuals of all texts' tokens, text after text: ``[sum T_i, d_model]`` float32
-        (``[sum T_i, len(layers), d_model]`` with ``layers``).
-
-        Texts are cut into windows (:func:`windows`); the windows of all texts are batched together,
-        sorted by length so padding stays small, and each batch's kept rows are copied into place with
-        one indexed copy (no per-text work on the device: on a GPU, thousands of short texts would
-        otherwise cost thousands of kernel launches). ``on_device``: leave the result on the model's
-        device (the ONNX runtime always answers on the CPU).
-        """
-        dev = self.device if on_device and self.session is None else torch.device("cpu")
+        (``[sum T_i, len(layers), d_model]`` with ``layers``), windowed and batched by :func:`stitch`;
+        ``on_device``: left on :attr:`residual_device`, else on the CPU."""
+        dev = self.residual_device if on_device else torch.device("cpu")
         tail = (len(layers),) if layers else ()
         return stitch(
             encoded,

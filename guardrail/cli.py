@@ -357,6 +357,7 @@ _MODEL_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
+    from guardrail.pipeline import RUNTIMES as GUARDRAIL_RUNTIMES
     from guardrail.redact import OPERATORS
 
     p = argparse.ArgumentParser(
@@ -375,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--runtime",
             default="torch",
-            choices=(*RUNTIMES, "onnx"),
+            choices=GUARDRAIL_RUNTIMES,
             help="torch (default), onnx-int8 (the backbone in ONNX Runtime, CPU) or onnx (the graph of "
             "guardrail export-onnx in --onnx-dir)",
         )
@@ -536,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bundle", default=None, help=f"bundle name under {probes_root()} or a folder path")
     v.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
     v.add_argument(
-        "--runtime", default=None, choices=(*RUNTIMES, "onnx"), help="torch (default), onnx-int8 or onnx"
+        "--runtime", default=None, choices=GUARDRAIL_RUNTIMES, help="torch (default), onnx-int8 or onnx"
     )
     v.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx (runtime onnx)")
     v.add_argument("--model", default=None, help=_MODEL_HELP)

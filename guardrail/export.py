@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guardrail.backbone import WINDOW, Encoded, quantize_int8, stitch
+from guardrail.backbone import WINDOW, Encoded, ort_session, pad_rows, quantize_int8, stitch
 from guardrail.probe import Probe, rms_normalise
 
 log = logging.getLogger(__name__)
@@ -201,11 +201,10 @@ class OnnxProbe:
         providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
         )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.folder / GRAPH), opts, providers=providers)
+        self.session = ort_session(self.folder / GRAPH, providers)
         self.provider = self.session.get_providers()[0]
+        self.device = torch.device("cuda" if self.provider.startswith("CUDA") else "cpu")
+        """Where the graph runs."""
         self.classes: tuple[str, ...] = tuple(self.manifest["classes"])
         self.margin = int(self.manifest["margin"])
 
@@ -228,11 +227,7 @@ class OnnxProbe:
         """Class probabilities ``[sum T_i, C]`` of the texts' tokens, text after text."""
 
         def run(rows: list[np.ndarray]) -> torch.Tensor:
-            longest = max(len(r) for r in rows) + 1
-            ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
-            ids[:, 0] = bos_id
-            for i, r in enumerate(rows):
-                ids[i, 1 : len(r) + 1] = r
+            ids = pad_rows(rows, bos_id, pad_id)
             lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
             (p,) = self.session.run(None, {"input_ids": ids, "lengths": lengths})
             return torch.from_numpy(p)

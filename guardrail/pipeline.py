@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from guardrail.backbone import RUNTIMES as BACKBONE_RUNTIMES
 from guardrail.backbone import Backbone, pick_dtype
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.labels import CANONICAL, OUTSIDE
@@ -25,6 +26,10 @@ from guardrail.redact import Redacted, Redactor
 from guardrail.spans import Span, decode_batch, merge
 
 log = logging.getLogger(__name__)
+
+RUNTIMES = (*BACKBONE_RUNTIMES, "onnx")
+"""What :meth:`Guardrail.load` runs on: the backbone runtimes, or ``onnx``: the whole probe as the graph
+``guardrail export-onnx`` wrote."""
 
 
 class GuardrailError(ValueError):
@@ -110,8 +115,8 @@ class Guardrail:
                 f"backbone {backbone.info.get('id', '?')!r} has hidden size {backbone.d_model}, but probe "
                 f"{self.probe_name!r} of bundle {m.name!r} reads {width}: it was trained on another model"
             )
-        if backbone.device.type != "cpu" and backbone.session is None:
-            self.probe.to(backbone.device)  # read the residuals where the model leaves them
+        if backbone.residual_device.type != "cpu":
+            self.probe.to(backbone.residual_device)  # read the residuals where the model leaves them
         entry = m.probes[self.probe_name]
         self.thresholds: dict[str, float] = dict(entry.thresholds)
         """Per-label thresholds on P(not O) of the active probe."""
@@ -165,8 +170,7 @@ class Guardrail:
             # the SAE reads the residuals where the probe does: on a CUDA backbone's GPU (the probe is
             # moved there), else on the CPU; in bf16 where the hardware has it (never fp16: residuals
             # reach ~1e4)
-            on = backbone.device if backbone.session is None else torch.device("cpu")
-            bundle.sae.to(dtype=pick_dtype(on, dtype))
+            bundle.sae.to(dtype=pick_dtype(backbone.residual_device, dtype))
         _check_provenance(bundle, backbone, model)
         return cls(bundle, backbone, probe=probe, patterns=patterns)
 
@@ -219,7 +223,7 @@ class Guardrail:
     def _device_name(self) -> str:
         if self.graph is None:
             return self.backbone.device_name
-        return "cuda (ONNX Runtime)" if self.graph.provider.startswith("CUDA") else "cpu"
+        return "cuda (ONNX Runtime)" if self.graph.device.type == "cuda" else "cpu"
 
     def _batch(self, batch_size: int | None) -> int:
         """Windows per forward pass: as asked, else 16 on the CPU (more gains nothing there) and 256 on a
@@ -228,10 +232,8 @@ class Guardrail:
             if batch_size < 1:
                 raise GuardrailError(f"batch_size must be at least 1, got {batch_size}")
             return batch_size
-        on_gpu = self.backbone.device.type != "cpu" or (
-            self.graph is not None and self.graph.provider.startswith("CUDA")
-        )
-        return 256 if on_gpu else 16
+        runs_on = self.graph.device if self.graph is not None else self.backbone.device
+        return 16 if runs_on.type == "cpu" else 256
 
     def warmup(self, batch_size: int = 16) -> Guardrail:
         """Prepare every input shape once (servers call this before taking traffic); returns self."""
@@ -306,8 +308,7 @@ class Guardrail:
             probs = self.graph.probs(encoded, batch_size, self.backbone.bos_id, self.backbone.pad_id)
             return [e.offsets for e in encoded], torch.zeros((len(probs), 0)), probs
         sizes = [len(e.ids) for e in encoded]
-        on_device = self.probe.device.type != "cpu"
-        flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=on_device)
+        flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=True)
         with torch.inference_mode():
             feats = self.probe.features_flat(flat, sizes)
             probs = self.probe.probs(feats)
