@@ -297,13 +297,33 @@ def ort_session(path: Path, providers: Sequence[str]):
 def pad_rows(rows: Sequence[np.ndarray], bos_id: int, pad_id: int, buckets: Sequence[int] = ()) -> np.ndarray:
     """Token rows as one id batch ``[B, width]``: BOS first, then the row, padded on the right to the
     first of ``buckets`` that holds the longest row (or to that row's length)."""
-    longest = max(len(r) for r in rows) + 1
-    width = next((b for b in buckets if b >= longest), longest)
+    return lay_out([[r] for r in rows], bos_id, pad_id, buckets)[0]
+
+
+def lay_out(
+    rows: Sequence[Sequence[np.ndarray]], bos_id: int, pad_id: int, buckets: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Rows of one or more token segments as one batch: ``(ids [B, width], positions [B, width],
+    starts)``. Each segment is BOS then its tokens, at positions 0, 1, ...; rows are padded on the right
+    to the first of ``buckets`` that holds the fullest row (padding continues the last segment's
+    positions, so it is never a segment of its own); ``starts[i][j]``: the index of segment ``j``'s first
+    token in row ``i``."""
+    fill = max(sum(len(seg) + 1 for seg in row) for row in rows)
+    width = next((b for b in buckets if b >= fill), fill)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    ids[:, 0] = bos_id
-    for i, r in enumerate(rows):
-        ids[i, 1 : len(r) + 1] = r
-    return ids
+    pos = np.tile(np.arange(width, dtype=np.int64), (len(rows), 1))
+    starts: list[list[int]] = []
+    for i, row in enumerate(rows):
+        at, offs = 0, []
+        for seg in row:
+            n = len(seg) + 1
+            ids[i, at] = bos_id
+            ids[i, at + 1 : at + n] = seg
+            pos[i, at:] = np.arange(width - at)
+            offs.append(at + 1)
+            at += n
+        starts.append(offs)
+    return ids, pos, starts
 
 
 def _config(path: str):
@@ -528,22 +548,33 @@ class Backbone:
         padding, so no mask is needed. ``on_device`` leaves them float32 on the model's device (a GPU
         caller that reads them there moves far less back to the host).
         """
-        out = self._forward(rows, layers).float()
+        out, _ = self._forward([[r] for r in rows], layers)
+        out = out.float()
         if not on_device:
             out = out.cpu()
         return [out[i, 1 : len(r) + 1] for i, r in enumerate(rows)]
 
     @torch.inference_mode()
-    def _forward(self, rows: Sequence[np.ndarray], layers: Sequence[int] | None = None) -> torch.Tensor:
+    def _forward(
+        self, rows: Sequence[Sequence[np.ndarray]], layers: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, list[list[int]]]:
         """The padded batch's residuals ``[B, bucket, d_model]`` (``[B, bucket, len(layers), d_model]``)
-        in the model's dtype and on its device (the ONNX runtime: float32 on the CPU); row ``i`` holds BOS
-        at 0 and its tokens at ``1..len(rows[i])``."""
-        ids = pad_rows(rows, self.bos_id, self.pad_id, LENGTH_BUCKETS)
+        in the model's dtype and on its device (the ONNX runtime: float32 on the CPU), with the
+        :func:`lay_out` starts of each row's segments.
+
+        A row of several segments (windows packed by :func:`stitch`) runs with position ids that restart
+        at each segment's BOS; transformers reads that as packed sequences and masks attention to within
+        each segment, so a token's residual is the one it has alone (``test_packed_rows_match_single``).
+        """
+        ids, pos, starts = lay_out(rows, self.bos_id, self.pad_id, LENGTH_BUCKETS)
+        packed = any(len(r) > 1 for r in rows)
         if self.session is not None:
             if layers:
                 raise ValueError("several layers from one pass need the torch runtime")
+            if packed:
+                raise ValueError("packed rows need the torch runtime")
             (res,) = self.session.run(None, {"input_ids": ids})
-            return torch.from_numpy(res)
+            return torch.from_numpy(res), starts
         if self.model is None:
             raise BackboneError(f"the {self.runtime} runtime holds no model to run here")
         taps: dict[int, torch.Tensor] = {}
@@ -556,16 +587,18 @@ class Backbone:
                 taps[x] = out[0] if isinstance(out, tuple) else out
 
             hooks.append(self._eager.layers[x - 1].register_forward_hook(keep))
+        kwargs = {"position_ids": torch.from_numpy(pos).to(self.device)} if packed else {}
         try:
             # a compiled graph does not call forward hooks added after tracing: taps run the eager model
             model = self._eager if layers else self.model
-            out = model(input_ids=torch.from_numpy(ids).to(self.device), use_cache=False).last_hidden_state
+            ids_t = torch.from_numpy(ids).to(self.device)
+            out = model(input_ids=ids_t, use_cache=False, **kwargs).last_hidden_state
         finally:
             for h in hooks:
                 h.remove()
         if layers:
             out = torch.stack([taps[x] for x in layers], dim=2)
-        return out
+        return out, starts
 
     def warmup(self, batch_size: int = 16) -> None:
         """Run one batch per length bucket, so that no request pays for setting up kernels of a new shape
@@ -597,33 +630,58 @@ class Backbone:
     ) -> torch.Tensor:
         """The residuals of all texts' tokens, text after text: ``[sum T_i, d_model]`` float32
         (``[sum T_i, len(layers), d_model]`` with ``layers``), windowed and batched by :func:`stitch`;
-        ``on_device``: left on :attr:`residual_device`, else on the CPU."""
+        ``on_device``: left on :attr:`residual_device`, else on the CPU. The torch runtime packs short
+        windows into shared rows of ``WINDOW`` slots (``batch_size`` counts rows); the ONNX one pads each.
+        """
         dev = self.residual_device if on_device else torch.device("cpu")
         tail = (len(layers),) if layers else ()
+        pack = WINDOW if self.session is None else 0
         return stitch(
             encoded,
-            lambda rows: self._forward(rows, layers)[:, 1:],
+            lambda rows: self._forward(rows, layers),
             (*tail, self.d_model),
             batch_size,
             dev,
+            pack=pack,
         )
+
+
+def pack_pieces(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Group pieces of ``lengths`` tokens into rows of at most ``capacity`` slots, each piece taking one
+    slot more (its own BOS): first-fit over the pieces longest first. Returns piece indices per row."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        need = lengths[i] + 1
+        j = next((j for j, r in enumerate(room) if r >= need), None)
+        if j is None:
+            rows.append([i])
+            room.append(capacity - need)
+        else:
+            rows[j].append(i)
+            room[j] -= need
+    return rows
 
 
 def stitch(
     encoded: Sequence[Encoded],
-    run: Callable[[list[np.ndarray]], torch.Tensor],
+    run: Callable[[list[list[np.ndarray]]], tuple[torch.Tensor, list[list[int]]]],
     shape: tuple[int, ...],
     batch_size: int,
     device: torch.device,
     margin: int = 0,
+    pack: int = 0,
 ) -> torch.Tensor:
     """Per-token outputs of all texts, text after text: ``[sum T_i, *shape]`` float32 on ``device``.
 
-    Texts are cut into windows (:func:`window_plan`); the windows of all texts are batched together,
-    sorted by length so padding stays small; ``run(rows)`` answers ``[B, >= longest row, *shape]`` with
-    row ``i``'s tokens at ``0..len(rows[i])-1``, and each batch's kept rows are copied into place with
-    one indexed copy (no per-text work: on a GPU, thousands of short texts would otherwise cost
-    thousands of kernel launches).
+    Texts are cut into windows (:func:`window_plan`); the windows of all texts are batched together.
+    ``pack`` = 0: one window per row, rows sorted by length so padding stays small. ``pack`` > 0: short
+    windows share a row of up to ``pack`` slots (:func:`pack_pieces`; the runner keeps them apart, see
+    :meth:`Backbone._forward`), so little of a batch is padding. ``run(rows)`` gets each row's windows
+    and answers ``(out [B, W, *shape], starts)``: window ``j`` of row ``i`` has its tokens at
+    ``out[i, starts[i][j] + t]``. Each batch's kept tokens are copied into place with one indexed copy
+    (no per-text work: on a GPU, thousands of short texts would otherwise cost thousands of kernel
+    launches).
     """
     sizes = np.asarray([len(e.ids) for e in encoded], dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
@@ -631,15 +689,24 @@ def stitch(
     for ti, e in enumerate(encoded):
         for s, t, k, kt in window_plan(len(e.ids), margin=margin):
             pieces.append((ti, s, t, k, kt))
+    lengths = [t - s for _, s, t, _, _ in pieces]
+    if pack:
+        groups = pack_pieces(lengths, pack)
+        groups.sort(key=lambda g: sum(lengths[i] + 1 for i in g))
+    else:
+        groups = [[i] for i in sorted(range(len(pieces)), key=lambda i: lengths[i])]
     flat = torch.zeros((int(sizes.sum()), *shape), dtype=torch.float32, device=device)
-    order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
-    for b in range(0, len(order), batch_size):
-        batch = [pieces[i] for i in order[b : b + batch_size]]
-        out = run([encoded[ti].ids[s:t] for ti, s, t, _, _ in batch])
+    for b in range(0, len(groups), batch_size):
+        batch = groups[b : b + batch_size]
+        out, at = run([[encoded[pieces[i][0]].ids[pieces[i][1] : pieces[i][2]] for i in g] for g in batch])
         width = out.shape[1]
-        src = np.concatenate([j * width + np.arange(k, kt - s) for j, (_, s, _, k, kt) in enumerate(batch)])
-        dst = np.concatenate([starts[ti] + np.arange(s + k, kt) for ti, s, _, k, kt in batch])
+        src, dst = [], []
+        for row, (g, offs) in enumerate(zip(batch, at, strict=True)):
+            for i, o in zip(g, offs, strict=True):
+                ti, s, _, k, kt = pieces[i]
+                src.append(row * width + o + np.arange(k, kt - s))
+                dst.append(starts[ti] + np.arange(s + k, kt))
         rows = out.reshape(len(batch) * width, *out.shape[2:])
-        picked = rows[torch.from_numpy(src).to(rows.device)]
-        flat[torch.from_numpy(dst).to(device)] = picked.to(device, torch.float32)
+        picked = rows[torch.from_numpy(np.concatenate(src)).to(rows.device)]
+        flat[torch.from_numpy(np.concatenate(dst)).to(device)] = picked.to(device, torch.float32)
     return flat

@@ -226,11 +226,11 @@ class OnnxProbe:
     def probs(self, encoded: list[Encoded], batch_size: int, bos_id: int, pad_id: int) -> np.ndarray:
         """Class probabilities ``[sum T_i, C]`` of the texts' tokens, text after text."""
 
-        def run(rows: list[np.ndarray]) -> torch.Tensor:
-            ids = pad_rows(rows, bos_id, pad_id)
-            lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
+        def run(rows: list[list[np.ndarray]]) -> tuple[torch.Tensor, list[list[int]]]:
+            ids = pad_rows([r for (r,) in rows], bos_id, pad_id)
+            lengths = np.asarray([len(r) for (r,) in rows], dtype=np.int64)
             (p,) = self.session.run(None, {"input_ids": ids, "lengths": lengths})
-            return torch.from_numpy(p)
+            return torch.from_numpy(p), [[0]] * len(rows)
 
         flat = stitch(encoded, run, (len(self.classes),), batch_size, torch.device("cpu"), self.margin)
         return flat.numpy()

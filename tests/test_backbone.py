@@ -15,8 +15,11 @@ from guardrail.backbone import (
     Backbone,
     BackboneError,
     Encoded,
+    lay_out,
+    pack_pieces,
     pick_dtype,
     resolve,
+    stitch,
     windows,
 )
 
@@ -33,6 +36,25 @@ def test_windows_take_every_token_exactly_once(n: int, window: int, overlap: int
         assert keep == 0 or keep == overlap
         taken.extend(range(start + keep, end))
     assert taken == list(range(n))
+
+
+@given(st.lists(st.integers(0, 127), max_size=60), st.sampled_from([128, 200]))
+def test_packing_places_every_piece_once_within_capacity(lengths: list[int], capacity: int) -> None:
+    rows = pack_pieces(lengths, capacity)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert all(sum(lengths[i] + 1 for i in r) <= capacity for r in rows)
+    # first fit, longest first: no two rows could have been one
+    fills = sorted(sum(lengths[i] + 1 for i in r) for r in rows)
+    assert len(fills) < 2 or fills[0] + fills[1] > capacity
+
+
+def test_lay_out_restarts_positions_at_each_segment() -> None:
+    ids, pos, starts = lay_out(
+        [[np.array([7, 8]), np.array([9])], [np.array([5])]], bos_id=1, pad_id=0, buckets=(8,)
+    )
+    assert ids.tolist() == [[1, 7, 8, 1, 9, 0, 0, 0], [1, 5, 0, 0, 0, 0, 0, 0]]
+    assert pos.tolist() == [[0, 1, 2, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6, 7]]
+    assert starts == [[1, 4], [1]]
 
 
 def test_fp16_is_refused() -> None:
@@ -68,6 +90,35 @@ def test_batching_does_not_change_values(tiny_model_dir) -> None:
         assert a.shape == b.shape
         assert torch.allclose(a, b, atol=1e-4)
     assert together[2].shape == (0, bb.d_model)
+
+
+def test_packed_rows_match_single_rows(tiny_model_dir) -> None:
+    """Windows sharing a row (packing) read the residuals each has alone: attention stays inside a window."""
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    texts = [
+        "Ana",
+        "Order #4821 shipped to 12 Main Street",
+        "café 🎉 naïve",
+        "Call Ana Silva at +1 415 555 0100. " * 9,
+    ]
+    enc = bb.encode(texts)
+    cpu = torch.device("cpu")
+    single = stitch(enc, bb._forward, (bb.d_model,), 16, cpu, pack=0)
+    packed = stitch(enc, bb._forward, (bb.d_model,), 16, cpu, pack=128)
+    _, starts = bb._forward([[e.ids for e in enc[:3]]])
+    assert len(starts[0]) == 3  # three texts did share one row
+    assert torch.allclose(single, packed, atol=1e-4)
+    assert not torch.allclose(
+        single[: len(enc[0].ids)],
+        stitch(
+            [Encoded(np.concatenate([enc[1].ids, enc[0].ids]), np.zeros((0, 2)))],
+            bb._forward,
+            (bb.d_model,),
+            1,
+            cpu,
+        )[len(enc[1].ids) :],
+        atol=1e-4,
+    )  # the same tokens after another text's, unmasked, do differ
 
 
 def test_bad_layer_and_unknown_model(tiny_model_dir, tmp_path) -> None:
@@ -113,6 +164,12 @@ def test_default_gemma_backbone_offsets_and_scale() -> None:
     (res,) = bb.residuals([enc])
     assert res.shape == (len(enc.ids), 640)
     assert float(res.abs().max()) > 100  # raw residual scale: why the probe normalises
+    # packed with other texts (rows shared, positions restarted), its residuals stay those it has alone
+    others = bb.encode(["Order #4821 shipped.", "Mail ana@example.com or bob@example.org", "Hi"])
+    flat = bb.residuals_flat([*others, enc])
+    alone = stitch([enc], bb._forward, (640,), 1, torch.device("cpu"))
+    cos = torch.nn.functional.cosine_similarity(flat[-len(enc.ids) :], alone, dim=-1)
+    assert float(cos.min()) > 0.999
 
 
 @pytest.mark.model
