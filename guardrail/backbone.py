@@ -251,12 +251,15 @@ def window_plan(
         start += step
 
 
-RUNTIMES = ("torch", "onnx-int8")
-"""``torch``: the model in torch (bf16 where the hardware has it, else fp32; CPU or CUDA). ``onnx-int8``:
-the truncated model exported once to ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX
-Runtime on the CPU; residuals within ~0.997 cosine of torch's, but its spans differ from the bundle's
-(its thresholds were set on torch's activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16
-dev VM, 0.6x on a 16-core Xeon with AMX (README, "Which runtime where"); torch stays the default."""
+RUNTIMES = ("torch", "torch-int8", "onnx-int8")
+"""``torch``: the model in torch (bf16 where the hardware has it, else fp32; CPU or CUDA). ``torch-int8``
+(CPU): the same model with int8 weights and per-token int8 activations in every block's linear layers
+(:mod:`guardrail.quant`), always compiled (about a minute at start, then the fastest CPU runtime: 1.45x
+torch on the dev VM, spans nearly the bundle's). ``onnx-int8``: the truncated model exported once to
+ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX Runtime on the CPU; residuals within
+~0.997 cosine of torch's, but its spans differ from the bundle's (its thresholds were set on torch's
+activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16 dev VM, 0.6x on a 16-core Xeon with
+AMX (README, "Which runtime where")."""
 
 
 def _onnx_path(path: str, layer: int) -> Path:
@@ -450,8 +453,8 @@ class Backbone:
             raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         path, info = resolve(model_id)
         dev = pick_device(device)
-        if runtime == "onnx-int8" and dev.type != "cpu":
-            raise BackboneError("the onnx-int8 runtime runs on the CPU; use runtime 'torch' on CUDA")
+        if runtime in ("onnx-int8", "torch-int8") and dev.type != "cpu":
+            raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
         try:
             config = _config(path)
             n_layers = int(config.num_hidden_layers)
@@ -460,12 +463,12 @@ class Backbone:
             config.num_hidden_layers = layer
             if getattr(config, "layer_types", None):
                 config.layer_types = list(config.layer_types[:layer])
-            dt = pick_dtype(dev, dtype) if runtime == "torch" else torch.float32
+            dt = pick_dtype(dev, dtype) if runtime.startswith("torch") else torch.float32
             tokenizer = _tokenizer(path, model_id)
             info = {**info, "n_layers": str(n_layers)}
             onnx_file = _onnx_path(path, layer)
             model = None
-            if runtime == "torch" or not onnx_file.is_file():
+            if runtime != "onnx-int8" or not onnx_file.is_file():
                 import transformers.utils.logging as tlog
 
                 verbosity = tlog.get_verbosity()
@@ -484,10 +487,14 @@ class Backbone:
         except (OSError, ValueError) as e:
             raise BackboneError(f"cannot load backbone {model_id!r}: {e}") from e
         d_model = int(config.hidden_size)
-        if runtime == "torch":
-            if compile:
+        if runtime.startswith("torch"):
+            if runtime == "torch-int8":
+                from guardrail.quant import quantize_linear
+
+                quantize_linear(model.layers)
+            if compile or runtime == "torch-int8":
                 model = torch.compile(model, dynamic=True)
-            return cls(model, tokenizer, layer, info, dev, dt, d_model)
+            return cls(model, tokenizer, layer, info, dev, dt, d_model, runtime=runtime)
         try:
             import onnxruntime  # noqa: F401
         except ImportError as e:
@@ -601,11 +608,16 @@ class Backbone:
         return out, starts
 
     def warmup(self, batch_size: int = 16) -> None:
-        """Run one batch per length bucket, so that no request pays for setting up kernels of a new shape
-        (on CPU bf16 the first call of a shape can be 10-50x slower than the next)."""
-        filler = np.full(1, self.bos_id, dtype=np.int64)
+        """Run each batch shape a request may bring once, so that none pays for setting up kernels (on
+        CPU bf16 the first call of a shape can be 10-50x slower than the next; a compiled model traces
+        once per kind of call): one window alone, a batch per length bucket, packed rows."""
+        filler = np.full(WINDOW - 1, self.bos_id, dtype=np.int64)
+        self._forward([[filler[:5]]])
         for bucket in LENGTH_BUCKETS:
-            self.forward_windows([np.repeat(filler, bucket - 1)] * batch_size)
+            self._forward([[filler[: bucket - 1]]] * batch_size)
+        if self.session is None:
+            half = WINDOW // 2 - 1
+            self._forward([[filler[:half], filler[:half]]] * batch_size)
 
     def residuals(
         self,

@@ -124,6 +124,30 @@ def test_real_default_long_text_is_windowed(real_guardrail: Guardrail) -> None:
     assert any(text[s.start : s.end] == "Maria Gonzalez" for s in spans)
 
 
+@pytest.mark.model
+def test_real_default_torch_int8_runtime_finds_what_torch_finds() -> None:
+    from guardrail import synth
+
+    records = synth.generate(40, seed=11, family="calib")
+    texts = [r.text for r in records]
+    fast = Guardrail.load(runtime="torch-int8", patterns=False).warmup(batch_size=4)
+    assert fast.describe()["runtime"] == "torch-int8"
+    ref = Guardrail.load(patterns=False)
+    want, got = ref.detect(texts), fast.detect(texts)
+
+    def found(a: list, b: list) -> float:  # share of a's spans that some span of b overlaps
+        hits = [
+            any(s.start < t.end and t.start < s.end for t in y) for x, y in zip(a, b, strict=True) for s in x
+        ]
+        return sum(hits) / len(hits)
+
+    assert sum(map(len, want)) > 40
+    agree = min(found(want, got), found(got, want))
+    # int8 products move scores near a threshold (this hard synthetic family: 0.93 measured), not the
+    # detector: on presidio_synth recall 0.980 vs 0.982, precision 0.864 vs 0.867
+    assert agree > 0.9
+
+
 def test_tiny_one_megabyte_text(tiny_guard: Guardrail) -> None:
     text = ("send it to Ana Silva thanks. " * 36_000)[:1_000_000]
     (spans,) = tiny_guard.detect([text])

@@ -49,7 +49,8 @@ class ServeSettings(BaseSettings):
     """Presidio's pattern recognisers beside the probe; false: the probe only (Presidio not imported)."""
     device: str = "auto"
     runtime: str = "torch"
-    """``torch``, ``onnx-int8`` (the backbone in ONNX Runtime, CPU) or ``onnx`` (the exported graph)."""
+    """``torch``, ``torch-int8`` (int8 products, compiled; CPU), ``onnx-int8`` (the backbone in ONNX
+    Runtime, CPU) or ``onnx`` (the exported graph)."""
     onnx_dir: str | None = None
     """Folder written by ``guardrail export-onnx``: the graph the ``onnx`` runtime runs."""
     dtype: str = "auto"
