@@ -349,6 +349,11 @@ def attach(
         )
     if not 1 <= ref.layer <= n_layers:
         raise AttachError(f"bundle layer {ref.layer} is outside this model's 1..{n_layers}")
+    if ref.mlp_keep is not None:
+        raise AttachError(
+            f"bundle {b.manifest.name!r} reads a pruned backbone ({ref.mlp_keep} MLP neurons per block), "
+            "not the agent's model: load it with Guardrail.load instead"
+        )
     if tokenizer is None:
         from transformers import AutoTokenizer
 

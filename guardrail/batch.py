@@ -78,7 +78,8 @@ class BatchConfig:
     labels: list[str] | None = None
     device: str = "auto"
     dtype: str = "auto"
-    runtime: str = "torch"
+    runtime: str | None = None
+    """None: the bundle's (see ``Guardrail.load``)."""
     model: str | None = None
     """Backbone instead of the bundle's (see :meth:`Guardrail.load`); must be reachable from every actor."""
     onnx_dir: str | None = None

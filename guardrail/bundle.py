@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guardrail.labels import CANONICAL, PRIVACY, PROBE_CLASSES
@@ -23,6 +24,8 @@ MANIFEST = "guard.json"
 PROBE_FILE = "probe.safetensors"
 DEFAULT_BUNDLE = "gemma-3-270m"
 SAE_DIR = "sae"
+BACKBONE_FILE = "backbone.safetensors"
+"""The pruned backbone's kept MLP neurons, ``mlp_keep.<block>`` (int64), when the manifest prunes."""
 FEATURES_FILE = "features.json"
 FORMAT_VERSION = 2
 
@@ -42,7 +45,10 @@ class BackboneRef(BaseModel):
     license: str | None = None
     n_layers: int | None = None
     runtime: str = "torch"
-    """Runtime whose activations the probe was fitted on (``torch`` or ``onnx-int8``)."""
+    """Runtime whose activations the probe was fitted on (``torch``, ``torch-int8`` or ``onnx-int8``)."""
+    mlp_keep: int | None = Field(None, ge=1)
+    """Neurons kept in each block's MLP when the backbone is pruned (``guardrail train --mlp-keep``;
+    which ones: ``backbone.safetensors``); None: the whole model."""
 
 
 class Window(BaseModel):
@@ -141,11 +147,20 @@ def read_manifest(folder: Path) -> Manifest:
 class Bundle:
     """A loaded bundle: manifest, probes and SAE (the backbone is loaded separately, it is big)."""
 
-    def __init__(self, folder: Path, manifest: Manifest, probes: dict[str, AnyProbe], sae: Sae | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        probes: dict[str, AnyProbe],
+        sae: Sae | None = None,
+        mlp_keep: list[np.ndarray] | None = None,
+    ):
         self.folder = folder
         self.manifest = manifest
         self.probes = probes
         self.sae = sae
+        self.mlp_keep = mlp_keep
+        """Per block, the MLP neurons the backbone keeps (``backbone.mlp_keep`` of the manifest), or None."""
         for probe in probes.values():
             if probe.source == "sae":
                 probe.sae = sae
@@ -186,7 +201,7 @@ class Bundle:
                 )
             if probe.latents is not None and int(probe.latents.max()) >= sae.cfg.d_sae:
                 raise BundleError(f"bundle {folder.name}: probe {name!r} reads latents the SAE does not have")
-        return cls(folder, manifest, probes, sae)
+        return cls(folder, manifest, probes, sae, _read_mlp_keep(folder, manifest.backbone))
 
     def save(self) -> None:
         """Write manifest, probes, SAE and model card into :attr:`folder`."""
@@ -198,6 +213,14 @@ class Bundle:
             probe.save(pf, self.manifest.probes[name].prefix)
         if self.sae is not None:
             self.sae.save(self.folder / SAE_DIR)
+        (self.folder / BACKBONE_FILE).unlink(missing_ok=True)
+        if self.mlp_keep is not None:
+            from safetensors.numpy import save_file
+
+            save_file(
+                {f"mlp_keep.{i}": k.astype(np.int64) for i, k in enumerate(self.mlp_keep)},
+                self.folder / BACKBONE_FILE,
+            )
         self.save_manifest()
 
     def save_manifest(self) -> None:
@@ -206,6 +229,28 @@ class Bundle:
         text = json.dumps(self.manifest.model_dump(), indent=2, ensure_ascii=False)
         (self.folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
         (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest, self.folder), encoding="utf-8")
+
+
+def _read_mlp_keep(folder: Path, ref: BackboneRef) -> list[np.ndarray] | None:
+    """The kept MLP neurons of a pruned backbone, checked against the manifest (None when unpruned)."""
+    if ref.mlp_keep is None:
+        return None
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(folder / BACKBONE_FILE)
+    except (OSError, SafetensorError) as e:
+        raise BundleError(f"bundle {folder.name}: {BACKBONE_FILE} unreadable ({type(e).__name__})") from None
+    keep = [arrays.get(f"mlp_keep.{i}") for i in range(ref.layer)]
+    if len(arrays) != ref.layer or any(
+        k is None or k.dtype != np.int64 or k.shape != (ref.mlp_keep,) for k in keep
+    ):
+        raise BundleError(
+            f"bundle {folder.name}: {BACKBONE_FILE} must hold mlp_keep.0..{ref.layer - 1}, "
+            f"{ref.mlp_keep} int64 indices each"
+        )
+    return keep  # type: ignore[return-value]
 
 
 def _pct(x: object) -> str:
@@ -352,8 +397,17 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
             else ""
         ),
         f"- read after block {m.backbone.layer} of {m.backbone.n_layers}; blocks above it and the LM head "
-        "are "
-        "never loaded",
+        "are never loaded",
+        *(
+            [
+                f"- **pruned backbone**: each block's MLP keeps its {m.backbone.mlp_keep} most important "
+                f"neurons (`{BACKBONE_FILE}`; {m.training.get('mlp_pruning', 'see training')}): faster, "
+                "but no longer the agent's own model, so this bundle cannot piggyback an agent's forward pass"
+            ]
+            if m.backbone.mlp_keep
+            else []
+        ),
+        f"- activations as runtime `{m.backbone.runtime}` computes them (the default runtime on load)",
         f"- windows of {m.window.tokens} tokens with {m.window.overlap} tokens of overlap",
         "",
         "## What it detects",

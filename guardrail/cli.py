@@ -192,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         n_calib=args.n_calib,
         seed=args.seed,
         runtime=args.runtime,
+        mlp_keep=args.mlp_keep,
     )
     bundle = train(cfg)
     print(f"wrote bundle {bundle.folder}")
@@ -375,11 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
         sp.add_argument(
             "--runtime",
-            default="torch",
+            default=None,
             choices=GUARDRAIL_RUNTIMES,
-            help="torch (default), torch-int8 (int8 products, compiled: fastest on CPU after a ~1 min "
-            "start), onnx-int8 (the backbone in ONNX Runtime, CPU) or onnx (the graph of guardrail "
-            "export-onnx in --onnx-dir)",
+            help="default: the one the bundle was fitted on (torch for the default bundle); torch, "
+            "torch-int8 (int8 products, compiled: fastest on CPU after a ~1 min start), onnx-int8 (the "
+            "backbone in ONNX Runtime, CPU) or onnx (the graph of guardrail export-onnx in --onnx-dir)",
         )
         sp.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx")
         sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
@@ -435,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-calib", type=int, default=2000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--runtime", default="torch", choices=RUNTIMES, help="backbone runtime for activations")
+    t.add_argument(
+        "--mlp-keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="prune each block's MLP to its N most important neurons (a faster backbone of its own: the "
+        "bundle can no longer piggyback the agent's model); default: the whole model",
+    )
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser(

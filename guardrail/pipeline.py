@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from guardrail.backbone import RUNTIMES as BACKBONE_RUNTIMES
-from guardrail.backbone import Backbone, pick_dtype
+from guardrail.backbone import Backbone, pick_device, pick_dtype
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
@@ -28,6 +28,8 @@ from guardrail.spans import Span, decode_batch, merge
 log = logging.getLogger(__name__)
 
 RUNTIMES = (*BACKBONE_RUNTIMES, "onnx")
+CPU_RUNTIMES = ("torch-int8", "onnx-int8")
+"""Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
 """What :meth:`Guardrail.load` runs on: the backbone runtimes, or ``onnx``: the whole probe as the graph
 ``guardrail export-onnx`` wrote."""
 
@@ -136,7 +138,7 @@ class Guardrail:
         *,
         device: str = "auto",
         dtype: str = "auto",
-        runtime: str = "torch",
+        runtime: str | None = None,
         probe: str | None = None,
         patterns: bool = True,
         compile: bool = False,
@@ -145,10 +147,13 @@ class Guardrail:
     ) -> Guardrail:
         """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
 
-        ``runtime``: ``torch`` (default), ``onnx-int8`` (the backbone alone in ONNX Runtime, CPU only;
-        see ``backbone.RUNTIMES``) or ``onnx``: the whole probe as the graph ``guardrail export-onnx``
-        wrote into ``onnx_dir`` (ONNX Runtime's CUDA provider where ``onnxruntime-gpu`` and a GPU are
-        there, else the CPU's; only the tokenizer is loaded here; no explanations).
+        ``runtime``: by default the one the bundle's probe was fitted on (``backbone.runtime`` of the
+        manifest; ``torch`` where that one is CPU-only and the device is a GPU); ``torch``,
+        ``torch-int8`` (int8 products, compiled; CPU), ``onnx-int8`` (the backbone alone in ONNX
+        Runtime, CPU only; see ``backbone.RUNTIMES``) or ``onnx``: the whole probe as the graph
+        ``guardrail export-onnx`` wrote into ``onnx_dir`` (ONNX Runtime's CUDA provider where
+        ``onnxruntime-gpu`` and a GPU are there, else the CPU's; only the tokenizer is loaded here; no
+        explanations).
         ``compile``: ``torch.compile`` the backbone (slow start, faster serving; call :meth:`warmup`).
         ``patterns=False``: the probe alone, without Presidio's pattern recognisers (nor Presidio).
         ``model``: load this backbone instead of the bundle's ``backbone.id``, at the bundle's layer — a
@@ -159,12 +164,22 @@ class Guardrail:
         """
         bundle = Bundle.load(name_or_path)
         ref = bundle.manifest.backbone
+        if runtime is None:
+            runtime = ref.runtime
+            if runtime in CPU_RUNTIMES and pick_device(device).type != "cpu":
+                runtime = "torch"
         if runtime == "onnx":
             return cls._load_graph(bundle, onnx_dir, device, probe, patterns, model)
         if onnx_dir is not None:
             raise GuardrailError("onnx_dir goes with runtime='onnx'")
         backbone = Backbone.load(
-            model or ref.id, layer=ref.layer, device=device, dtype=dtype, runtime=runtime, compile=compile
+            model or ref.id,
+            layer=ref.layer,
+            device=device,
+            dtype=dtype,
+            runtime=runtime,
+            compile=compile,
+            mlp_keep=bundle.mlp_keep,
         )
         if bundle.sae is not None:
             # the SAE reads the residuals where the probe does: on a CUDA backbone's GPU (the probe is

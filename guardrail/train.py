@@ -52,6 +52,11 @@ class TrainConfig:
     max_iter: int = 300
     runtime: str = "torch"
     """Backbone runtime for the activations; fit on what inference will run (see backbone.RUNTIMES)."""
+    mlp_keep: int | None = None
+    """Prune each block's MLP to this many neurons before anything is read (:func:`prune_for`); None:
+    the whole model."""
+    prune_records: int = 1500
+    """Records (70% synthetic of another seed, 30% general text) that rank the MLP neurons."""
 
 
 def token_labels(text: str, offsets: np.ndarray, spans: Sequence[Span], classes: Sequence[str]) -> np.ndarray:
@@ -206,7 +211,8 @@ def train(cfg: TrainConfig) -> Bundle:
     log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
     train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
-    backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime)
+    neurons = prune_for(cfg) if cfg.mlp_keep is not None else None
+    backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime, mlp_keep=neurons)
     tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size)
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
     x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
@@ -231,6 +237,7 @@ def train(cfg: TrainConfig) -> Bundle:
             license=info.get("license"),
             n_layers=int(info["n_layers"]),
             runtime=backbone.runtime,
+            mlp_keep=cfg.mlp_keep,
         ),
         detect_labels=keep,
         probes={
@@ -255,11 +262,45 @@ def train(cfg: TrainConfig) -> Bundle:
             "activation_seconds": round(tr.seconds + ca.seconds, 1),
             "fit_seconds": round(fit_s, 1),
             "total_seconds": round(time.perf_counter() - t_start, 1),
+            **(
+                {
+                    "mlp_pruning": f"{cfg.mlp_keep} neurons per block kept by E[h^2]*|W_down col|^2 on "
+                    f"{cfg.prune_records} records (70% synthetic, seed {cfg.seed + 2}; 30% general text)"
+                }
+                if cfg.mlp_keep is not None
+                else {}
+            ),
         },
     )
-    bundle = Bundle(cfg.out, manifest, {"raw": probe})
+    bundle = Bundle(cfg.out, manifest, {"raw": probe}, mlp_keep=neurons)
     bundle.save()
     return bundle
+
+
+def prune_for(cfg: TrainConfig) -> list[np.ndarray]:
+    """The MLP neurons a pruned backbone keeps: per block, the ``cfg.mlp_keep`` whose mean squared
+    contribution to the residual (:func:`guardrail.backbone.mlp_importance`) is largest, measured on
+    the unpruned model over synthetic and general text (never evaluation data)."""
+    from itertools import islice
+
+    from guardrail import corpus, synth
+    from guardrail.backbone import keep_most_important, mlp_importance
+
+    records = list(
+        islice(
+            corpus.mix(
+                synth.iter_records(cfg.prune_records, seed=cfg.seed + 2),
+                corpus.iter_records(seed=cfg.seed + 2),
+                weights=(0.7, 0.3),
+                seed=cfg.seed + 2,
+            ),
+            cfg.prune_records,
+        )
+    )
+    full = Backbone.load(cfg.model, layer=cfg.layer)
+    log.info("ranking MLP neurons on %d records", len(records))
+    importance = mlp_importance(full, full.encode([r.text for r in records]), cfg.batch_size)
+    return keep_most_important(importance, cfg.mlp_keep)
 
 
 @dataclass(slots=True)
@@ -301,7 +342,7 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     folder = find(cfg.bundle)
     bundle = Bundle.load(folder)
     ref = bundle.manifest.backbone
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime)
+    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, mlp_keep=bundle.mlp_keep)
     t0 = time.perf_counter()
     # records are ~50 tokens: generate more than enough, the token budget stops training
     records = corpus.mix(
@@ -496,7 +537,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     m = bundle.manifest
     ref = m.backbone
     keep = list(m.detect_labels)
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime)
+    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, mlp_keep=bundle.mlp_keep)
     tr = collect(backbone, synth.generate(cfg.n_train, seed=cfg.seed, family="train"), "activations (train)")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)

@@ -132,6 +132,10 @@ def test_mismatched_model_or_input_is_a_clear_error(agent, tiny_bundle_dir, tmp_
         attach(model, b, tokenizer=tok)
     with pytest.raises(AttachError, match="decoder blocks"):
         attach(torch.nn.Linear(2, 2), tiny_bundle_dir, tokenizer=tok)
+    b = Bundle.load(tiny_bundle_dir)
+    b.manifest.backbone.mlp_keep = 8
+    with pytest.raises(AttachError, match="pruned backbone"):
+        attach(model, b, tokenizer=tok)
     with attach(model, tiny_bundle_dir, tokenizer=tok) as h, torch.inference_mode():
         model(inputs_embeds=model.get_input_embeddings()(torch.tensor([_ids(tok, "thanks")])))
         with pytest.raises(AttachError, match="input_ids"):

@@ -68,6 +68,26 @@ def test_corrupt_probe_file(tmp_path) -> None:
         Bundle.load(tmp_path / "b")
 
 
+def test_pruned_backbone_indices_round_trip_and_are_checked(tmp_path) -> None:
+    import numpy as np
+
+    b = _bundle(tmp_path / "b")
+    m = b.manifest
+    m.backbone.layer, m.backbone.mlp_keep = 2, 4
+    keep = [np.array([0, 5, 9, 11], dtype=np.int64), np.array([1, 2, 3, 4], dtype=np.int64)]
+    Bundle(b.folder, m, b.probes, mlp_keep=keep).save()
+    got = Bundle.load(tmp_path / "b").mlp_keep
+    assert got is not None and all((x == k).all() for x, k in zip(got, keep, strict=True))
+    assert Bundle.load(tmp_path / "b").manifest.backbone.mlp_keep == 4
+    m.backbone.mlp_keep = 5  # the manifest says 5 per block, the file holds 4
+    (tmp_path / "b" / "guard.json").write_text(m.model_dump_json())
+    with pytest.raises(BundleError, match="int64 indices"):
+        Bundle.load(tmp_path / "b")
+    (tmp_path / "b" / "backbone.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(BundleError, match="unreadable"):
+        Bundle.load(tmp_path / "b")
+
+
 def test_shipped_default_bundle_validates() -> None:
     b = Bundle.load("gemma-3-270m")
     m = b.manifest

@@ -108,6 +108,27 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
         assert f.description  # from features.json
 
 
+def test_train_on_a_pruned_backbone(tiny_model_dir, tmp_path) -> None:
+    cfg = TrainConfig(
+        out=tmp_path / "tiny-pruned",
+        model=str(tiny_model_dir),
+        layer=2,
+        n_train=200,
+        n_calib=80,
+        max_iter=30,
+        mlp_keep=24,
+        prune_records=60,
+    )
+    train(cfg)
+    b = Bundle.load(cfg.out)
+    assert b.manifest.backbone.mlp_keep == 24 and "mlp_pruning" in b.manifest.training
+    assert b.mlp_keep is not None and [len(k) for k in b.mlp_keep] == [24, 24]
+    g = Guardrail.load(cfg.out, dtype="fp32", patterns=False)
+    assert g.backbone.model.layers[0].mlp.up_proj.out_features == 24
+    assert g.backbone.info["mlp_keep"] == "24,24"
+    assert isinstance(g.detect(["write to Ana Silva"])[0], list)
+
+
 def test_code_stats_match_dense_codes() -> None:
     from guardrail.sae import SaeConfig
     from guardrail.train import Activations, code_stats

@@ -48,9 +48,10 @@ class ServeSettings(BaseSettings):
     patterns: bool = True
     """Presidio's pattern recognisers beside the probe; false: the probe only (Presidio not imported)."""
     device: str = "auto"
-    runtime: str = "torch"
-    """``torch``, ``torch-int8`` (int8 products, compiled; CPU), ``onnx-int8`` (the backbone in ONNX
-    Runtime, CPU) or ``onnx`` (the exported graph)."""
+    runtime: str | None = None
+    """None: the one the bundle was fitted on (see ``Guardrail.load``); ``torch``, ``torch-int8`` (int8
+    products, compiled; CPU), ``onnx-int8`` (the backbone in ONNX Runtime, CPU) or ``onnx`` (the
+    exported graph)."""
     onnx_dir: str | None = None
     """Folder written by ``guardrail export-onnx``: the graph the ``onnx`` runtime runs."""
     dtype: str = "auto"
