@@ -28,10 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("GUARDRAIL_SHARED", REPO.parent / "shared")) / "data"
 
 
-def _guardrail_worker(bundle: str, compile: bool, texts: list[str], q: mp.Queue) -> None:
+def _guardrail_worker(bundle: str, compile: bool, runtime: str | None, texts: list[str], q: mp.Queue) -> None:
     from guardrail.pipeline import Guardrail
 
-    g = Guardrail.load(bundle, compile=compile).warmup()  # kernels for every length bucket, as a server would
+    g = Guardrail.load(
+        bundle, compile=compile, runtime=runtime
+    ).warmup()  # kernels for every length bucket, as a server would
     t0 = time.perf_counter()
     spans = g.detect(texts)
     dt = time.perf_counter() - t0
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default="gemma-3-270m")
     ap.add_argument("--limit", type=int, default=None, help="first N records of each set")
     ap.add_argument("--compile", action="store_true", help="torch.compile the backbone (server setting)")
+    ap.add_argument("--runtime", default=None, help="backbone runtime (default: the bundle's)")
     ap.add_argument("--presidio-processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--update-card", action="store_true", help="write the figures into the bundle")
@@ -101,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     chars = sum(len(t) for t in texts)
     print(f"presidio_synth_v2: {len(synth)} records, {chars} chars; wnut17: {len(wnut)} records", flush=True)
 
-    g = _run(_guardrail_worker, a.bundle, a.compile, texts)
+    g = _run(_guardrail_worker, a.bundle, a.compile, a.runtime, texts)
     p = _run(_presidio_worker, texts, a.presidio_processes)
     p1 = _run(_presidio_worker, texts, 1) if a.presidio_processes != 1 else p
-    gw = _run(_guardrail_worker, a.bundle, a.compile, [r.text for r in wnut])
+    gw = _run(_guardrail_worker, a.bundle, a.compile, a.runtime, [r.text for r in wnut])
     pw = _run(_presidio_worker, [r.text for r in wnut], a.presidio_processes)
 
     result: dict[str, Any] = {
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "bundle": a.bundle,
         "compile": a.compile,
+        "runtime": a.runtime,
         "records": {"presidio_synth_v2": len(synth), "wnut17_test": len(wnut)},
     }
     for name, run, runw in (("guardrail", g, gw), ("presidio_spacy_sm", p, pw)):
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         b.manifest.metrics["benchmark"] = {k: v for k, v in result.items() if k != "records"} | {
             "records": result["records"],
             "command": f"python benchmarks/core.py --bundle {a.bundle}{' --compile' if a.compile else ''}"
-            " --update-card",
+            f"{f' --runtime {a.runtime}' if a.runtime else ''} --update-card",
             "date": time.strftime("%Y-%m-%d"),
         }
         b.save()

@@ -15,9 +15,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from guardrail.prune import Pruning
 
 log = logging.getLogger(__name__)
 
@@ -262,77 +266,6 @@ activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16 dev VM, 0.6x 
 AMX (README, "Which runtime where")."""
 
 
-def _gated_mlp(block: torch.nn.Module) -> torch.nn.Module:
-    """A block's MLP when it is the gated kind (``gate_proj``, ``up_proj``, ``down_proj``: Gemma, Llama,
-    Qwen, Mistral...), else a clear error."""
-    mlp = getattr(block, "mlp", None)
-    if mlp is None or not all(isinstance(getattr(mlp, n, None), torch.nn.Linear) for n in _MLP_PARTS):
-        raise BackboneError("MLP pruning needs gated MLPs (gate_proj, up_proj, down_proj) in every block")
-    return mlp
-
-
-_MLP_PARTS = ("gate_proj", "up_proj", "down_proj")
-
-
-def prune_mlp(model: torch.nn.Module, keep: Sequence[np.ndarray]) -> None:
-    """Keep only the hidden neurons ``keep[i]`` of block ``i``'s gated MLP, in place: rows of the gate
-    and up projections, columns of the down projection. A neuron's whole contribution to the residual
-    goes through its own row and column, so the others compute exactly what they did."""
-    blocks = model.layers
-    if len(keep) != len(blocks):
-        raise BackboneError(f"MLP pruning names {len(keep)} blocks; the model runs {len(blocks)}")
-    for block, idx in zip(blocks, keep, strict=True):
-        mlp = _gated_mlp(block)
-        hidden = mlp.down_proj.in_features
-        idx = np.asarray(idx)
-        if idx.ndim != 1 or not len(idx) or np.any(np.diff(idx) <= 0) or idx[0] < 0 or idx[-1] >= hidden:
-            raise BackboneError(f"MLP pruning indices must be increasing and within 0..{hidden - 1}")
-        at = torch.from_numpy(idx.astype(np.int64))
-        for name in _MLP_PARTS:
-            old: torch.nn.Linear = getattr(mlp, name)
-            w = old.weight.data[:, at] if name == "down_proj" else old.weight.data[at]
-            new = torch.nn.Linear(
-                w.shape[1], w.shape[0], bias=old.bias is not None, dtype=w.dtype, device=w.device
-            )
-            new.weight.data = w.clone()
-            if old.bias is not None:
-                new.bias.data = old.bias.data.clone() if name == "down_proj" else old.bias.data[at].clone()
-            setattr(mlp, name, new)
-
-
-@torch.inference_mode()
-def mlp_importance(backbone: Backbone, encoded: Sequence[Encoded], batch_size: int = 16) -> list[np.ndarray]:
-    """Per block, each MLP neuron's mean squared contribution to the residual over ``encoded``'s tokens:
-    ``E[h_j^2] * ||W_down[:, j]||^2`` (``h``: the gated activation the down projection reads)."""
-    blocks = backbone._eager.layers
-    sums = [torch.zeros(_gated_mlp(b).down_proj.in_features, dtype=torch.float64) for b in blocks]
-    hooks = []
-    for i, b in enumerate(blocks):
-
-        def add(_m, args, i=i) -> None:
-            h = args[0].float()
-            sums[i] += h.reshape(-1, h.shape[-1]).square().sum(0).double().cpu()
-
-        hooks.append(_gated_mlp(b).down_proj.register_forward_pre_hook(add))
-    try:
-        eager, backbone.model = backbone.model, backbone._eager  # hooks run in the eager model only
-        backbone.residuals_flat(encoded, batch_size)
-    finally:
-        backbone.model = eager
-        for h in hooks:
-            h.remove()
-    out = []
-    for b, acc in zip(blocks, sums, strict=True):
-        w = _gated_mlp(b).down_proj.weight.detach().double().cpu()
-        out.append((acc * w.square().sum(0)).numpy())
-    return out
-
-
-def keep_most_important(importance: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-    """The ``n`` neurons of each block with the largest importance, as increasing indices."""
-    return [np.sort(np.argsort(-imp, kind="stable")[:n]).astype(np.int64) for imp in importance]
-
-
 def _onnx_path(path: str, layer: int) -> Path:
     src = Path(path)
     stem = src.name if src.exists() else re.sub(r"[^A-Za-z0-9._-]", "_", path)
@@ -512,12 +445,12 @@ class Backbone:
         dtype: str = "auto",
         runtime: str = "torch",
         compile: bool = False,
-        mlp_keep: Sequence[np.ndarray] | None = None,
+        pruning: Pruning | None = None,
     ) -> Backbone:
         """Load a backbone truncated after ``layer`` blocks (embeddings + blocks ``0..layer-1``).
 
-        ``mlp_keep``: per block, the MLP neurons to keep (:func:`prune_mlp`; a bundle trained on a
-        pruned backbone names them); the others are never computed.
+        ``pruning``: the MLP neurons each block keeps (and their refitted down projection), from a
+        bundle trained on a pruned backbone (:mod:`guardrail.prune`); the others are never computed.
 
         ``compile`` wraps the torch model in ``torch.compile`` (dynamic shapes): ~1 minute once per
         process, then ~20% more throughput on CPU — for servers, not for one-shot CLI calls.
@@ -528,7 +461,7 @@ class Backbone:
             raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         path, info = resolve(model_id)
         dev = pick_device(device)
-        if mlp_keep is not None and runtime == "onnx-int8":
+        if pruning is not None and runtime == "onnx-int8":
             raise BackboneError("a pruned backbone runs in torch (runtime torch or torch-int8)")
         if runtime in ("onnx-int8", "torch-int8") and dev.type != "cpu":
             raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
@@ -558,9 +491,9 @@ class Backbone:
                     model.norm = (
                         torch.nn.Identity()
                     )  # the probe reads the raw residual, not the final-normed one
-                if mlp_keep is not None:
-                    prune_mlp(model, mlp_keep)
-                    info["mlp_keep"] = ",".join(str(len(k)) for k in mlp_keep)
+                if pruning is not None:
+                    pruning.apply(model)
+                    info["mlp_keep"] = ",".join(str(len(k)) for k in pruning.keep)
                 model.to(dev).eval()
         except BackboneError:
             raise

@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guardrail.labels import CANONICAL, PRIVACY, PROBE_CLASSES
 from guardrail.probe import AnyProbe, ProbeError, load_probe
 
 if TYPE_CHECKING:
+    from guardrail.prune import Pruning
     from guardrail.sae import Sae
 
 MANIFEST = "guard.json"
@@ -25,7 +25,8 @@ PROBE_FILE = "probe.safetensors"
 DEFAULT_BUNDLE = "gemma-3-270m"
 SAE_DIR = "sae"
 BACKBONE_FILE = "backbone.safetensors"
-"""The pruned backbone's kept MLP neurons, ``mlp_keep.<block>`` (int64), when the manifest prunes."""
+"""The pruned backbone's kept MLP neurons ``mlp_keep.<block>`` (int64) and refitted down projections
+``mlp_down.<block>`` (float32), when the manifest prunes (:mod:`guardrail.prune`)."""
 FEATURES_FILE = "features.json"
 FORMAT_VERSION = 2
 
@@ -153,14 +154,14 @@ class Bundle:
         manifest: Manifest,
         probes: dict[str, AnyProbe],
         sae: Sae | None = None,
-        mlp_keep: list[np.ndarray] | None = None,
+        pruning: Pruning | None = None,
     ):
         self.folder = folder
         self.manifest = manifest
         self.probes = probes
         self.sae = sae
-        self.mlp_keep = mlp_keep
-        """Per block, the MLP neurons the backbone keeps (``backbone.mlp_keep`` of the manifest), or None."""
+        self.pruning = pruning
+        """The backbone's MLP pruning (``backbone.mlp_keep`` of the manifest), or None: the whole model."""
         for probe in probes.values():
             if probe.source == "sae":
                 probe.sae = sae
@@ -201,7 +202,7 @@ class Bundle:
                 )
             if probe.latents is not None and int(probe.latents.max()) >= sae.cfg.d_sae:
                 raise BundleError(f"bundle {folder.name}: probe {name!r} reads latents the SAE does not have")
-        return cls(folder, manifest, probes, sae, _read_mlp_keep(folder, manifest.backbone))
+        return cls(folder, manifest, probes, sae, _read_pruning(folder, manifest.backbone))
 
     def save(self) -> None:
         """Write manifest, probes, SAE and model card into :attr:`folder`."""
@@ -214,13 +215,10 @@ class Bundle:
         if self.sae is not None:
             self.sae.save(self.folder / SAE_DIR)
         (self.folder / BACKBONE_FILE).unlink(missing_ok=True)
-        if self.mlp_keep is not None:
+        if self.pruning is not None:
             from safetensors.numpy import save_file
 
-            save_file(
-                {f"mlp_keep.{i}": k.astype(np.int64) for i, k in enumerate(self.mlp_keep)},
-                self.folder / BACKBONE_FILE,
-            )
+            save_file(self.pruning.arrays(), self.folder / BACKBONE_FILE)
         self.save_manifest()
 
     def save_manifest(self) -> None:
@@ -231,26 +229,24 @@ class Bundle:
         (self.folder / "MODEL_CARD.md").write_text(render_card(self.manifest, self.folder), encoding="utf-8")
 
 
-def _read_mlp_keep(folder: Path, ref: BackboneRef) -> list[np.ndarray] | None:
-    """The kept MLP neurons of a pruned backbone, checked against the manifest (None when unpruned)."""
+def _read_pruning(folder: Path, ref: BackboneRef) -> Pruning | None:
+    """The pruned backbone's kept MLP neurons (and refitted down projections), checked against the
+    manifest; None when the backbone is whole."""
     if ref.mlp_keep is None:
         return None
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from guardrail.prune import Pruning
+
     try:
         arrays = load_file(folder / BACKBONE_FILE)
     except (OSError, SafetensorError) as e:
         raise BundleError(f"bundle {folder.name}: {BACKBONE_FILE} unreadable ({type(e).__name__})") from None
-    keep = [arrays.get(f"mlp_keep.{i}") for i in range(ref.layer)]
-    if len(arrays) != ref.layer or any(
-        k is None or k.dtype != np.int64 or k.shape != (ref.mlp_keep,) for k in keep
-    ):
-        raise BundleError(
-            f"bundle {folder.name}: {BACKBONE_FILE} must hold mlp_keep.0..{ref.layer - 1}, "
-            f"{ref.mlp_keep} int64 indices each"
-        )
-    return keep  # type: ignore[return-value]
+    try:
+        return Pruning.from_arrays(arrays, ref.layer, ref.mlp_keep)
+    except ValueError as e:
+        raise BundleError(f"bundle {folder.name}: {BACKBONE_FILE} {e}") from None
 
 
 def _pct(x: object) -> str:

@@ -172,7 +172,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from guardrail.export import ExportError, export
     from guardrail.pipeline import Guardrail
 
-    guard = Guardrail.load(args.bundle, device="cpu", probe=args.probe, patterns=False, model=args.model)
+    guard = Guardrail.load(
+        args.bundle, device="cpu", runtime="torch", probe=args.probe, patterns=False, model=args.model
+    )
     try:
         out = export(guard, args.out, int8=args.int8)
     except ExportError as e:

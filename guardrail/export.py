@@ -156,13 +156,14 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
 
 
 def weights_fingerprint(folder: Path) -> str:
-    """sha256 over a bundle's arrays (probes and SAE): a graph exported from other weights is refused."""
+    """sha256 over a bundle's arrays (probes, SAE, backbone pruning): a graph exported from other
+    weights is refused."""
     import hashlib
 
-    from guardrail.bundle import PROBE_FILE, SAE_DIR
+    from guardrail.bundle import BACKBONE_FILE, PROBE_FILE, SAE_DIR
 
     h = hashlib.sha256()
-    for f in [folder / PROBE_FILE, *sorted((folder / SAE_DIR).glob("*.safetensors"))]:
+    for f in [folder / PROBE_FILE, *sorted((folder / SAE_DIR).glob("*.safetensors")), folder / BACKBONE_FILE]:
         if f.is_file():
             h.update(f.read_bytes())
     return h.hexdigest()

@@ -179,7 +179,7 @@ class Guardrail:
             dtype=dtype,
             runtime=runtime,
             compile=compile,
-            mlp_keep=bundle.mlp_keep,
+            pruning=bundle.pruning,
         )
         if bundle.sae is not None:
             # the SAE reads the residuals where the probe does: on a CUDA backbone's GPU (the probe is

@@ -27,6 +27,7 @@ from guardrail.probe import AnyProbe, Probe, fit, sae_features, token_features
 from guardrail.spans import Span, decode
 
 if TYPE_CHECKING:
+    from guardrail.prune import Pruning
     from guardrail.sae import Sae
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class TrainConfig:
     the whole model."""
     prune_records: int = 1500
     """Records (70% synthetic of another seed, 30% general text) that rank the MLP neurons."""
+    mlp_refit: bool = True
+    """Refit the pruned blocks' down projections by least squares (:mod:`guardrail.prune`)."""
 
 
 def token_labels(text: str, offsets: np.ndarray, spans: Sequence[Span], classes: Sequence[str]) -> np.ndarray:
@@ -211,8 +214,8 @@ def train(cfg: TrainConfig) -> Bundle:
     log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
     train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
-    neurons = prune_for(cfg) if cfg.mlp_keep is not None else None
-    backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime, mlp_keep=neurons)
+    pruning = prune_for(cfg) if cfg.mlp_keep is not None else None
+    backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime, pruning=pruning)
     tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size)
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
     x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
@@ -264,7 +267,8 @@ def train(cfg: TrainConfig) -> Bundle:
             "total_seconds": round(time.perf_counter() - t_start, 1),
             **(
                 {
-                    "mlp_pruning": f"{cfg.mlp_keep} neurons per block kept by E[h^2]*|W_down col|^2 on "
+                    "mlp_pruning": f"{cfg.mlp_keep} neurons per block kept by E[h^2]*|W_down col|^2"
+                    f"{', down projection refitted by least squares' if cfg.mlp_refit else ''}, on "
                     f"{cfg.prune_records} records (70% synthetic, seed {cfg.seed + 2}; 30% general text)"
                 }
                 if cfg.mlp_keep is not None
@@ -272,19 +276,17 @@ def train(cfg: TrainConfig) -> Bundle:
             ),
         },
     )
-    bundle = Bundle(cfg.out, manifest, {"raw": probe}, mlp_keep=neurons)
+    bundle = Bundle(cfg.out, manifest, {"raw": probe}, pruning=pruning)
     bundle.save()
     return bundle
 
 
-def prune_for(cfg: TrainConfig) -> list[np.ndarray]:
-    """The MLP neurons a pruned backbone keeps: per block, the ``cfg.mlp_keep`` whose mean squared
-    contribution to the residual (:func:`guardrail.backbone.mlp_importance`) is largest, measured on
-    the unpruned model over synthetic and general text (never evaluation data)."""
-    from itertools import islice
-
+def prune_for(cfg: TrainConfig) -> Pruning:
+    """The MLP pruning of a fast backbone (:func:`guardrail.prune.plan`): ``cfg.mlp_keep`` neurons per
+    block, ranked and refitted on the unpruned model over synthetic and general text (never
+    evaluation data)."""
     from guardrail import corpus, synth
-    from guardrail.backbone import keep_most_important, mlp_importance
+    from guardrail.prune import plan
 
     records = list(
         islice(
@@ -297,10 +299,10 @@ def prune_for(cfg: TrainConfig) -> list[np.ndarray]:
             cfg.prune_records,
         )
     )
+    assert cfg.mlp_keep is not None
     full = Backbone.load(cfg.model, layer=cfg.layer)
-    log.info("ranking MLP neurons on %d records", len(records))
-    importance = mlp_importance(full, full.encode([r.text for r in records]), cfg.batch_size)
-    return keep_most_important(importance, cfg.mlp_keep)
+    log.info("pruning MLPs to %d neurons on %d records", cfg.mlp_keep, len(records))
+    return plan(full, full.encode([r.text for r in records]), cfg.mlp_keep, refit=cfg.mlp_refit)
 
 
 @dataclass(slots=True)
@@ -342,7 +344,7 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     folder = find(cfg.bundle)
     bundle = Bundle.load(folder)
     ref = bundle.manifest.backbone
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, mlp_keep=bundle.mlp_keep)
+    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, pruning=bundle.pruning)
     t0 = time.perf_counter()
     # records are ~50 tokens: generate more than enough, the token budget stops training
     records = corpus.mix(
@@ -537,7 +539,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     m = bundle.manifest
     ref = m.backbone
     keep = list(m.detect_labels)
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, mlp_keep=bundle.mlp_keep)
+    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, pruning=bundle.pruning)
     tr = collect(backbone, synth.generate(cfg.n_train, seed=cfg.seed, family="train"), "activations (train)")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)

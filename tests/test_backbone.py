@@ -15,12 +15,9 @@ from guardrail.backbone import (
     Backbone,
     BackboneError,
     Encoded,
-    keep_most_important,
     lay_out,
-    mlp_importance,
     pack_pieces,
     pick_dtype,
-    prune_mlp,
     resolve,
     stitch,
     windows,
@@ -122,55 +119,6 @@ def test_packed_rows_match_single_rows(tiny_model_dir) -> None:
         )[len(enc[1].ids) :],
         atol=1e-4,
     )  # the same tokens after another text's, unmasked, do differ
-
-
-def test_pruned_mlp_keeping_all_neurons_is_the_model(tiny_model_dir) -> None:
-    full = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
-    hidden = full.model.layers[0].mlp.down_proj.in_features
-    same = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32", mlp_keep=[np.arange(hidden)] * 2)
-    enc = full.encode(["Call Ana Silva at +1 415 555 0100.", "Order #4821 shipped"])
-    assert torch.allclose(full.residuals_flat(enc), same.residuals_flat(enc), atol=1e-5)
-
-
-def test_pruning_ranks_neurons_by_their_contribution(tiny_model_dir) -> None:
-    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
-    enc = bb.encode(["Call Ana Silva at +1 415 555 0100.", "Order #4821 shipped to 12 Main Street"] * 3)
-    imp = mlp_importance(bb, enc)
-    hidden = bb.model.layers[0].mlp.down_proj.in_features
-    assert len(imp) == 2 and all(x.shape == (hidden,) and (x >= 0).all() and x.sum() > 0 for x in imp)
-    keep = keep_most_important(imp, 16)
-    assert all(len(k) == 16 and (np.diff(k) > 0).all() for k in keep)
-    assert all(x[k].min() >= np.delete(x, k).max() for x, k in zip(imp, keep, strict=True))
-    # dropping the least important half moves the residual less than dropping the most important half
-    ref = bb.residuals_flat(enc)
-    low = [np.sort(np.argsort(x)[hidden // 2 :]) for x in imp]
-    high = [np.sort(np.argsort(x)[: hidden // 2]) for x in imp]
-    errs = []
-    for kept in (low, high):
-        pruned = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32", mlp_keep=kept)
-        assert pruned.model.layers[1].mlp.gate_proj.out_features == hidden // 2
-        assert pruned.info["mlp_keep"] == f"{hidden // 2},{hidden // 2}"
-        errs.append(float((pruned.residuals_flat(enc) - ref).norm()))
-    assert errs[0] < errs[1]
-
-
-def test_bad_pruning_is_refused(tiny_model_dir) -> None:
-    with pytest.raises(BackboneError, match="names 1 blocks"):
-        Backbone.load(str(tiny_model_dir), layer=2, mlp_keep=[np.arange(4)])
-    with pytest.raises(BackboneError, match="increasing"):
-        Backbone.load(str(tiny_model_dir), layer=2, mlp_keep=[np.array([3, 1]), np.arange(4)])
-    with pytest.raises(BackboneError, match="within"):
-        Backbone.load(str(tiny_model_dir), layer=2, mlp_keep=[np.arange(4), np.array([0, 10_000])])
-    with pytest.raises(BackboneError, match="gated MLPs"):
-        prune_mlp(_NoMlp(), [np.arange(2)])
-    with pytest.raises(BackboneError, match="runs in torch"):
-        Backbone.load(str(tiny_model_dir), layer=2, runtime="onnx-int8", mlp_keep=[np.arange(4)] * 2)
-
-
-class _NoMlp(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
 
 
 def test_bad_layer_and_unknown_model(tiny_model_dir, tmp_path) -> None:

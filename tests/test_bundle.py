@@ -71,13 +71,17 @@ def test_corrupt_probe_file(tmp_path) -> None:
 def test_pruned_backbone_indices_round_trip_and_are_checked(tmp_path) -> None:
     import numpy as np
 
+    from guardrail.prune import Pruning
+
     b = _bundle(tmp_path / "b")
     m = b.manifest
     m.backbone.layer, m.backbone.mlp_keep = 2, 4
     keep = [np.array([0, 5, 9, 11], dtype=np.int64), np.array([1, 2, 3, 4], dtype=np.int64)]
-    Bundle(b.folder, m, b.probes, mlp_keep=keep).save()
-    got = Bundle.load(tmp_path / "b").mlp_keep
-    assert got is not None and all((x == k).all() for x, k in zip(got, keep, strict=True))
+    down = [np.full((8, 4), i, dtype=np.float32) for i in range(2)]
+    Bundle(b.folder, m, b.probes, pruning=Pruning(keep, down)).save()
+    got = Bundle.load(tmp_path / "b").pruning
+    assert got is not None and all((x == k).all() for x, k in zip(got.keep, keep, strict=True))
+    assert got.down is not None and float(got.down[1][0, 0]) == 1.0
     assert Bundle.load(tmp_path / "b").manifest.backbone.mlp_keep == 4
     m.backbone.mlp_keep = 5  # the manifest says 5 per block, the file holds 4
     (tmp_path / "b" / "guard.json").write_text(m.model_dump_json())

@@ -122,7 +122,8 @@ def test_train_on_a_pruned_backbone(tiny_model_dir, tmp_path) -> None:
     train(cfg)
     b = Bundle.load(cfg.out)
     assert b.manifest.backbone.mlp_keep == 24 and "mlp_pruning" in b.manifest.training
-    assert b.mlp_keep is not None and [len(k) for k in b.mlp_keep] == [24, 24]
+    assert b.pruning is not None and [len(k) for k in b.pruning.keep] == [24, 24]
+    assert b.pruning.down is not None and b.pruning.down[0].shape == (32, 24)
     g = Guardrail.load(cfg.out, dtype="fp32", patterns=False)
     assert g.backbone.model.layers[0].mlp.up_proj.out_features == 24
     assert g.backbone.info["mlp_keep"] == "24,24"
