@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f' --runtime {a.runtime}' if a.runtime else ''} --update-card",
             "date": time.strftime("%Y-%m-%d"),
         }
-        b.save()
+        b.save_manifest()  # figures only: the arrays stay byte for byte
     return 0
 
 

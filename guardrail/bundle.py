@@ -396,9 +396,10 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
         "are never loaded",
         *(
             [
-                f"- **pruned backbone**: each block's MLP keeps its {m.backbone.mlp_keep} most important "
-                f"neurons (`{BACKBONE_FILE}`; {m.training.get('mlp_pruning', 'see training')}): faster, "
-                "but no longer the agent's own model, so this bundle cannot piggyback an agent's forward pass"
+                f"- **pruned backbone** (`{BACKBONE_FILE}`): "
+                f"{m.training.get('mlp_pruning', f'{m.backbone.mlp_keep} MLP neurons kept per block')}. "
+                "Faster, but no longer the agent's own model: this bundle cannot piggyback an agent's "
+                "forward pass"
             ]
             if m.backbone.mlp_keep
             else []
@@ -505,6 +506,7 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
         "- Trained on synthetic English-first data in 7 locales; other languages and domains are untested.",
         "- Names of public figures and fictional characters are flagged like any other name.",
         "- A detector lowers the risk of leaking PII; it does not prove its absence.",
+        *(f"- {x}" for x in m.metrics.get("limits", []) if isinstance(x, str)),
         "",
     ]
     return "\n".join(lines)

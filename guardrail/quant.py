@@ -27,8 +27,11 @@ class Int8Linear(torch.nn.Module):
         scale = w.abs().amax(dim=1).clamp_min(1e-12) / QMAX
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        self.register_buffer("qweight", (w / scale[:, None]).round().to(torch.int8).t().contiguous())
-        """``[in, out]`` int8: the layout ``torch._int_mm`` multiplies by."""
+        qweight = torch.empty((self.in_features, self.out_features), dtype=torch.int8)
+        qweight.copy_((w / scale[:, None]).round().t())  # fresh row-major strides: a transposed view of
+        # a one-column matrix is "contiguous" with strides (1, 1), which torch._int_mm misreads
+        self.register_buffer("qweight", qweight)
+        """``[in, out]`` int8, row-major: the layout ``torch._int_mm`` multiplies by."""
         self.register_buffer("scale", scale)
         """``[out]`` float32 per output channel."""
         bias = linear.bias.detach().float() if linear.bias is not None else None

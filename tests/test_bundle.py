@@ -99,3 +99,12 @@ def test_shipped_default_bundle_validates() -> None:
     for entry in m.probes.values():
         assert set(entry.thresholds) >= set(m.detect_labels)
     assert (b.folder / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_fast_bundle_prunes_and_runs_int8() -> None:
+    b = Bundle.load("gemma-3-270m-fast")
+    ref = b.manifest.backbone
+    assert (ref.runtime, ref.mlp_keep, ref.layer) == ("torch-int8", 1024, 3)
+    assert b.pruning is not None and b.pruning.down is not None
+    assert [len(k) for k in b.pruning.keep] == [1024] * 3 and b.pruning.down[0].shape == (640, 1024)
+    assert "pruned backbone" in (b.folder / "MODEL_CARD.md").read_text()

@@ -148,6 +148,19 @@ def test_real_default_torch_int8_runtime_finds_what_torch_finds() -> None:
     assert agree > 0.9
 
 
+@pytest.mark.model
+def test_real_fast_bundle_end_to_end() -> None:
+    """The speed-first bundle: pruned backbone, int8 products, compiled; loads its own runtime."""
+    g = Guardrail.load("gemma-3-270m-fast").warmup(batch_size=2)
+    assert g.describe()["runtime"] == "torch-int8"
+    assert g.backbone._eager.layers[0].mlp.down_proj.in_features == 1024
+    text = "Hi, I'm Maria Gonzalez, email maria.gonzalez@example.com, phone +1 (415) 555-0172."
+    (spans,) = g.detect([text])
+    found = {text[s.start : s.end] for s in spans}
+    assert "Maria Gonzalez" in found and "maria.gonzalez@example.com" in found
+    assert g.detect(["The weather was nice, so we walked to the market."]) == [[]]
+
+
 def test_tiny_one_megabyte_text(tiny_guard: Guardrail) -> None:
     text = ("send it to Ana Silva thanks. " * 36_000)[:1_000_000]
     (spans,) = tiny_guard.detect([text])
