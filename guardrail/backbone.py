@@ -264,6 +264,8 @@ ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX Runtime on the
 ~0.997 cosine of torch's, but its spans differ from the bundle's (its thresholds were set on torch's
 activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16 dev VM, 0.6x on a 16-core Xeon with
 AMX (README, "Which runtime where")."""
+CPU_RUNTIMES = ("torch-int8", "onnx-int8")
+"""Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
 
 
 def _onnx_path(path: str, layer: int) -> Path:
@@ -463,7 +465,7 @@ class Backbone:
         dev = pick_device(device)
         if pruning is not None and runtime == "onnx-int8":
             raise BackboneError("a pruned backbone runs in torch (runtime torch or torch-int8)")
-        if runtime in ("onnx-int8", "torch-int8") and dev.type != "cpu":
+        if runtime in CPU_RUNTIMES and dev.type != "cpu":
             raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
         try:
             config = _config(path)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from guardrail.backbone import CPU_RUNTIMES, Backbone, pick_device, pick_dtype
 from guardrail.backbone import RUNTIMES as BACKBONE_RUNTIMES
-from guardrail.backbone import Backbone, pick_device, pick_dtype
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
@@ -28,8 +28,6 @@ from guardrail.spans import Span, decode_batch, merge
 log = logging.getLogger(__name__)
 
 RUNTIMES = (*BACKBONE_RUNTIMES, "onnx")
-CPU_RUNTIMES = ("torch-int8", "onnx-int8")
-"""Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
 """What :meth:`Guardrail.load` runs on: the backbone runtimes, or ``onnx``: the whole probe as the graph
 ``guardrail export-onnx`` wrote."""
 
@@ -241,8 +239,9 @@ class Guardrail:
         return "cuda (ONNX Runtime)" if self.graph.device.type == "cuda" else "cpu"
 
     def _batch(self, batch_size: int | None) -> int:
-        """Windows per forward pass: as asked, else 16 on the CPU (more gains nothing there) and 256 on a
-        GPU (measured on an H200: 16 windows reach ~1/3 of the throughput of 256-512)."""
+        """Rows of <= 128 token slots per forward pass (short windows share a row): as asked, else 16
+        on the CPU (more gains nothing there) and 256 on a GPU (measured on an H200 before packing: 16
+        windows reach ~1/3 of the throughput of 256-512)."""
         if batch_size is not None:
             if batch_size < 1:
                 raise GuardrailError(f"batch_size must be at least 1, got {batch_size}")
@@ -294,7 +293,8 @@ class Guardrail:
         ``texts`` is a list of strings (a single ``str`` counts as a list of one); ``labels`` narrows or
         widens the reported labels (default: the bundle's ``detect_labels``). ``explain=True`` fills each
         probe span's ``features`` with the SAE latents behind it (needs an SAE-feature probe).
-        ``batch_size``: windows of <= 128 tokens per forward pass (default: 16 on the CPU, 256 on a GPU).
+        ``batch_size``: rows of <= 128 token slots per forward pass, short windows sharing a row
+        (default: 16 on the CPU, 256 on a GPU).
         """
         items = _as_texts(texts)
         keep = self._labels(labels)

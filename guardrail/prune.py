@@ -123,11 +123,9 @@ def gram(backbone: Backbone, encoded: Sequence[Encoded], block: int, batch_size:
         count[0] += h.shape[0]
 
     hook = mlp.down_proj.register_forward_pre_hook(add)
-    compiled, backbone.model = backbone.model, backbone._eager  # hooks run in the eager model only
-    try:
-        backbone.residuals_flat(encoded, batch_size)
+    try:  # asking for layer taps runs the eager model, where hooks fire (a compiled graph skips them)
+        backbone.residuals_flat(encoded, batch_size, layers=[backbone.layer])
     finally:
-        backbone.model = compiled
         hook.remove()
     return acc / max(count[0], 1)
 

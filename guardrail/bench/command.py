@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="windows per forward pass of the probe methods (default: 16 on the CPU, 256 on a GPU)",
+        help="rows of <= 128 token slots per forward pass of the probe methods, short windows sharing a "
+        "row (default: 16 on the CPU, 256 on a GPU)",
     )
     p.add_argument("--gpu-price-per-hour", type=float, default=2.5, help="USD per GPU hour (H100 default)")
     p.add_argument("--out", default=None, help="report folder (default benchmarks/results/<date>-<machine>)")

