@@ -194,6 +194,29 @@ def report(r: dict[str, Any]) -> str:
                     f"{row['identical_records']:.1%} |"
                 )
             lines.append("")
+    oc = r.get("onnx_cuda")
+    if oc and "error" in oc:
+        lines += [f"ONNX Runtime, CUDA execution provider: failed ({oc['error']}).", ""]
+    elif oc:
+        torch_tps = {x["batch_size"]: x["detect_tokens_per_s"] for x in r["throughput"]}
+        lines += [
+            f"ONNX Runtime on this GPU: the probe graph of `guardrail export-onnx` (float32; export "
+            f"{oc['export_s']:.0f} s), session provider {oc['provider']}. Parity: "
+            f"{oc['parity_cpu']['identical_records']:.1%} of records identical to the CPU reference "
+            f"(span F1 {oc['parity_cpu']['span_f1']:.4f}), {oc['parity_torch_gpu']['identical_records']:.1%}"
+            f" to torch on this GPU (span F1 {oc['parity_torch_gpu']['span_f1']:.4f}).",
+            "",
+            "| batch size | texts | tokens | ONNX Runtime detect tokens/s | torch detect tokens/s "
+            "| ONNX / torch |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for x in oc["throughput"]:
+            t = torch_tps.get(x["batch_size"], float("nan"))
+            lines.append(
+                f"| {x['batch_size']} | {x['texts']} | {x['tokens']:,} | {x['detect_tokens_per_s']:,.0f} | "
+                f"{t:,.0f} | {x['detect_tokens_per_s'] / t:.2f}x |"
+            )
+        lines.append("")
     if r.get("notes"):
         lines += ["Notes:", "", *(f"- {n}" for n in r["notes"]), ""]
     return "\n".join(lines)
@@ -323,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         providers = ["(onnxruntime not installed)"]
     ox: dict[str, Any] = {"providers": providers}
     result["onnx"] = ox
+    if "CUDAExecutionProvider" in providers and guard.backbone.device.type == "cuda":
+        try:
+            result["onnx_cuda"] = onnx_cuda(guard, records, cpu_spans, found, work, sizes, a, folder)
+        except Exception as e:  # recorded, not fatal: the torch figures are already written
+            result["onnx_cuda"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        print("onnx_cuda", json.dumps(result["onnx_cuda"]), flush=True)
+        (a.out / "gpu.json").write_text(json.dumps(result, indent=1))
     if time.perf_counter() - began > a.deadline_s:
         ox["skipped"] = f"not run: past --deadline-s {a.deadline_s:g} s"
     else:
@@ -335,6 +365,54 @@ def main(argv: list[str] | None = None) -> int:
     (a.out / "report.md").write_text(report(result))
     print(report(result))
     return 0
+
+
+def onnx_cuda(
+    guard: Guardrail,
+    records: list[str],
+    cpu_spans: list,
+    torch_spans: list,
+    work: list[str],
+    sizes: list[int],
+    a: argparse.Namespace,
+    folder: Path,
+) -> dict[str, Any]:
+    """The probe exported to ONNX (float32; ``guardrail export-onnx``) on ONNX Runtime's CUDA execution
+    provider: export time, parity with the CPU reference and with torch on this GPU, detect tokens/s."""
+    from guardrail.export import export
+
+    t0 = time.perf_counter()
+    graph_dir = export(guard, a.model_dir.parent / "guardrail-gpu-onnx")
+    out: dict[str, Any] = {"export_s": time.perf_counter() - t0}
+    g = Guardrail.load(
+        DEFAULT_BUNDLE, runtime="onnx", onnx_dir=graph_dir, device="cuda", patterns=False, model=str(folder)
+    )
+    out["provider"] = g.graph.provider
+    print("onnx graph on", g.graph.provider, flush=True)
+    found = spans_of(g, records, 64)
+    out["parity_cpu"] = parity(found, cpu_spans)
+    out["parity_torch_gpu"] = parity(found, torch_spans)
+    rows = []
+    for b in sizes:
+        if b < 32:
+            continue
+        n = min(len(work), max(256, 64 * b))
+        sub = work[:n]
+        tokens = sum(len(e.ids) for e in g.backbone.encode(sub))
+        secs, passes = timed(lambda b=b, sub=sub: g.detect(sub, batch_size=b), a.seconds, torch.device("cpu"))
+        rows.append(
+            {
+                "batch_size": b,
+                "texts": n,
+                "tokens": tokens,
+                "detect_tokens_per_s": tokens / secs,
+                "detect_chars_per_s": sum(map(len, sub)) / secs,
+                "timed_passes": passes,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    out["throughput"] = rows
+    return out
 
 
 def onnx_vs_torch(sub: list[str], ref: list, folder: Path) -> dict[str, Any]:

@@ -293,14 +293,19 @@ class Sae(nn.Module):
 
     def _selected(self, latents: Tensor) -> tuple[Tensor, Tensor]:
         """The encoder's columns and biases of ``latents`` in float32, kept while weights and selection
-        stay."""
-        key = (
-            latents.data_ptr(),
-            latents.numel(),
-            self.W_enc.data_ptr(),
-            self.W_enc.dtype,
-            self.W_enc.device,
-        )
+        stay. Traced (``torch.export`` for ONNX, ``torch.compile``) they are computed in the graph: a
+        traced tensor has no data pointer to key a cache on."""
+        try:
+            key = (
+                latents.data_ptr(),
+                latents.numel(),
+                self.W_enc.data_ptr(),
+                self.W_enc.dtype,
+                self.W_enc.device,
+            )
+        except RuntimeError:  # fake or functional tensors while tracing
+            idx = latents.to(self.W_enc.device)
+            return self.W_enc[:, idx].float(), self.b_enc[idx].float()
         cached = self.__dict__.get("_selection")
         if cached is None or cached[0] != key:
             idx = latents.to(self.W_enc.device)

@@ -6,6 +6,7 @@ import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -195,45 +196,51 @@ def decode_batch(
     if not len(flagged):
         return out
     owner = np.searchsorted(np.cumsum(sizes), flagged, side="right")  # text of each flagged token
+    # Text order, not token order (windowed or byte-level tokenizers may repeat or reorder offsets):
+    # one stable sort of all flagged tokens by (text, start, end).
+    order = np.lexsort((offs[flagged, 1], offs[flagged, 0], owner))
+    flagged, owner = flagged[order], owner[order]
     cuts = np.flatnonzero(np.diff(owner)) + 1
-    for toks, owners in zip(np.split(flagged, cuts), np.split(owner, cuts), strict=True):
-        ti = int(owners[0])
-        out[ti] = _spans(texts[ti], toks.tolist(), offs, pii, best, classes, lone_min_score)
+    # plain Python lists from here: per-token numpy scalar reads cost more than the work
+    f_start, f_end = offs[flagged, 0].tolist(), offs[flagged, 1].tolist()
+    f_pii = pii[flagged].tolist()
+    f_label = [classes[b] for b in best[flagged].tolist()]
+    for a, b in pairwise([0, *cuts.tolist(), len(flagged)]):
+        ti = int(owner[a])
+        out[ti] = _spans(texts[ti], f_start[a:b], f_end[a:b], f_pii[a:b], f_label[a:b], lone_min_score)
     return out
 
 
 def _spans(
     text: str,
-    tokens: list[int],
-    offs: np.ndarray,
-    pii: np.ndarray,
-    best: np.ndarray,
-    classes: Sequence[str],
+    starts: list[int],
+    ends: list[int],
+    pii: list[float],
+    labels: list[str],
     lone_min_score: float | Mapping[str, float],
 ) -> list[Span]:
-    """The spans of one text from its flagged ``tokens`` (rows of ``offs``, ``pii`` and ``best``)."""
-    # Text order, not token order: windowed or byte-level tokenizers may repeat or reorder offsets.
-    order = sorted(tokens, key=lambda t: (int(offs[t, 0]), int(offs[t, 1])))
-    runs: list[list[int]] = []
-    run_end = -1
-    for t in order:
-        start, end = int(offs[t, 0]), int(offs[t, 1])
-        if runs and (start <= run_end or text[run_end:start].isspace()):
-            runs[-1].append(t)
-            run_end = max(run_end, end)
-        else:
-            runs.append([t])
+    """The spans of one text from its flagged tokens in text order: character offsets, PII scores and
+    labels."""
+    runs: list[tuple[int, int]] = []  # [first, last) token of each run
+    run_end, first = -1, 0
+    for t, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        if t and not (start <= run_end or text[run_end:start].isspace()):
+            runs.append((first, t))
+            first = t
             run_end = end
+        else:
+            run_end = max(run_end, end)
+    runs.append((first, len(starts)))
 
     spans: list[Span] = []
-    for run in runs:
-        scores = [float(pii[t]) for t in run]
-        label = _run_label([classes[best[t]] for t in run], scores)
+    for a, b in runs:
+        scores = pii[a:b]
+        label = _run_label(labels[a:b], scores)
         score = round(min(1.0, max(0.0, max(scores))), 4)
         # A single token is the weakest evidence there is: one stray subword should not redact a word.
-        if len(run) == 1 and score < _lone_min(lone_min_score, label):
+        if b - a == 1 and score < _lone_min(lone_min_score, label):
             continue
-        start, end = trim(text, min(int(offs[t, 0]) for t in run), max(int(offs[t, 1]) for t in run))
+        start, end = trim(text, min(starts[a:b]), max(ends[a:b]))
         start, end = snap(text, start, end)
         if start < end:
             spans.append(Span(start, end, label, score, "probe"))

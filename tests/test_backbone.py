@@ -172,6 +172,50 @@ def test_default_gemma_backbone_offsets_and_scale() -> None:
     assert float(cos.min()) > 0.999
 
 
+TRICKY = [
+    "",
+    " ",
+    "Call Ana Silva at +1 415 555 0100 🎉 naïve",
+    "tab\tand\nnewline  double  spaces ",
+    "日本語のテキスト, Zoë Ødegård",
+    "lone \ud800 surrogate",
+    "word " * 700,
+]
+
+
+def _wrapper_encode(bb: Backbone, texts: list[str]) -> list[tuple[list[int], list[list[int]]]]:
+    """transformers' own call, the reference the direct Rust path must equal."""
+    clean = [t.replace("\ud800", "\ufffd") for t in texts]
+    enc = bb.tokenizer(
+        clean, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+    )
+    return [
+        (list(i), [list(o) for o in offs])
+        for i, offs in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
+
+
+def _encode(bb: Backbone, texts: list[str]) -> list[tuple[list[int], list[list[int]]]]:
+    return [(e.ids.tolist(), e.offsets.reshape(-1, 2).tolist()) for e in bb.encode(texts)]
+
+
+def test_encode_equals_the_transformers_call(tiny_model_dir) -> None:
+    bb = Backbone.load(str(tiny_model_dir), layer=1, dtype="fp32")
+    assert bb.tokenizer.backend_tokenizer is not None  # the direct path is the one under test
+    assert _encode(bb, TRICKY) == _wrapper_encode(bb, TRICKY)
+    assert _encode(bb, []) == []
+
+
+def test_default_gemma_encode_equals_the_transformers_call() -> None:
+    bb = Backbone.load("gemma-3-270m", layer=1)
+    got = bb.encode(TRICKY)
+    assert [(e.ids.tolist(), e.offsets.tolist()) for e in got] == _wrapper_encode(bb, TRICKY)
+    assert all(e.ids.dtype == np.int64 and e.offsets.shape == (len(e.ids), 2) for e in got)
+    # a truncation or padding left on the shared tokenizer by another caller does not leak in
+    bb.tokenizer(["x " * 50], truncation=True, max_length=4, padding="max_length")
+    assert [(e.ids.tolist(), e.offsets.tolist()) for e in bb.encode(TRICKY)] == _wrapper_encode(bb, TRICKY)
+
+
 @pytest.mark.model
 def test_second_backbone_smollm2_same_code_path() -> None:
     assert "smollm2-135m" in EMBEDDED

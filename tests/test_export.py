@@ -50,6 +50,7 @@ def fp32_guards() -> dict[str, Guardrail]:
 @pytest.mark.parametrize("probe", ["raw", "sae-lr"])
 def test_real_graph_matches_torch(fp32_guards: dict[str, Guardrail], probe: str, tmp_path: Path) -> None:
     ref = fp32_guards[probe]
+    ref.detect(SHORT)  # a guardrail in use (its SAE selection cached) exports as well as a fresh one
     out = export(ref, tmp_path / "graph")
     meta = json.loads((out / "onnx.json").read_text())
     assert meta["probe"] == probe and meta["margin"] == 1 and meta["precision"] == "fp32"
