@@ -100,6 +100,15 @@ def snap(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+NEEDS_DIGIT = frozenset({"PHONE", "CREDIT_CARD", "IBAN", "ID_NUMBER", "IP_ADDRESS"})
+"""Labels whose values always hold a digit: a probe span of one of them without any ("my credit card",
+"to") is a false alarm of the type's context, not a value, and is dropped."""
+
+
+def _has_digit(text: str, start: int, end: int) -> bool:
+    return any(ch.isdigit() for ch in text[start:end])
+
+
 def _label_key(label: str) -> tuple[int, str]:
     return _LABEL_RANK.get(label, len(_LABEL_RANK)), label
 
@@ -242,7 +251,7 @@ def _spans(
             continue
         start, end = trim(text, min(starts[a:b]), max(ends[a:b]))
         start, end = snap(text, start, end)
-        if start < end:
+        if start < end and (label not in NEEDS_DIGIT or _has_digit(text, start, end)):
             spans.append(Span(start, end, label, score, "probe"))
     # Snapping can make two runs reach into the same word; merge makes the output non-overlapping.
     return merge(spans)

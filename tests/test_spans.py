@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.labels import CANONICAL
-from guardrail.spans import Span, decode, decode_batch, is_word_char, merge, snap, trim
+from guardrail.spans import NEEDS_DIGIT, Span, decode, decode_batch, is_word_char, merge, snap, trim
 
 CLASSES = ("O", "PERSON", "EMAIL", "PHONE", "ORGANIZATION")
 
@@ -145,11 +145,25 @@ def test_per_label_threshold_and_default() -> None:
 
 
 def test_token_label_is_argmax_over_non_o_classes_even_when_o_is_largest() -> None:
-    text = "Ana"
+    text = "555"
     probs = np.array([[0.4, 0.1, 0.0, 0.35, 0.15]])
     spans = decode(text, np.array([[0, 3]]), probs, CLASSES, {"PHONE": 0.6})
     assert spans == [Span(0, 3, "PHONE", 0.6)]
     assert decode(text, np.array([[0, 3]]), probs, CLASSES, {"PHONE": 0.61}) == []
+
+
+def test_digit_types_without_a_digit_are_dropped() -> None:
+    text = "my phone: call 555 0100 or Ana"
+    off = tokens(text, ["my", " phone", ":", " call", " 555", " 0100", " or", " Ana"])
+    probs = probs_for([None, "PHONE", None, None, "PHONE", "PHONE", None, "PERSON"])
+    spans = decode(text, off, probs, CLASSES, {})
+    # "phone" read as a PHONE value is the type's context, not a value; names need no digit
+    assert [(text[s.start : s.end], s.label) for s in spans] == [("555 0100", "PHONE"), ("Ana", "PERSON")]
+    assert {"PHONE", "CREDIT_CARD", "IBAN", "ID_NUMBER", "IP_ADDRESS"} == NEEDS_DIGIT
+    # any Unicode digit counts (a phone in Arabic-Indic digits)
+    text = "هاتف ٠١٢٣"
+    off = tokens(text, ["هاتف", " ٠١٢٣"])
+    assert [s.label for s in decode(text, off, probs_for([None, "PHONE"]), CLASSES, {})] == ["PHONE"]
 
 
 def test_lone_token_needs_more_evidence() -> None:
@@ -269,7 +283,9 @@ def texts() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def decode_inputs(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]]:
+def decode_inputs(
+    draw: st.DrawFn, labels: tuple[str, ...] = CANONICAL
+) -> tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]]:
     text = draw(texts())
     n = len(text)
     if draw(st.booleans()):
@@ -281,7 +297,7 @@ def decode_inputs(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, tuple[s
         pairs = draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)), max_size=20))
         offsets = [(min(a, b), max(a, b)) for a, b in pairs]
     t = len(offsets)
-    classes = ("O", *draw(st.lists(st.sampled_from(CANONICAL), min_size=1, max_size=4, unique=True)))
+    classes = ("O", *draw(st.lists(st.sampled_from(labels), min_size=1, max_size=4, unique=True)))
     raw = draw(st.lists(st.floats(0, 1), min_size=t * len(classes), max_size=t * len(classes)))
     probs = np.array(raw, dtype=np.float64).reshape(t, len(classes)) + 1e-9
     probs /= probs.sum(axis=1, keepdims=True)
@@ -311,11 +327,12 @@ def test_decode_spans_are_well_formed(
 
 
 @settings(max_examples=300, deadline=None)
-@given(decode_inputs())
+@given(decode_inputs(tuple(x for x in CANONICAL if x not in NEEDS_DIGIT)))
 def test_decode_covers_every_meaningful_character_of_a_flagged_token(
     args: tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]],
 ) -> None:
-    # With no lone-token filter, no flagged character that could carry PII may be left raw.
+    # With no lone-token filter, no flagged character that could carry PII may be left raw (labels that
+    # need a digit drop digitless runs: test_digit_types_without_a_digit_are_dropped).
     text, offsets, probs, classes, thresholds = args
     covered = {i for s in decode(text, offsets, probs, classes, thresholds) for i in range(s.start, s.end)}
     for t, (a, b) in enumerate(offsets.tolist()):
