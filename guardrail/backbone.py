@@ -647,14 +647,17 @@ class Backbone:
     def warmup(self, batch_size: int = 16) -> None:
         """Run each batch shape a request may bring once, so that none pays for setting up kernels (on
         CPU bf16 the first call of a shape can be 10-50x slower than the next; a compiled model traces
-        once per kind of call): one window alone, a batch per length bucket, packed rows."""
+        once per kind of call): one window alone, a batch per length bucket, packed rows in a batch and
+        alone."""
         filler = np.full(WINDOW - 1, self.bos_id, dtype=np.int64)
         self._forward([[filler[:5]]])
         for bucket in LENGTH_BUCKETS:
             self._forward([[filler[: bucket - 1]]] * batch_size)
         if self.session is None:
             half = WINDOW // 2 - 1
-            self._forward([[filler[:half], filler[:half]]] * batch_size)
+            # packed rows, a batch of them and a lone one (a compiled model specialises a batch of 1)
+            self._forward([[filler[:half], filler[:half]]] * max(2, batch_size))
+            self._forward([[filler[:half], filler[:half]]])
 
     def residuals(
         self,

@@ -265,3 +265,16 @@ def test_compiled_backbone_matches_eager(tiny_model_dir) -> None:
         assert torch.allclose(a, b, atol=1e-4)
     multi = compiled.residuals(enc, layers=[1, 2])  # hooks reach the blocks through the wrapper
     assert multi[0].shape == (len(enc[0].ids), 2, eager.d_model)
+
+
+def test_compiled_backbone_does_not_recompile_after_warmup(tiny_model_dir) -> None:
+    """Every kind of call a detect makes was traced by warmup: a recompile mid-request costs seconds."""
+    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32", compile=True)
+    bb.warmup(batch_size=4)
+    short = bb.encode(["Ana", "Bob", "Call 555 0100"])
+    long = bb.encode(["word " * 90, "more words " * 40])
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        bb.residuals_flat(short[:1], batch_size=4)  # one window alone
+        bb.residuals_flat(short, batch_size=4)  # one packed row alone
+        bb.residuals_flat(short + long, batch_size=4)  # packed rows in a batch
+        bb.residuals_flat(long * 3, batch_size=1)  # unpacked rows, one at a time

@@ -6,18 +6,24 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guardrail.labels import CANONICAL
 from guardrail.spans import Span
 
 pytest.importorskip("presidio_analyzer")
 
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
 from guardrail.patterns import (
     DEFAULT_MIN_SCORE,
     ENTITY_TO_LABEL,
+    GatedPhoneRecognizer,
     OfflineEmailRecognizer,
     PatternDetector,
     drop_contained,
+    fewest_phone_digits,
     min_score_for,
 )
 
@@ -164,3 +170,26 @@ def test_no_network_access_attempted(detector: PatternDetector, network_attempts
     PatternDetector(labels=["EMAIL", "URL"]).detect("mail ana@example.com, see www.example.org")
     detector.detect("mail ana@example.co.uk or bob@xn--80ak6aa92e.com")
     assert network_attempts == []
+
+
+def test_phone_gate_needs_as_many_digits_as_the_shortest_number() -> None:
+    regions = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")
+    assert fewest_phone_digits(regions, 1) == 4  # a German national number can have 4 digits
+    assert fewest_phone_digits(("US",), 1) == 6  # "+CC number" of another plan can be shorter than a US one
+    assert fewest_phone_digits(regions, 0) == 2  # POSSIBLE leniency counts local-only dialling
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["+", "(", ")", "-", " ", ".", "/", "x", "call ", "Tel: ", "+49 ", "+1 ", "+683 "])
+        | st.text(alphabet="0123456789", min_size=1, max_size=5),
+        max_size=12,
+    ).map("".join)
+)
+def test_phone_gate_loses_no_match_of_the_stock_recognizer(text: str) -> None:
+    stock, gated = PhoneRecognizer(), GatedPhoneRecognizer()
+    found = [(r.start, r.end, r.score) for r in stock.analyze(text, ["PHONE_NUMBER"])]
+    assert [(r.start, r.end, r.score) for r in gated.analyze(text, ["PHONE_NUMBER"])] == found
+    if sum(c.isdigit() for c in text) < gated.min_digits:
+        assert found == []  # what the gate skips, the stock recognizer would not have matched
