@@ -12,9 +12,11 @@ Runs on a machine that has the pack of ``gpu_pack.py`` (it can download nothing)
 3. Throughput: ``detect`` end to end (tokenise, forward, probe, decode) and the forward + probe alone,
    in tokens/s, for several batch sizes (windows of <= 128 tokens per forward pass), each timed for at
    least ``--seconds`` after a warm-up pass.
-4. torch on the machine's CPU against the ``onnx-int8`` runtime (ONNX Runtime, CPU execution provider)
-   on the same records, when time is left; which ONNX Runtime providers exist is recorded (CUDA's needs
-   ``onnxruntime-gpu``).
+4. Where ONNX Runtime's CUDA execution provider is installed (``onnxruntime-gpu``; on a lent machine
+   carried by ``gpu_ort_carry.py``): the probe exported as one float32 graph (``guardrail export-onnx``)
+   on it, with its parity and detect tokens/s next to torch's at the same batch sizes (>= 32).
+5. torch on the machine's CPU against the ``onnx-int8`` runtime (ONNX Runtime, CPU execution provider)
+   on the same records, unless past ``--deadline-s``; which ONNX Runtime providers exist is recorded.
 
 Writes ``gpu.json``, ``report.md`` and ``gpu.png`` (matplotlib) into ``--out``.
 """
