@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from guardrail.bundle import Bundle
     from guardrail.prune import Pruning
 
 log = logging.getLogger(__name__)
@@ -523,6 +524,15 @@ class Backbone:
             del model
         session = ort_session(onnx_file, ["CPUExecutionProvider"])
         return cls(None, tokenizer, layer, info, dev, torch.float32, d_model, session)
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle, model: str | None = None, **kwargs: object) -> Backbone:
+        """The backbone a bundle's probes read: its model (or ``model``, see ``Guardrail.load``) cut at
+        its layer, pruned as it was trained, in its runtime unless ``kwargs`` name another (the rest of
+        ``kwargs`` go to :meth:`load`)."""
+        ref = bundle.manifest.backbone
+        kwargs.setdefault("runtime", ref.runtime)
+        return cls.load(model or ref.id, layer=ref.layer, pruning=bundle.pruning, **kwargs)  # type: ignore[arg-type]
 
     @property
     def residual_device(self) -> torch.device:

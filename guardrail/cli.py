@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         default=None,
         choices=GUARDRAIL_RUNTIMES,
-        help="torch (default), torch-int8, onnx-int8 or onnx",
+        help="default: the one the bundle was fitted on; torch, torch-int8, onnx-int8 or onnx",
     )
     v.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx (runtime onnx)")
     v.add_argument("--model", default=None, help=_MODEL_HELP)

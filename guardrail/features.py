@@ -76,7 +76,7 @@ def build(bundle_name: str | Path, n_records: int = 3000, seed: int = 11) -> dic
     if sae is None:
         raise BundleError(f"bundle {bundle.folder.name} has no SAE (run `guardrail train-sae` first)")
     ref = bundle.manifest.backbone
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, pruning=bundle.pruning)
+    backbone = Backbone.for_bundle(bundle)
     sae.to(dtype=pick_dtype(torch.device("cpu")))  # as inference runs it (see Guardrail.load)
     keep_contexts = {int(j) for p in bundle.probes.values() if p.latents is not None for j in p.latents}
     stats = [_LatentStats() for _ in range(sae.cfg.d_sae)]

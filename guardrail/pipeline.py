@@ -170,14 +170,8 @@ class Guardrail:
             return cls._load_graph(bundle, onnx_dir, device, probe, patterns, model)
         if onnx_dir is not None:
             raise GuardrailError("onnx_dir goes with runtime='onnx'")
-        backbone = Backbone.load(
-            model or ref.id,
-            layer=ref.layer,
-            device=device,
-            dtype=dtype,
-            runtime=runtime,
-            compile=compile,
-            pruning=bundle.pruning,
+        backbone = Backbone.for_bundle(
+            bundle, model, device=device, dtype=dtype, runtime=runtime, compile=compile
         )
         if bundle.sae is not None:
             # the SAE reads the residuals where the probe does: on a CUDA backbone's GPU (the probe is

@@ -303,15 +303,16 @@ class Sae(nn.Module):
                 self.W_enc.dtype,
                 self.W_enc.device,
             )
-        except RuntimeError:  # fake or functional tensors while tracing
-            idx = latents.to(self.W_enc.device)
-            return self.W_enc[:, idx].float(), self.b_enc[idx].float()
+        except RuntimeError:  # fake or functional tensors while tracing: no cache
+            key = None
         cached = self.__dict__.get("_selection")
-        if cached is None or cached[0] != key:
-            idx = latents.to(self.W_enc.device)
-            cached = (key, self.W_enc[:, idx].float().contiguous(), self.b_enc[idx].float().contiguous())
-            self.__dict__["_selection"] = cached
-        return cached[1], cached[2]
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        idx = latents.to(self.W_enc.device)
+        w, b = self.W_enc[:, idx].float().contiguous(), self.b_enc[idx].float().contiguous()
+        if key is not None:
+            self.__dict__["_selection"] = (key, w, b)
+        return w, b
 
     @torch.no_grad()
     def kth_threshold(self, x: Tensor, chunk: int = 4096) -> float:

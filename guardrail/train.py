@@ -344,7 +344,7 @@ def train_sae_for_bundle(cfg: SaeTrainConfig) -> dict[str, object]:
     folder = find(cfg.bundle)
     bundle = Bundle.load(folder)
     ref = bundle.manifest.backbone
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, pruning=bundle.pruning)
+    backbone = Backbone.for_bundle(bundle)
     t0 = time.perf_counter()
     # records are ~50 tokens: generate more than enough, the token budget stops training
     records = corpus.mix(
@@ -537,9 +537,8 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         raise ValueError(f"bundle {folder.name} has no SAE: run `guardrail train-sae` first")
     sae = bundle.sae.to(dtype=pick_dtype(torch.device("cpu"))).eval()  # as inference runs it
     m = bundle.manifest
-    ref = m.backbone
     keep = list(m.detect_labels)
-    backbone = Backbone.load(ref.id, layer=ref.layer, runtime=ref.runtime, pruning=bundle.pruning)
+    backbone = Backbone.for_bundle(bundle)
     tr = collect(backbone, synth.generate(cfg.n_train, seed=cfg.seed, family="train"), "activations (train)")
     calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
