@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -374,6 +375,96 @@ def load_descriptions(folder: Path) -> dict[int, str]:
         raise BundleError(f"{path}: unreadable ({type(e).__name__})") from None
 
 
+def _sources_table(real: Mapping[str, Any]) -> list[str]:
+    rows = [r for r in real.get("sources", []) if isinstance(r, dict)]
+    out = [
+        "| corpus | languages | licence | from | annotates | records used |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.get('source')} | {', '.join(r.get('langs', []))} | {r.get('licence')} | "
+            f"{', '.join(f'`{o}`' for o in r.get('origin', []))} | {', '.join(r.get('annotates', []))} | "
+            f"{r.get('records_used')} |"
+        )
+    if any("SA" in str(r.get("licence")) for r in rows):
+        out += [
+            "",
+            "ShareAlike: the CC-BY-SA corpora above (and Wikipedia text) ask that adaptations of the data be "
+            "shared alike; this bundle holds no text of them, only a probe fitted on the model's "
+            "activations. Attribution: each corpus's authors, at the repository and commit named.",
+        ]
+    return out
+
+
+def _training_section(t: Mapping[str, Any]) -> list[str]:
+    """What the probe was trained on: the synthetic generator and every real corpus with its licence."""
+    sources = t.get("sources") if isinstance(t.get("sources"), dict) else {}
+    real = sources.get("real") if isinstance(sources.get("real"), dict) else None
+    if real:
+        lines = [
+            "Synthetic data (`guardrail.synth`, Faker, several locales) plus real, human-annotated public "
+            "corpora (`guardrail.realdata`, `../shared/data/train`); the evaluation sets were never trained "
+            f"on. {real.get('masking', '')}.",
+            "",
+            *_sources_table(real),
+            "",
+        ]
+    else:
+        lines = [
+            "Only generated data (`guardrail.synth`, Faker, several locales); the evaluation sets were never "
+            "trained on.",
+            "",
+        ]
+    sub = t.get("sae_probe")
+    if (
+        isinstance(sub, dict)
+        and isinstance(sub.get("sources"), dict)
+        and sub["sources"].get("real")
+        and not real
+    ):
+        lines += ["SAE probes: real corpora as well:", "", *_sources_table(sub["sources"]["real"]), ""]
+    lines += [f"- {k}: {v}" for k, v in t.items() if k != "sources"]
+    return lines
+
+
+def _dev_suite_section(suite: object) -> list[str]:
+    """The dev-suite table (``benchmarks/devsuite.py --update-card``): every set, per language."""
+    if not isinstance(suite, dict) or not isinstance(suite.get("rows"), dict):
+        return []
+    rows = suite["rows"]
+    methods = list(rows)
+    sets = list(suite.get("records", {}))
+
+    def cell(r: Mapping[str, Any] | None) -> str:
+        if not isinstance(r, dict):
+            return "n/a"
+        return f"{_pct(r.get('leakage'))} / {_num(r.get('precision'), '.2f')} / {_num(r.get('f1'), '.2f')}"
+
+    lines = [
+        "",
+        "## Dev suite (real text decides)",
+        "",
+        f"Command: `{suite.get('command')}` on {suite.get('date')}. Cells: leakage / precision / F1, "
+        "`detect` with patterns, privacy labels, types a set never annotates ignored.",
+        "",
+        "| set | " + " | ".join(methods) + " |",
+        "|---|" + "---:|" * len(methods),
+    ]
+    for name in sets:
+        lines.append(
+            f"| {name} | " + " | ".join(cell(rows[m].get("sets", {}).get(name)) for m in methods) + " |"
+        )
+    langs = sorted({lang for m in methods for lang in rows[m].get("languages", {})})
+    for lang in langs:
+        lines.append(
+            f"| **all {lang}** | "
+            + " | ".join(cell(rows[m].get("languages", {}).get(lang)) for m in methods)
+            + " |"
+        )
+    return lines
+
+
 def render_card(m: Manifest, folder: Path | None = None) -> str:
     """``MODEL_CARD.md`` from the manifest: what it detects, how it was trained, what it measured."""
     t = m.training
@@ -424,11 +515,9 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
         "",
         "## Training",
         "",
-        "Only generated data (`guardrail.synth`, Faker, 7 locales); the evaluation sets were never "
-        "trained on.",
-        "",
     ]
-    lines += [f"- {k}: {v}" for k, v in t.items()]
+    lines += _training_section(t)
+    lines += _dev_suite_section(m.metrics.get("dev_suite"))
     bench = m.metrics.get("benchmark")
     lines += ["", "## Measured", ""]
     if isinstance(bench, dict):
@@ -503,7 +592,8 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
         "",
         "## Limits",
         "",
-        "- Trained on synthetic English-first data in 7 locales; other languages and domains are untested.",
+        "- Measured on the dev suite above (English requests, tweets and web text; Chinese; Japanese); other "
+        "languages and domains are untested.",
         "- Names of public figures and fictional characters are flagged like any other name.",
         "- A detector lowers the risk of leaking PII; it does not prove its absence.",
         *(f"- {x}" for x in m.metrics.get("limits", []) if isinstance(x, str)),

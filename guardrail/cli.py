@@ -183,6 +183,57 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, object]:
+    """The training-data options shared by ``train`` and ``train-sae-probe``."""
+    from guardrail.data import DataError
+    from guardrail.realdata import load_sources, mix_from_json
+
+    if args.n_real < 0 or args.n_real_calib < 0:
+        raise InputError("--n-real and --n-real-calib must be >= 0")
+    real_dir = Path(args.real_dir) if args.real_dir else None
+    try:
+        mix = mix_from_json(args.real_mix) if args.real_mix else None
+        if args.n_real or args.n_real_calib:
+            names = {s.name for s in load_sources(real_dir)}  # fail before minutes of work, not after
+            if mix and (unknown := sorted(set(mix) - names)):
+                raise InputError(f"--real-mix names unknown corpora: {', '.join(unknown)}")
+    except DataError as e:
+        raise InputError(str(e)) from None
+    return {
+        "n_real": args.n_real,
+        "n_real_calib": args.n_real_calib,
+        "real_mix": mix,
+        "real_dir": real_dir,
+        "calibration": args.calibration,
+    }
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--n-real",
+        type=int,
+        default=12000,
+        help="records drawn from the real annotated corpora (../shared/data/train or $GUARDRAIL_TRAIN_DATA) "
+        "beside the synthetic ones; 0: synthetic only (default 12000)",
+    )
+    p.add_argument("--n-real-calib", type=int, default=2000, help="held-out real records for calibration")
+    p.add_argument(
+        "--real-mix",
+        default=None,
+        metavar="JSON",
+        help='weight per corpus, e.g. \'{"broad_twitter_corpus": 2, "ja_gsd_train": 1}\' (default: '
+        "guardrail.realdata.DEFAULT_MIX)",
+    )
+    p.add_argument("--real-dir", default=None, help="folder of the real corpora")
+    p.add_argument(
+        "--calibration",
+        default="recall",
+        choices=("recall", "f1", "f2"),
+        help="threshold per label: recall (keep 99%% of its calibration tokens, default) or the best "
+        "token F1/F2",
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from guardrail.train import TrainConfig, train
 
@@ -195,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         runtime=args.runtime,
         mlp_keep=args.mlp_keep,
+        **_data_options(args),  # type: ignore[arg-type]
     )
     bundle = train(cfg)
     print(f"wrote bundle {bundle.folder}")
@@ -222,6 +274,7 @@ def cmd_train_sae_probe(args: argparse.Namespace) -> int:
         seed=args.seed,
         sae=args.sae,
         encode=args.encode,
+        **_data_options(args),  # type: ignore[arg-type]
     )
     try:
         figures = train_sae_probe(cfg)
@@ -421,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train",
         help="rebuild a bundle from nothing",
-        description="Generate synthetic data, read activations, fit the probe, calibrate thresholds, "
-        "write the bundle.",
+        description="Generate synthetic data, mix in real annotated corpora, read activations, fit the "
+        "probe, calibrate thresholds, write the bundle.",
     )
     t.add_argument("--out", default=str(probes_root() / DEFAULT_BUNDLE), help="bundle folder to write")
     t.add_argument(
@@ -446,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune each block's MLP to its N most important neurons (a faster backbone of its own: the "
         "bundle can no longer piggyback the agent's model); default: the whole model",
     )
+    _add_data_arguments(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser(
@@ -486,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the SAE's own rule (every latent's pre-activation, each token's k-th largest)",
     )
     sp.add_argument("--seed", type=int, default=0)
+    _add_data_arguments(sp)
     sp.set_defaults(func=cmd_train_sae_probe)
 
     f = sub.add_parser(

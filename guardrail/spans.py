@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
 import numpy as np
+import regex
 
 from guardrail.labels import CANONICAL, OUTSIDE
 
@@ -66,6 +67,18 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
 
 
+_UNSPACED = regex.compile(
+    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\u30FC\uFF70]"
+)
+"""Letters of scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer,
+Burmese, Tibetan; the long-vowel mark ー counts as Japanese). A run of them is a clause, not a word."""
+
+
+def is_unspaced(ch: str) -> bool:
+    """Whether ``ch`` belongs to a script written without spaces between words."""
+    return _UNSPACED.match(ch) is not None
+
+
 def _is_edge_junk(ch: str) -> bool:
     # Whitespace, punctuation and invisible controls/format chars (ZWSP, BOM) carry no PII at an edge;
     # leaving them in would make boundaries depend on how the tokenizer glued them to a word.
@@ -85,17 +98,26 @@ def trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _grows(text: str, edge: int, neighbour: int) -> bool:
+    # A spaced-script word grows over its own letters only: never into, out of or along an unspaced
+    # run (there the token edges the probe flagged are the span; growing would take the whole clause).
+    ch = text[neighbour]
+    return is_word_char(ch) and not is_unspaced(ch) and not is_unspaced(text[edge])
+
+
 def snap(text: str, start: int, end: int) -> tuple[int, int]:
     """Grow ``[start, end)`` to whole words, so that no half-word ("bel" of "Anabel") is left raw.
 
-    An empty range is returned unchanged: it names no word to grow.
+    Only words of scripts with spaces grow: in Chinese, Japanese, Thai and the like, where a "word" of
+    letters runs to the next punctuation, the span keeps the flagged tokens' edges and never grows over
+    an unspaced run. An empty range is returned unchanged: it names no word to grow.
     """
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     if start >= end:
         return start, end
-    while start > 0 and is_word_char(text[start - 1]):
+    while start > 0 and _grows(text, start, start - 1):
         start -= 1
-    while end < len(text) and is_word_char(text[end]):
+    while end < len(text) and _grows(text, end - 1, end):
         end += 1
     return start, end
 

@@ -1,14 +1,16 @@
-"""Training: synthetic data -> activations -> probe fit -> thresholds -> bundle (``guardrail train``).
+"""Training: data -> activations -> probe fit -> thresholds -> bundle (``guardrail train``).
 
-Only generated data is used. Thresholds are set on the ``calib`` family of the generator (held-out
-templates): in-distribution validation is near-separable and would pick too strict a point.
+The data is the synthetic generator plus, by default, real human-annotated corpora
+(:mod:`guardrail.realdata`, ``../shared/data/train``; never the evaluation sets). Thresholds are set
+on a shifted calibration set: the generator's ``calib`` family (held-out templates) and the corpora's
+held-out slices. In-distribution validation is near-separable and would pick too strict a point.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -60,6 +62,77 @@ class TrainConfig:
     """Records (70% synthetic of another seed, 30% general text) that rank the MLP neurons."""
     mlp_refit: bool = True
     """Refit the pruned blocks' down projections by least squares (:mod:`guardrail.prune`)."""
+    n_real: int = 12000
+    """Records drawn from the real corpora (:mod:`guardrail.realdata`); 0: synthetic only."""
+    n_real_calib: int = 2000
+    """Held-out real records added to the calibration set."""
+    real_mix: dict[str, float] | None = None
+    """Weight per corpus (None: ``realdata.DEFAULT_MIX``)."""
+    real_dir: Path | None = None
+    """Folder of the corpora (None: ``realdata.train_data_dir()``)."""
+    calibration: str = "recall"
+    """How a label's threshold is set on the calibration tokens: ``recall`` (the lowest that keeps
+    ``recall_target`` of them) or ``f2`` / ``f1`` (the best token F-beta)."""
+
+
+@dataclass(slots=True)
+class TrainingData:
+    """The records a probe is fitted and calibrated on, and where they came from."""
+
+    train: list[Record]
+    calib: list[Record]
+    annotates: dict[str, frozenset[str]]
+    """Labels each real corpus annotates (for :func:`guardrail.realdata.trust_mask`)."""
+    card: dict[str, object]
+    """The data summary for the manifest (sources, licences, counts)."""
+
+
+def training_data(
+    n_synth: int,
+    n_synth_calib: int,
+    seed: int,
+    n_real: int = 0,
+    n_real_calib: int = 0,
+    real_mix: dict[str, float] | None = None,
+    real_dir: Path | None = None,
+) -> TrainingData:
+    """Synthetic records (train and ``calib`` families) plus real corpora records (their training and
+    held-out slices), shuffled together."""
+    import random
+
+    from guardrail import realdata, synth
+
+    train = synth.generate(n_synth, seed=seed, family="train") if n_synth else []
+    calib = synth.generate(n_synth_calib, seed=seed + 1, family="calib") if n_synth_calib else []
+    card: dict[str, object] = {
+        "synthetic": {
+            "generator": "guardrail.synth",
+            "train_records": len(train),
+            "calib_records": len(calib),
+        }
+    }
+    annotates: dict[str, frozenset[str]] = {}
+    if n_real or n_real_calib:
+        sources = realdata.load_sources(real_dir)
+        mix = real_mix if real_mix is not None else realdata.DEFAULT_MIX
+        real = realdata.draw(sources, n_real, mix, seed=seed)
+        real_calib = realdata.draw(sources, n_real_calib, mix, seed=seed, calib=True)
+        annotates = {s.name: s.annotates for s in sources}
+        used = realdata.counts_by_source(real)
+        card["real"] = {
+            "mix": {s.name: mix.get(s.name, 0.0) for s in sources},
+            "train_records": len(real),
+            "calib_records": len(real_calib),
+            "calib_slice": f"1 record in {realdata.CALIB_EVERY} of each corpus, by a hash of its id",
+            "masking": "O tokens of words that may be PII of a type the corpus never annotates "
+            "(digits, @, URLs; capitalised words where it labels no person/place/organisation) are "
+            "left out of fitting and calibration",
+            "sources": realdata.card_sources(sources, used),
+        }
+        train = train + real
+        calib = calib + real_calib
+        random.Random(f"train-mix/{seed}").shuffle(train)
+    return TrainingData(train, calib, annotates, card)
 
 
 def token_labels(text: str, offsets: np.ndarray, spans: Sequence[Span], classes: Sequence[str]) -> np.ndarray:
@@ -107,16 +180,33 @@ def residual_chunks(
         yield part, enc, backbone.residuals(enc, batch_size=batch_size, layers=layers)
 
 
-def collect(backbone: Backbone, records: Sequence[Record], desc: str, batch_size: int = 16) -> Activations:
-    """Run the backbone over records in chunks, with a progress bar."""
+def collect(
+    backbone: Backbone,
+    records: Sequence[Record],
+    desc: str,
+    batch_size: int = 16,
+    annotates: Mapping[str, frozenset[str]] | None = None,
+) -> Activations:
+    """Run the backbone over records in chunks, with a progress bar.
+
+    A record of a real corpus (``extra["corpus"]`` in ``annotates``) gets label ``realdata.MASKED`` on
+    the tokens :func:`guardrail.realdata.trust_mask` does not trust as ``O``.
+    """
+    from guardrail.realdata import MASKED, trust_mask
+
     t0 = time.perf_counter()
     resid, offs, labs = [], [], []
+    annotates = annotates or {}
     with tqdm(total=len(records), desc=desc, unit="rec") as bar:
         for part, enc, res in residual_chunks(backbone, records, batch_size=batch_size):
             for r, e, x in zip(part, enc, res, strict=True):
                 resid.append(x.to(torch.bfloat16))  # halves memory; values were bf16 anyway on CPU
                 offs.append(e.offsets)
-                labs.append(token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES))
+                y = token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES)
+                corpus = r.extra.get("corpus")
+                if corpus in annotates:
+                    y[~trust_mask(r.text, r.spans, e.offsets, annotates[corpus])] = MASKED
+                labs.append(y)
             bar.update(len(part))
     n = sum(len(x) for x in labs)
     return Activations(resid, offs, labs, time.perf_counter() - t0, n)
@@ -131,7 +221,7 @@ def design_matrix(
     for r, y in zip(acts.resid, acts.labels, strict=True):
         if len(y) == 0:
             continue
-        keep = (y > 0) | (rng.random(len(y)) < o_keep)
+        keep = (y > 0) | ((y == 0) & (rng.random(len(y)) < o_keep))  # masked tokens (-1) never
         xs.append(token_features(r.float(), context)[torch.from_numpy(keep)].numpy())
         ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
@@ -147,21 +237,48 @@ def predict(probe: AnyProbe, acts: Activations) -> list[np.ndarray]:
 
 
 def calibrate(
-    probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], keep: Sequence[str], target: float
+    probs: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    keep: Sequence[str],
+    target: float,
+    mode: str = "recall",
 ) -> dict[str, float]:
-    """Per-label threshold on ``1 - P(O)`` meeting the token-recall target for that label's gold tokens."""
+    """Per-label threshold on ``1 - P(O)``.
+
+    ``mode="recall"``: the lowest score that keeps ``target`` of the label's gold tokens.
+    ``mode="f2"`` / ``"f1"``: the score that maximises the label's token F-beta (tokens whose best
+    reported class is the label count as its predictions). Masked tokens (label < 0) are left out.
+    """
+    if mode not in ("recall", "f1", "f2"):
+        raise ValueError(f"calibration must be recall, f1 or f2, got {mode!r}")
     classes = list(PROBE_CLASSES)
     pp = np.concatenate([collapse(p, classes, keep)[0] for p in probs if len(p)])
     yy = np.concatenate([y for y in labels if len(y)])
+    trusted = yy >= 0
+    pp, yy = pp[trusted], yy[trusted]
     pii = 1.0 - pp[:, 0]
+    best = pp[:, 1:].argmax(axis=1)
     out = {}
-    for lab in keep:
-        s = pii[yy == classes.index(lab)]
+    for i, lab in enumerate(keep):
+        pos = yy == classes.index(lab)
+        s = pii[pos]
         if s.size < 20:
             out[lab] = 0.5
             continue
-        # the (1 - target) quantile lets `target` of this label's tokens through; clamp to a sane range
-        out[lab] = float(np.clip(np.quantile(s, 1.0 - target, method="lower"), 0.02, 0.9))
+        if mode == "recall":
+            # the (1 - target) quantile lets `target` of this label's tokens through
+            thr = float(np.quantile(s, 1.0 - target, method="lower"))
+        else:
+            beta2 = 4.0 if mode == "f2" else 1.0
+            mine = best == i
+            order = np.argsort(-pii[mine], kind="stable")
+            score, hit = pii[mine][order], pos[mine][order]
+            tp = np.cumsum(hit)
+            k = np.arange(1, len(score) + 1)
+            prec, rec = tp / k, tp / pos.sum()
+            f = (1 + beta2) * prec * rec / np.maximum(beta2 * prec + rec, 1e-12)
+            thr = float(score[int(np.argmax(f))])
+        out[lab] = float(np.clip(thr, 0.02, 0.9))  # a sane range
     return out
 
 
@@ -208,16 +325,22 @@ def choose_lone_min(
 
 def train(cfg: TrainConfig) -> Bundle:
     """Build a bundle from nothing; returns it after writing it to ``cfg.out``."""
-    from guardrail import synth
-
     t_start = time.perf_counter()
-    log.info("generating %d train + %d calib synthetic records", cfg.n_train, cfg.n_calib)
-    train_recs = synth.generate(cfg.n_train, seed=cfg.seed, family="train")
-    calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
+    log.info(
+        "data: %d + %d synthetic, %d + %d real records (train + calib)",
+        cfg.n_train,
+        cfg.n_calib,
+        cfg.n_real,
+        cfg.n_real_calib,
+    )
+    data = training_data(
+        cfg.n_train, cfg.n_calib, cfg.seed, cfg.n_real, cfg.n_real_calib, cfg.real_mix, cfg.real_dir
+    )
+    train_recs, calib_recs = data.train, data.calib
     pruning = prune_for(cfg) if cfg.mlp_keep is not None else None
     backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime, pruning=pruning)
-    tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size)
-    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
+    tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size, data.annotates)
+    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size, data.annotates)
     x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
     log.info("fitting probe on %d tokens x %d features", *x.shape)
     t_fit = time.perf_counter()
@@ -226,7 +349,7 @@ def train(cfg: TrainConfig) -> Bundle:
     del x, y
     cprobs = predict(probe, ca)
     keep = list(cfg.detect_labels)
-    thresholds = calibrate(cprobs, ca.labels, keep, cfg.recall_target)
+    thresholds = calibrate(cprobs, ca.labels, keep, cfg.recall_target, cfg.calibration)
     lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
     log.info("calib (probe only): %s", calib_metrics)
     info = backbone.info
@@ -253,10 +376,14 @@ def train(cfg: TrainConfig) -> Bundle:
         },
         recall_target=cfg.recall_target,
         training={
-            "data": "guardrail.synth (generated only; no evaluation data)",
+            "data": "guardrail.synth"
+            + (" + real annotated corpora (guardrail.realdata)" if cfg.n_real else " (generated only)")
+            + "; no evaluation data",
+            "sources": data.card,
+            "calibration": cfg.calibration,
             "seed": cfg.seed,
-            "n_train_records": cfg.n_train,
-            "n_calib_records": cfg.n_calib,
+            "n_train_records": len(train_recs),
+            "n_calib_records": len(calib_recs),
             "train_tokens": tr.tokens,
             "calib_tokens": ca.tokens,
             "context": list(cfg.context),
@@ -399,6 +526,13 @@ class SaeProbeConfig:
     n_train: int = 8000
     n_calib: int = 2000
     seed: int = 0
+    n_real: int = 12000
+    """Real corpus records beside the synthetic ones (as :class:`TrainConfig`); 0: synthetic only."""
+    n_real_calib: int = 2000
+    real_mix: dict[str, float] | None = None
+    real_dir: Path | None = None
+    calibration: str = "recall"
+    """As :attr:`TrainConfig.calibration`."""
     n_latents: int = 512
     """Latents the probe reads (selected by class-mean difference on the training data)."""
     sweep: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
@@ -435,6 +569,8 @@ def code_stats(sae: Sae, acts: Activations, n_classes: int) -> tuple[np.ndarray,
         for i in range(0, len(rows), 64):  # ~3k tokens per SAE call
             x = torch.cat([r[0] for r in rows[i : i + 64]]).float()
             yy = torch.from_numpy(np.concatenate([r[1] for r in rows[i : i + 64]])).long()
+            trusted = yy >= 0  # masked tokens of real corpora say nothing about their class
+            x, yy = x[trusted], yy[trusted]
             vals, idx = sae._topk(sae.pre_acts(x))
             vals = vals.double()
             sums.index_put_((yy[:, None].expand_as(idx), idx), vals, accumulate=True)
@@ -467,7 +603,7 @@ def sae_design(
                 [r.float() for r, _ in part], sae, torch.from_numpy(latents), context, threshold
             )
             for f, (_, y) in zip(feats, part, strict=True):
-                keep = (y > 0) | (rng.random(len(y)) < o_keep)
+                keep = (y > 0) | ((y == 0) & (rng.random(len(y)) < o_keep))
                 xs.append(f[torch.from_numpy(keep)].numpy())
                 ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
@@ -523,7 +659,6 @@ def use_sae(bundle: Bundle, path: str) -> Sae:
 def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     """Fit probes on the SAE codes of the bundle's SAE (one per head), calibrate them like the raw
     probe, and add them to the bundle as ``sae-<head>``; returns the figures it wrote to the manifest."""
-    from guardrail import synth
     from guardrail.backbone import pick_dtype
     from guardrail.bundle import find
     from guardrail.probe import fit_forest, select_latents
@@ -539,9 +674,12 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
     m = bundle.manifest
     keep = list(m.detect_labels)
     backbone = Backbone.for_bundle(bundle)
-    tr = collect(backbone, synth.generate(cfg.n_train, seed=cfg.seed, family="train"), "activations (train)")
-    calib_recs = synth.generate(cfg.n_calib, seed=cfg.seed + 1, family="calib")
-    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size)
+    data = training_data(
+        cfg.n_train, cfg.n_calib, cfg.seed, cfg.n_real, cfg.n_real_calib, cfg.real_mix, cfg.real_dir
+    )
+    tr = collect(backbone, data.train, "activations (train)", cfg.batch_size, data.annotates)
+    calib_recs = data.calib
+    ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size, data.annotates)
     n_cls = len(PROBE_CLASSES)
     means, std, counts = code_stats(sae, tr, n_cls)
     enough = counts >= 20
@@ -615,7 +753,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
             probe.meta["sae_threshold"] = threshold
         fit_s = time.perf_counter() - t0
         cprobs = predict(probe, ca)
-        thresholds = calibrate(cprobs, ca.labels, keep, m.recall_target)
+        thresholds = calibrate(cprobs, ca.labels, keep, m.recall_target, cfg.calibration)
         lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
         name = f"sae-{'lr' if head == 'linear' else 'rf'}"
         bundle.probes[name] = probe
@@ -637,8 +775,10 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
         if isinstance(probe, Probe):
             figures["top_latents"] = top_latents(probe, 12, keep)
     m.training["sae_probe"] = {
-        "n_train_records": cfg.n_train,
-        "n_calib_records": cfg.n_calib,
+        "sources": data.card,
+        "calibration": cfg.calibration,
+        "n_train_records": len(data.train),
+        "n_calib_records": len(calib_recs),
         "seed": cfg.seed,
         "context": list(cfg.context),
         "encode": cfg.encode,

@@ -180,6 +180,12 @@ def test_bench_runs_every_method_and_writes_the_report(
     assert pngs == ["leakage_vs_speed.png", "probe_pr_small.png", "recall_per_label_small.png"]
     md = (out / "report.md").read_text()
     assert "## small" in md and "judge (n=3)" in md and "**1** (shipped)" in md and "skipped" in md
+    # per language: the sets of one language pooled; the judge read a sample, so it has no such row
+    assert set(m["regex"]["languages"]) == {"en"} and "languages" not in m["judge"]
+    assert m["regex"]["languages"]["en"]["leakage"] == pytest.approx(
+        r["regex"]["quality"]["overall"]["leakage"]
+    )
+    assert "## Per language" in md
 
     # the README block is generated from results.json and replaced in place
     readme = tmp_path / "README.md"

@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.labels import CANONICAL
-from guardrail.spans import NEEDS_DIGIT, Span, decode, decode_batch, is_word_char, merge, snap, trim
+from guardrail.spans import (
+    NEEDS_DIGIT,
+    Span,
+    decode,
+    decode_batch,
+    is_unspaced,
+    is_word_char,
+    merge,
+    snap,
+    trim,
+)
 
 CLASSES = ("O", "PERSON", "EMAIL", "PHONE", "ORGANIZATION")
 
@@ -305,6 +315,10 @@ def decode_inputs(
     return text, np.array(offsets, dtype=np.int64).reshape(t, 2), probs, classes, thresholds
 
 
+def unspaced_edge(text: str, a: int, b: int) -> bool:
+    return is_unspaced(text[a]) or is_unspaced(text[b])
+
+
 def is_junk(ch: str) -> bool:
     return ch.isspace() or unicodedata.category(ch)[0] == "P" or unicodedata.category(ch) in ("Cc", "Cf")
 
@@ -319,8 +333,11 @@ def test_decode_spans_are_well_formed(
     for s in spans:
         assert 0 <= s.start < s.end <= len(text)
         assert not text[s.start].isspace() and not text[s.end - 1].isspace()
-        assert s.start == 0 or not is_word_char(text[s.start - 1])
-        assert s.end == len(text) or not is_word_char(text[s.end])
+        # whole words, except where either side is of a script written without spaces
+        assert (
+            s.start == 0 or not is_word_char(text[s.start - 1]) or unspaced_edge(text, s.start - 1, s.start)
+        )
+        assert s.end == len(text) or not is_word_char(text[s.end]) or unspaced_edge(text, s.end - 1, s.end)
         assert s.label in classes[1:] and 0.0 <= s.score <= 1.0 and s.source == "probe"
     assert all(a.end <= b.start for a, b in pairwise(spans))
     assert merge(spans) == spans
@@ -417,3 +434,87 @@ def test_decode_batch_refuses_mismatched_inputs() -> None:
         decode_batch(["ab"], [np.asarray([[0, 3]])], np.zeros((1, 2)), classes, {})
     with pytest.raises(ValueError, match="texts"):
         decode_batch(["ab", "c"], [np.asarray([[0, 2]])], np.zeros((1, 2)), classes, {})
+
+
+# --- scripts written without spaces: a span keeps the flagged tokens' edges ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces", "flag", "want"),
+    [
+        # Japanese: the name, never the clause after it ("…は、日本のバドミントン選手。")
+        (
+            "山田太郎は、日本のバドミントン選手。",
+            ["山田", "太郎", "は", "、", "日本", "の", "バドミントン", "選手", "。"],
+            [0, 1],
+            "山田太郎",
+        ),
+        # Chinese: a place inside a run of hanzi
+        (
+            "他住在北京市朝阳区已经十年了",
+            ["他", "住在", "北京", "市", "朝阳", "区", "已经", "十年", "了"],
+            [2, 3],
+            "北京市",
+        ),
+        # Thai: no spaces between words either
+        ("ผมชื่อสมชายครับ", ["ผม", "ชื่อ", "สมชาย", "ครับ"], [2], "สมชาย"),
+        # a Latin word glued to kana still grows to its own whole word, not into the kana
+        ("メールはAnabelへ", ["メール", "は", "Ana", "bel", "へ"], [2], "Anabel"),
+    ],
+)
+def test_unspaced_scripts_follow_token_edges(
+    text: str, pieces: list[str], flag: list[int], want: str
+) -> None:
+    labels = [("PERSON" if i in flag else None) for i in range(len(pieces))]
+    spans = decode(text, tokens(text, pieces), probs_for(labels), CLASSES, {"PERSON": 0.5})
+    assert [text[s.start : s.end] for s in spans] == [want]
+
+
+def test_snap_never_grows_over_an_unspaced_run() -> None:
+    text = "東京都に住む田中さんに電話した"
+    a = text.index("田中")
+    assert snap(text, a, a + 2) == (a, a + 2)
+    assert snap(text, a + 1, a + 2) == (a + 1, a + 2)  # half a name stays half: the token edge decides
+
+
+_CJK = st.text(
+    alphabet=st.sampled_from(list("日本語の東京都田中太郎はにをさん北京市上海我你他的是了ひらがなカタカナ")),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(_CJK, st.data())
+@settings(max_examples=200, deadline=None)
+def test_property_snap_in_unspaced_text_is_identity(text: str, data: st.DataObject) -> None:
+    a = data.draw(st.integers(0, len(text) - 1))
+    b = data.draw(st.integers(a + 1, len(text)))
+    assert snap(text, a, b) == (a, b)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["Ana", "Silva", "東京", "田中", "さん", "は", " ", "、", "123", "ผม", "ชื่อ"]),
+        min_size=1,
+        max_size=12,
+    ),
+    st.data(),
+)
+@settings(max_examples=200, deadline=None)
+def test_property_spans_cover_only_flagged_unspaced_characters(
+    pieces: list[str], data: st.DataObject
+) -> None:
+    text = "".join(pieces)
+    flags = data.draw(st.lists(st.booleans(), min_size=len(pieces), max_size=len(pieces)))
+    labels = [("PERSON" if f else None) for f in flags]
+    spans = decode(text, tokens(text, pieces), probs_for(labels), CLASSES, {"PERSON": 0.5})
+    flagged = np.zeros(len(text), dtype=bool)
+    pos = 0
+    for p, f in zip(pieces, flags, strict=True):
+        flagged[pos : pos + len(p)] = f
+        pos += len(p)
+    for s in spans:
+        for i in range(s.start, s.end):
+            # a character of an unspaced script is redacted only when its own token was flagged
+            if is_unspaced(text[i]):
+                assert flagged[i], (text, s, i)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from guardrail import features
@@ -44,9 +46,43 @@ def test_calibrate_meets_the_token_recall_target() -> None:
     thr = calibrate([probs], [labels], ["PERSON"], 0.95)["PERSON"]
     assert np.mean(pii[labels == 1] >= thr) >= 0.95 - 1e-9
     assert thr > 0.3  # not a degenerate "flag everything" point
+    # F-beta: the best trade-off on these tokens, and F2 never stricter than F1
+    f1, f2 = (calibrate([probs], [labels], ["PERSON"], 0.95, mode)["PERSON"] for mode in ("f1", "f2"))
+    assert 0.2 < f2 <= f1 < 0.9
+    # masked tokens (-1) count neither way
+    masked = np.where(rng.random(n) < 0.5, -1, labels)
+    assert calibrate([probs], [masked], ["PERSON"], 0.95, "f1")["PERSON"] == pytest.approx(f1, abs=0.1)
+    with pytest.raises(ValueError, match="calibration"):
+        calibrate([probs], [labels], ["PERSON"], 0.95, "f3")
+
+
+def _corpora(folder: Path) -> Path:
+    """Two tiny real-corpus files in the shared format (a tweet-like one and a booking-like one)."""
+    folder.mkdir()
+    rows = {
+        "tweets": [
+            (f"so good to see Lena Vogt at the game {i} lol", "Lena Vogt", "CC-BY-4.0") for i in range(60)
+        ],
+        "booking": [(f"a table for Jun Sato on {i} May please", "Jun Sato", "CC0-1.0") for i in range(60)],
+    }
+    for name, items in rows.items():
+        with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as f:
+            for i, (text, who, lic) in enumerate(items):
+                a = text.index(who)
+                rec = {
+                    "id": f"{name}-{i}",
+                    "text": text,
+                    "lang": "en",
+                    "licence": lic,
+                    "source": f"github:o/{name}@1:x",
+                }
+                rec["spans"] = [{"start": a, "end": a + len(who), "label": "PERSON"}]
+                f.write(json.dumps(rec) + "\n")
+    return folder
 
 
 def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) -> None:
+    real = _corpora(tmp_path / "corpora")
     cfg = TrainConfig(
         out=tmp_path / "tiny-bundle",
         model=str(tiny_model_dir),
@@ -54,11 +90,22 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
         n_train=300,
         n_calib=120,
         max_iter=50,
+        n_real=80,
+        n_real_calib=10,
+        real_dir=real,
+        real_mix={"tweets": 1.0, "booking": 1.0},
+        calibration="f2",
     )
     bundle = train(cfg)
     m = Bundle.load(cfg.out).manifest
     assert m.backbone.layer == 2 and set(m.probes["raw"].thresholds) == set(m.detect_labels)
-    assert m.training["n_train_records"] == 300 and "calib_probe_only" in m.probes["raw"].metrics
+    assert m.training["n_train_records"] == 380 and "calib_probe_only" in m.probes["raw"].metrics
+    # every real corpus that gave records is in the manifest with its licence and origin
+    sources = {s["source"]: s for s in m.training["sources"]["real"]["sources"]}
+    assert set(sources) == {"tweets", "booking"} and sources["booking"]["licence"] == "CC0-1.0"
+    assert sources["tweets"]["records_used"] == 40 and m.training["calibration"] == "f2"
+    card = (cfg.out / "MODEL_CARD.md").read_text()
+    assert "tweets" in card and "CC0-1.0" in card and "github:o/booking@1" in card
     assert (cfg.out / "MODEL_CARD.md").read_text().startswith("# Guard bundle")
     g = Guardrail.load(cfg.out, dtype="fp32")
     (spans,) = g.detect(["write to ana.silva@example.com"])
@@ -85,6 +132,9 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
             sweep=(8,),
             n_trees=5,
             max_depth=4,
+            n_real=30,
+            n_real_calib=10,
+            real_dir=real,
         )
     )
     assert [row["n_latents"] for row in figures["latent_sweep"]] == [8, 16]
@@ -118,6 +168,8 @@ def test_train_on_a_pruned_backbone(tiny_model_dir, tmp_path) -> None:
         max_iter=30,
         mlp_keep=24,
         prune_records=60,
+        n_real=0,
+        n_real_calib=0,
     )
     train(cfg)
     b = Bundle.load(cfg.out)

@@ -11,8 +11,15 @@ from pathlib import Path
 from guardrail.bench import BenchError
 from guardrail.data import DataError, Record, read_jsonl
 
-DEV_SETS: tuple[str, ...] = ("presidio_synth_v2.jsonl", "wnut17_test.jsonl")
-"""The shared dev sets (``../shared/data``), read by default."""
+DEV_SETS: tuple[str, ...] = (
+    "presidio_synth_v2.jsonl",
+    "wnut17_test.jsonl",
+    "uner_en_ewt_dev.jsonl",
+    "uner_zh_gsd_dev.jsonl",
+    "ja_gsd_dev.jsonl",
+)
+"""The shared dev suite (``../shared/data``), read by default: synthetic requests, tweets, English web
+text, Chinese and Japanese. Settings are chosen on all of them, never on one."""
 
 SYNTH_SEED_OFFSET = 10_000
 """A synthetic benchmark set is drawn at ``seed + SYNTH_SEED_OFFSET``: training draws at seeds below 200."""
@@ -67,7 +74,7 @@ def load_file(path: str | Path, limit: int | None = None) -> Dataset:
 
 
 def dev_sets(limit: int | None = None, folder: Path | None = None) -> list[Dataset]:
-    """Both shared dev sets; a clear error when they are not where they should be."""
+    """Every shared dev set; a clear error when they are not where they should be."""
     folder = folder or dev_data_dir()
     missing = [n for n in DEV_SETS if not (folder / n).is_file()]
     if missing:

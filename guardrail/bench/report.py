@@ -114,6 +114,32 @@ def label_table(res: Mapping[str, Any], ds: str) -> list[str]:
     return _table(head, rows)
 
 
+def language_table(res: Mapping[str, Any]) -> list[str]:
+    """Per language, each method's leakage / precision / F1 over the sets of that language pooled (the
+    sets of ``guardrail.bench.suite.SET_LANG``); empty when no method read every set whole."""
+    names = [n for n, m in res["methods"].items() if m.get("languages")]
+    if not names:
+        return []
+    langs = sorted({lang for n in names for lang in res["methods"][n]["languages"]})
+    rows = []
+    for lang in langs:
+        row = [lang]
+        for n in names:
+            q = res["methods"][n]["languages"].get(lang)
+            row.append(
+                "n/a"
+                if q is None
+                else f"{_pct(q['leakage'])} / {_num(q['precision'], '.2f')} / {_num(q['f1'], '.2f')}"
+            )
+        rows.append(row)
+    return [
+        "",
+        "## Per language (sets pooled): leakage / precision / F1",
+        "",
+        *_table(["language", *names], rows),
+    ]
+
+
 def render(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
     """The whole ``report.md``."""
     env, cfg = res["environment"], res["config"]
@@ -151,6 +177,7 @@ def render(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
             f"{ex.get('not_in_text', 0)} named a value absent from the text and {ex.get('unknown_label', 0)} "
             "had no valid label (no span from either)."
         )
+    lines += language_table(res)
     lines += [
         "",
         "## How to read it",

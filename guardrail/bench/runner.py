@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from guardrail.bench import suite
 from guardrail.bench.datasets import Dataset
 from guardrail.bench.methods import METHODS, PROBE_METHODS, Method, MethodConfig, MethodSkipped
 from guardrail.data import Record
@@ -261,6 +262,7 @@ def run_method(name: str, cfg: BenchConfig, count_tokens: TokenCounter) -> tuple
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     per_set: dict[str, dict] = {}
+    whole: dict[str, dict[str, list[Span]]] = {}  # predictions of the sets read whole, by set
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         try:
@@ -283,6 +285,8 @@ def run_method(name: str, cfg: BenchConfig, count_tokens: TokenCounter) -> tuple
                 "cost": _cost(m, records, seconds, cpu, tokens, lat, cfg.gpu_price_per_hour),
                 "sampled": len(records) < len(ds.records),
             }
+            if len(records) == len(ds.records):
+                whole[ds.name] = preds
     summary: dict[str, Any] = {
         "status": "ok",
         "describe": m.describe,
@@ -294,6 +298,9 @@ def run_method(name: str, cfg: BenchConfig, count_tokens: TokenCounter) -> tuple
         summary["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if m.extra:
         summary["extra"] = dict(m.extra)
+    if cfg.datasets and len(whole) == len(cfg.datasets):
+        # the sets of one language pooled (asked labels, each set's unannotated types ignored)
+        summary["languages"] = suite.score_language(cfg.datasets, whole, cfg.method.labels)
     if name in PROBE_METHODS and m.guardrail is not None:
         for ds in cfg.datasets:
             per_set[ds.name]["sweep"] = sweep(

@@ -1,0 +1,124 @@
+"""Quality on the whole real dev suite, per set and per language, beside Presidio + spaCy in the same run.
+
+    python benchmarks/devsuite.py [--bundle NAME_OR_PATH[:PROBE]]... [--no-presidio] [--limit N]
+                                  [--json-out FILE] [--md-out FILE] [--update-card]
+
+Every set of ``guardrail.bench.datasets.DEV_SETS`` (``../shared/data`` or ``$GUARDRAIL_DEV_DATA``) is read
+with ``detect`` (probe + patterns, the bundle's reported labels) and scored with the reference rule
+(privacy labels, ``--ignore-unlabeled-types``). This is the table model settings are chosen by: never one
+set alone. Quality only; speed is ``benchmarks/core.py``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from guardrail.bench import suite
+from guardrail.bench.datasets import Dataset, dev_sets
+from guardrail.spans import Span
+
+
+def _detect_guardrail(
+    spec: str, sets: list[Dataset], batch_size: int | None
+) -> dict[str, dict[str, list[Span]]]:
+    from guardrail.pipeline import Guardrail
+
+    name, _, probe = spec.partition(":")
+    g = Guardrail.load(name, probe=probe or None)
+    out = {}
+    for d in sets:
+        spans = g.detect([r.text for r in d.records], batch_size=batch_size)
+        out[d.name] = {r.id: s for r, s in zip(d.records, spans, strict=True)}
+    return out
+
+
+def _detect_presidio(sets: list[Dataset]) -> dict[str, dict[str, list[Span]]]:
+    from guardrail.baselines import PresidioNER
+    from guardrail.labels import PRIVACY
+
+    ner = PresidioNER(labels=PRIVACY)
+    out = {}
+    for d in sets:
+        spans = ner.detect_batch([r.text for r in d.records])
+        out[d.name] = {r.id: s for r, s in zip(d.records, spans, strict=True)}
+    return out
+
+
+def run(
+    bundles: list[str], presidio: bool, limit: int | None, batch_size: int | None = None
+) -> dict[str, Any]:
+    """Scores of every method on every set: ``{"methods": {name: suite.evaluate(...)}, ...}``."""
+    sets = dev_sets(limit)
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for spec in bundles:
+        t0 = time.perf_counter()
+        results[spec] = suite.evaluate(sets, _detect_guardrail(spec, sets, batch_size))
+        seconds[spec] = round(time.perf_counter() - t0, 1)
+        print(f"{spec}: {seconds[spec]} s", file=sys.stderr, flush=True)
+    if presidio:
+        t0 = time.perf_counter()
+        results["presidio_spacy_sm"] = suite.evaluate(sets, _detect_presidio(sets))
+        seconds["presidio_spacy_sm"] = round(time.perf_counter() - t0, 1)
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
+        "limit": limit,
+        "records": {d.name: len(d.records) for d in sets},
+        "seconds": seconds,
+        "methods": results,
+        "table": suite.table(results, sets),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--bundle",
+        action="append",
+        default=[],
+        metavar="NAME[:PROBE]",
+        help="bundle name or folder, optionally with a probe (repeatable; default gemma-3-270m)",
+    )
+    ap.add_argument("--no-presidio", action="store_true", help="leave out Presidio + spaCy")
+    ap.add_argument("--limit", type=int, default=None, help="first N records of each set")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--md-out", default=None, help="write the table as Markdown")
+    ap.add_argument(
+        "--update-card",
+        action="store_true",
+        help="store the first bundle's rows (and Presidio's) in its manifest as metrics.dev_suite",
+    )
+    a = ap.parse_args(argv)
+    bundles = a.bundle or ["gemma-3-270m"]
+    res = run(bundles, not a.no_presidio, a.limit, a.batch_size)
+    print(res["table"])
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if a.md_out:
+        Path(a.md_out).write_text(res["table"] + "\n", encoding="utf-8")
+    if a.update_card:
+        from guardrail.bundle import Bundle
+
+        spec = bundles[0]
+        b = Bundle.load(spec.partition(":")[0])
+        keep = [spec] + (["presidio_spacy_sm"] if "presidio_spacy_sm" in res["methods"] else [])
+        b.manifest.metrics["dev_suite"] = {
+            "date": res["date"],
+            "command": "python benchmarks/devsuite.py " + " ".join(f"--bundle {x}" for x in bundles),
+            "records": res["records"],
+            "rows": {k: res["methods"][k] for k in keep},
+        }
+        b.save_manifest()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
