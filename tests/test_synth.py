@@ -347,3 +347,217 @@ def test_people_names_international() -> None:
     assert any("-" in n for n in names)  # Jean-Luc, Min-jun, al-Farsi
     assert any(any(ch in n for ch in "őűřěčšžłđươ") for n in names)  # Hungarian, Czech, Slavic, Vietnamese
     assert any(n.islower() for n in names) and any(n.isupper() for n in names)
+
+
+# ------------------------------------------------------------------- Chinese and the CJK locales
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef"
+_CJK_GAP = re.compile(f"[{_CJK}] +[{_CJK}]")
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+
+
+def test_span_surfaces_non_empty_and_in_bounds(sample: list[Record], calib: list[Record]) -> None:
+    for r in sample + calib:
+        for s in r.spans:
+            assert 0 <= s.start < s.end <= len(r.text), (r.id, s)
+            assert r.text[s.start : s.end].strip(), (r.id, s)
+
+
+def test_locales_cover_six_languages() -> None:
+    langs = {loc[:2] for loc in synth.DEFAULT_LOCALES}
+    assert {"en", "ja", "zh", "de", "fr", "es"} <= langs
+    w = synth.LOCALE_WEIGHTS
+    assert abs(w["zh_CN"] - w["ja_JP"]) < 0.02
+    assert max(w, key=w.__getitem__) == "en_US"
+
+
+@pytest.fixture(scope="module")
+def cjk() -> list[Record]:
+    return synth.generate(1500, seed=21, locales=("ja_JP", "zh_CN"))
+
+
+def test_cjk_text_has_no_ascii_space_between_cjk(sample: list[Record], cjk: list[Record]) -> None:
+    recs = [r for r in sample + cjk if r.lang[:2] in ("ja", "zh")]
+    assert len(recs) > 1000
+    for r in recs:
+        m = _CJK_GAP.search(r.text)
+        assert m is None, (r.id, r.extra["frame"], m and r.text[max(0, m.start() - 20) : m.end() + 20])
+        check_spans(r)
+
+
+def test_zh_person_in_han_script(sample: list[Record], cjk: list[Record]) -> None:
+    def han_people(recs: list[Record]) -> list[str]:
+        return [
+            r.text[s.start : s.end]
+            for r in recs
+            if r.lang == "zh_CN"
+            for s in r.spans
+            if s.label == "PERSON" and _HAN.fullmatch(r.text[s.start : s.end])
+        ]
+
+    assert han_people(sample)  # in the default draw
+    names = han_people(cjk)
+    assert len(names) > 100
+    assert all(2 <= len(n) <= 4 for n in names if len(n) > 1)  # surname + given name, no spaces
+
+
+def test_zh_frames_written_in_chinese(cjk: list[Record]) -> None:
+    zh = [r for r in cjk if r.extra["frame"].startswith(("chat-zh", "people-zh", "hardneg-legal-zh"))]
+    assert len(zh) > 30
+    for r in zh:
+        outside = "".join(ch for i, ch in enumerate(r.text) if not any(s.start <= i < s.end for s in r.spans))
+        assert _HAN.search(outside), r.text
+
+
+def test_zh_resident_ids_checksummed(cjk: list[Record]) -> None:
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    ids = [
+        r.text[s.start : s.end].replace(" ", "")
+        for r in cjk
+        for s in r.spans
+        if s.label == "ID_NUMBER" and re.fullmatch(r"\d{6} ?\d{8} ?\d{3}[\dX]", r.text[s.start : s.end])
+    ]
+    assert len(ids) > 5
+    for x in ids:
+        assert "10X98765432"[sum(int(d) * w for d, w in zip(x[:17], weights, strict=True)) % 11] == x[17], x
+
+
+_PHONE_RE = {
+    "de_DE": r"(\+49|0049|0|\(0)[\d ()/-]+",
+    "fr_FR": r"(\+33 ?(\(0\))?[1-9]|0[1-9])[\d .]+",
+    "es_ES": r"(\+34 |0034 )?[6-9][\d ]+",
+    "ja_JP": r"(\+81 [1-9]0 \d{4} \d{4}|0\d{1,2}[-(]\d{4}[-)]\d{4}|0\d0-\d{4}-\d{4}|0\d{9})",
+    "zh_CN": r"((\+86[ -]?)?1[3-9]\d([ -]?\d{4}){2}|0\d{2,3}-\d{8}|\(0\d{2,3}\) \d{8})",
+}
+
+
+@pytest.mark.parametrize("locale", sorted(_PHONE_RE))
+def test_phone_formats_per_locale(locale: str) -> None:
+    from guardrail.synth.values import _FAKER_PHONES, _PHONE_FORMATS, fill_digits
+
+    ctx = _ctx(0, locale)
+    for pat in _PHONE_FORMATS[locale]:
+        for _ in range(5):
+            s = fill_digits(ctx, pat)
+            assert re.fullmatch(_PHONE_RE[locale], s), (locale, pat, s)
+    if locale in _FAKER_PHONES:  # Faker's own numbers are used for this locale: they must fit too
+        for _ in range(50):
+            s = ctx.fake.phone_number()
+            assert re.fullmatch(_PHONE_RE[locale], s), (locale, s)
+
+
+def test_squeeze_cjk_keeps_spans() -> None:
+    from guardrail.synth.engine import squeeze_cjk
+
+    b = Builder()
+    b.add("私は ").add("山田", "PERSON").add(" ").add("太郎", "PERSON").add(" です。Call ").add(
+        "090", "PHONE"
+    )
+    squeeze_cjk(b)
+    assert b.text() == "私は山田太郎です。Call 090"
+    assert [b.text()[s.start : s.end] for s in b.spans] == ["山田太郎", "090"]
+
+
+# ---------------------------------------------------------------------------------- hard negatives
+
+
+def _no_letters(s: str) -> bool:
+    return not any(ch.isalpha() for ch in s)
+
+
+def test_hard_negative_records(sample: list[Record], calib: list[Record]) -> None:
+    hn = [r for r in sample if r.extra["shape"] == "hardneg"]
+    assert 0.07 < len(hn) / len(sample) < 0.14, len(hn)
+    kinds = {
+        r.extra["frame"].split(":")[0].split("-")[1] for r in hn + calib if r.extra["shape"] == "hardneg"
+    }
+    assert {"table", "sports", "amounts", "times", "ack", "treebank", "social", "legal", "headline"} <= kinds
+    numeric = 0
+    for r in hn:
+        check_spans(r)
+        for s in r.spans:
+            surface = r.text[s.start : s.end]
+            # Scores, counts, amounts, table cells and clock times carry no span; a date keeps DATE.
+            assert not _no_letters(surface) or s.label == "DATE", (r.id, surface, s.label)
+            assert s.label not in ("PHONE", "ID_NUMBER", "CREDIT_CARD", "IBAN", "PASSWORD"), (r.id, surface)
+        covered = {i for s in r.spans for i in range(s.start, s.end)}
+        if any(m.start() not in covered for m in re.finditer(r"\d+", r.text)):
+            numeric += 1
+    assert numeric > len(hn) / 2
+
+
+def test_hard_negatives_keep_people_labelled() -> None:
+    recs = [r for r in synth.generate(3000, seed=9) if r.extra["shape"] == "hardneg"]
+    frames = {r.extra["frame"].split(":")[0] for r in recs for s in r.spans if s.label == "PERSON"}
+    assert {"hardneg-sports", "hardneg-table"} & frames, frames  # a scorer, a player in a box score
+    texts = "\n".join(r.text for r in recs)
+    for needle in ("n't", "-LRB-", "RT ", "#", "| ", "Hatchback|Sedan|Saloon|Estate|SUV"):
+        assert re.search(needle, texts), needle
+
+    legal = [
+        r
+        for r in synth.generate(3000, seed=9, locales=("fr_FR", "es_ES", "de_DE", "zh_CN"))
+        if r.extra["frame"].startswith("hardneg-legal")
+    ]
+    words = {
+        "fr": "requérant|greffier|Cour",
+        "es": "demandante|Sala",
+        "de": "Kläger|Gericht|Klage",
+        "zh": "原告|本院",
+    }
+    for lang, pat in words.items():
+        assert any(re.search(pat, r.text) for r in legal if r.lang[:2] == lang), lang
+
+
+def test_hardneg_slot_keeps_numbers_unlabelled() -> None:
+    for seed in range(300):
+        ctx = _ctx(seed, ("en_US", "de_DE", "fr_FR", "es_ES", "ja_JP", "zh_CN")[seed % 6])
+        b = Builder()
+        render("My email is {EMAIL}. {HARDNEG}", ctx, b)
+        text = b.text()
+        assert b.spans[0].label == "EMAIL"
+        for s in b.spans[1:]:
+            assert not _no_letters(text[s.start : s.end]) or s.label == "DATE", text
+
+
+_MIXED = re.compile(
+    r"\| \d{4} \| \d\d \||Kick-off|Subtotal|Result: |HTTPURL|-LRB-| n't |FT: |Final score|ok cool|"
+    r"\d+-for-\d+|Serves \d|Opening hours|For sale:|record (at|on|this|against)"
+)
+
+
+def test_hard_negatives_mixed_into_pii_records(sample: list[Record]) -> None:
+    # Real text mixes both: personal data next to a table row, a score, chat filler, treebank tokens.
+    privacy = {"PERSON", "EMAIL", "PHONE", "ADDRESS", "ID_NUMBER", "USERNAME", "IP_ADDRESS"}
+    mixed = [
+        r
+        for r in sample
+        if r.extra["shape"] != "hardneg" and {s.label for s in r.spans} & privacy and _MIXED.search(r.text)
+    ]
+    assert len(mixed) > 5, len(mixed)
+
+
+def test_treebank_tokens_keep_spans() -> None:
+    from guardrail.synth.hardneg import ptb, treebank
+
+    assert (
+        ptb("I'm sure they can't (really) do it.").strip()
+        == "I 'm sure they ca n't -LRB- really -RRB- do it ."
+    )
+    assert ptb('He said "no," didn\'t he?').strip() == "He said `` no , '' did n't he ?"
+    b = Builder()
+    b.add("Ana", "PERSON").add("'s (new) car, said ").add("Bo", "PERSON").add(".")
+    treebank(b)
+    assert b.text() == "Ana 's -LRB- new -RRB- car , said Bo ."
+    assert [b.text()[s.start : s.end] for s in b.spans] == ["Ana", "Bo"]
+
+
+def test_hardneg_pools_split_between_families() -> None:
+    # A pool with no calib frame falls back to all frames, which would leak train frames into calib.
+    from guardrail.synth import hardneg
+
+    pools = {"ACK": hardneg.ACK_FRAMES, "tables": hardneg._TABLE_KEYS, **hardneg._EN}
+    pools |= {f"{lang}-{k}": v for lang, d in hardneg.LOCAL.items() for k, v in d.items()}
+    for name, frames in pools.items():
+        fams = {family_of(t) for t in frames}
+        assert fams == {"train", "calib"} or len(frames) <= 4, name

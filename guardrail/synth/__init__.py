@@ -2,8 +2,10 @@
 
 The probe is trained only on this data, so variety is what matters: many shapes (chat turns,
 transcripts, emails, tickets, tool calls, logs, forms, prose), a compositional frame grammar, values
-in seven locales, labelled non-PII entities and unlabelled hard negatives. ``family="calib"`` draws
-from a disjoint quarter of the frames: a shifted distribution for calibrating thresholds.
+in eight locales (English, German, French, Spanish, Italian, Japanese, Chinese), labelled non-PII
+entities and unlabelled hard negatives in the shapes of real text (tables, scores, amounts, chat
+filler, treebank and social-media tokens, legal prose). ``family="calib"`` draws from a disjoint
+quarter of the frames: a shifted distribution for calibrating thresholds.
 """
 
 from __future__ import annotations
@@ -18,23 +20,26 @@ from typing import Any
 from guardrail.data import Record, write_jsonl
 
 # Importing the filler modules registers their slots.
-from guardrail.synth import attrs, ids, negatives, prose, values  # noqa: F401
-from guardrail.synth.engine import Builder, Ctx
+from guardrail.synth import attrs, hardneg, ids, negatives, prose, values  # noqa: F401
+from guardrail.synth.engine import Builder, Ctx, squeeze_cjk
 from guardrail.synth.shapes import SHAPES
 
 __all__ = ["DEFAULT_LOCALES", "FAMILIES", "generate", "iter_records", "main"]
 
-DEFAULT_LOCALES: tuple[str, ...] = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "ja_JP")
+DEFAULT_LOCALES: tuple[str, ...] = (
+    "en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "ja_JP", "zh_CN",
+)  # fmt: skip
 """Locales drawn by default, weighted by :data:`LOCALE_WEIGHTS`."""
 
 LOCALE_WEIGHTS: dict[str, float] = {
-    "en_US": 0.40,
-    "en_GB": 0.15,
-    "de_DE": 0.09,
-    "fr_FR": 0.09,
-    "es_ES": 0.09,
-    "it_IT": 0.09,
-    "ja_JP": 0.09,
+    "en_US": 0.36,
+    "en_GB": 0.13,
+    "de_DE": 0.085,
+    "fr_FR": 0.085,
+    "es_ES": 0.085,
+    "it_IT": 0.085,
+    "ja_JP": 0.085,
+    "zh_CN": 0.085,
 }
 """Share of records per locale (locales outside this table get the mean of the others)."""
 
@@ -109,6 +114,8 @@ def iter_records(
         ctx = Ctx(rng=rng, fake=fake, locale=locale, family=family)
         b = Builder()
         frame = SHAPES[shape][1](ctx, b)
+        if locale[:2] in ("ja", "zh"):
+            squeeze_cjk(b)  # no ASCII space between two CJK characters, whatever the frame wrote
         b.rstrip()
         yield Record(
             id=f"synth-{family}-{i:06d}",

@@ -36,6 +36,11 @@ def format_date(ctx: Ctx, d: dt.date, lang: str | None = None) -> str:
     rng = ctx.rng
     if lang == "ja":
         return rng.choice((f"{y}年{m}月{dd}日", f"{y}/{m:02d}/{dd:02d}", f"{y}-{m:02d}-{dd:02d}"))
+    if lang == "zh":
+        return rng.choice(
+            (f"{y}年{m}月{dd}日", f"{y}年{m:02d}月{dd:02d}日", f"{y}-{m:02d}-{dd:02d}", f"{y}/{m}/{dd}",
+             f"{y}.{m:02d}.{dd:02d}", f"{m}月{dd}日")
+        )  # fmt: skip
     if rng.random() < 0.35:
         return rng.choice(
             (f"{y}-{m:02d}-{dd:02d}", f"{dd:02d}/{m:02d}/{y}", f"{m:02d}/{dd:02d}/{y}", f"{dd}.{m}.{y}",
@@ -75,7 +80,10 @@ def _time(ctx: Ctx) -> str:
 def _date(ctx: Ctx, b: Builder) -> None:
     s = format_date(ctx, _some_date(ctx))
     if chance(ctx, 0.15):
-        s += ctx.rng.choice((" at ", ", ", " ")) + _time(ctx)
+        if ctx.locale[:2] in ("ja", "zh") and s[-1] == "日":
+            s += f" {ctx.rng.randrange(24):02d}:{ctx.rng.randrange(60):02d}"
+        else:
+            s += ctx.rng.choice((" at ", ", ", " ")) + _time(ctx)
     b.add(s, "DATE")
 
 

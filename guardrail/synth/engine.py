@@ -14,8 +14,10 @@ Template mini-language (compiled once, cached):
 
 from __future__ import annotations
 
+import bisect
 import functools
 import random
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +102,88 @@ class Builder:
         cut = max(len(s.rstrip()), floor)
         self._parts = [s[:cut]]
         self._len = cut
+
+    def reset(self, text: str, spans: list[Span]) -> None:
+        """Replace text and spans at once (for rewrites that keep the spans aligned themselves)."""
+        self._parts = [text]
+        self._len = len(text)
+        self.spans = spans
+
+
+def rewrite(b: Builder, fn: Callable[[str, str | None], str], glue: Callable[[str, str], str]) -> None:
+    """Rewrite ``b`` piece by piece, keeping every span on its (rewritten) value.
+
+    The text is cut at span edges; ``fn(piece, label)`` maps each piece (``label`` None between
+    spans). ``glue(left_char, right_char)`` is written (outside any span) where two non-empty
+    pieces meet. A span whose value maps to whitespace only is dropped.
+    """
+    s = b.text()
+    pieces: list[tuple[str, str | None]] = []
+    pos = 0
+    for sp in b.spans:
+        if sp.start > pos:
+            pieces.append((s[pos : sp.start], None))
+        pieces.append((s[sp.start : sp.end], sp.label))
+        pos = sp.end
+    if pos < len(s):
+        pieces.append((s[pos:], None))
+    out: list[str] = []
+    spans: list[Span] = []
+    n = 0
+    for piece, label in pieces:
+        new = fn(piece, label)
+        if label is not None:
+            new = new.strip()
+        if not new:
+            continue
+        if out:
+            g = glue(out[-1][-1], new[0])
+            out.append(g)
+            n += len(g)
+        if label is not None:
+            spans.append(Span(n, n + len(new), label))
+        out.append(new)
+        n += len(new)
+    text = "".join(out)
+    lead = len(text) - len(text.lstrip())
+    if lead:  # a record never starts with whitespace
+        text = text[lead:]
+        spans = [Span(x.start - lead, x.end - lead, x.label) for x in spans]
+    b.reset(text, spans)
+
+
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}]) +(?=[{_CJK}])")
+
+
+def is_cjk(s: str) -> bool:
+    """True if ``s`` holds a kana, Han or full-width character."""
+    return any(
+        "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" for ch in s
+    )
+
+
+def squeeze_cjk(b: Builder) -> None:
+    """Drop ASCII spaces between two CJK characters (Japanese and Chinese put none between words).
+
+    Spans follow the text: their edges are never spaces, so none is cut.
+    """
+    s = b.text()
+    gaps = [(m.start(), m.end()) for m in _CJK_GAP.finditer(s)]
+    if not gaps:
+        return
+    ends, removed, acc = [], [], 0
+    for start, end in gaps:
+        acc += end - start
+        ends.append(end)
+        removed.append(acc)
+
+    def shift(p: int) -> int:
+        i = bisect.bisect_right(ends, p)
+        return p - (removed[i - 1] if i else 0)
+
+    text = "".join(s[a:b_] for a, b_ in zip([0, *ends], [g[0] for g in gaps] + [len(s)], strict=True))
+    b.reset(text, [Span(shift(x.start), shift(x.end), x.label) for x in b.spans])
 
 
 Filler = Callable[["Ctx", Builder], None]

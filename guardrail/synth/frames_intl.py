@@ -1,7 +1,8 @@
-"""Frames written in the record's own language (German, French, Spanish, Italian, Japanese).
+"""Frames written in the record's own language (German, French, Spanish, Italian, Japanese, Chinese).
 
 Used for about half of the chat turns of those locales; the other half use English frames with
-local values (an English request about a German customer is common too).
+local values (an English request about a German customer is common too). Japanese and Chinese
+frames put no space around a value: these scripts write words without spaces.
 """
 
 from __future__ import annotations
@@ -91,5 +92,27 @@ INTL: dict[str, tuple[str, ...]] = {
         "{COMPANY}で{JOB}として働いています。",
         "カード番号{CARD}で{PRICE}を支払います。",
         "この{PRODUCT}はいくらですか？",
+    ),
+    "zh": (
+        "请把(合同|发票)发到{EMAIL}。",
+        "我叫{NAME}，(电话|手机号)是{PHONE}。",
+        "(你好|您好)，我是{NAME}，住在{CITY}。",
+        "请把我的(地址|收货地址)改成{ADDRESS}。",
+        "快递请寄到{ADDRESS}，收件人{NAME}，电话{PHONE}。",
+        "请把{PRICE}转到银行卡{CARD}[，备注{INVOICE}]。",
+        "{TNAME}的预约(是|改到了){DATE}。",
+        "我的出生日期是{DOB}。",
+        "我的身份证号是{IDVAL}，(请帮我填一下表|麻烦核对一下)。",
+        "请(打电话|发短信)给{FIRST}，号码是{PHONE}。",
+        "(订单|单号){ORDER}的包裹还没到。",
+        "明天{CITY}会下雨吗？",
+        "用户名是{USERNAME}，密码是{PASSWORD}。",
+        "我在{COMPANY}做{JOB}。",
+        "这个{PRODUCT}多少钱？",
+        "{NAME}的手机号是{PHONE}，邮箱是{EMAIL}。",
+        "会议改到{CLOCK}了，请通知{TNAME}。",
+        "{NAME}，{AGENUM}岁，在{CITY}工作。",
+        "(麻烦|请)帮我查一下{EMAIL}有没有注册。",
+        "这是我的{ID}，请妥善保管。",
     ),
 }

@@ -213,6 +213,17 @@ LOCAL: dict[str, tuple[str, ...]] = {
         "{PX}さんと{PA}さんは同じ会社です。",
         "{PX}さんの娘さんは病気です。",
     ),
+    "zh": (
+        "参加者：{LFULL}",
+        "{PF}昨天给{PF}打了电话。",
+        "谢谢你，{PA}！",
+        "{PX}老师的电脑坏了。",
+        "{LFULL}都会来。",
+        "{PX}经理和{PF}在同一家公司。",
+        "{PX}女士的女儿生病了。",
+        "明天{PF}和{PF}一起来。",
+        "这是{PF}的车。",
+    ),
 }
 
 
@@ -222,7 +233,11 @@ def _fid(kind: str, template: str) -> str:
 
 def _filler(ctx: Ctx, b: Builder) -> None:
     """A sentence with no private person: plain prose or a hard negative."""
-    render(pick(ctx, HARD if chance(ctx, 0.45) else prose.PLAIN), ctx, b)
+    r = ctx.rng.random()
+    if r < 0.2:
+        render("{HARDNEG}", ctx, b)  # tables, scores, amounts, filler (guardrail.synth.hardneg)
+    else:
+        render(pick(ctx, HARD if r < 0.56 else prose.PLAIN), ctx, b)
 
 
 def _body(ctx: Ctx, b: Builder, kind: str, frames: tuple[str, ...]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import string
 
-from guardrail.synth.engine import Builder, Ctx, chance, slot
+from guardrail.synth.engine import Builder, Ctx, chance, is_cjk, slot
 from guardrail.synth.values import _ascii, fill_digits, person
 
 _UP = string.ascii_uppercase
@@ -66,6 +66,22 @@ def _insee(ctx: Ctx) -> str:
     return f"{s}{key:02d}"
 
 
+_CN_AREAS = (
+    "110101", "110105", "110108", "310104", "310115", "440106", "440305", "320102", "330106", "510104",
+    "420102", "610113", "500103", "120101", "370202", "210202", "350203", "430104", "410105", "130102",
+)  # fmt: skip
+_CN_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def cn_resident_id(ctx: Ctx) -> str:
+    """An 18-character PRC resident ID: area, birth date, sequence, ISO 7064 MOD 11-2 check."""
+    born = f"{ctx.rng.randint(1945, 2008)}{ctx.rng.randint(1, 12):02d}{ctx.rng.randint(1, 28):02d}"
+    body = ctx.rng.choice(_CN_AREAS) + born + fill_digits(ctx, "###")
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _CN_WEIGHTS, strict=True)) % 11]
+    s = body + check
+    return f"{s[:6]} {s[6:14]} {s[14:]}" if chance(ctx, 0.1) else s
+
+
 # (kind, locale or "*", generator) — the kind names the document, the value is the ID_NUMBER span.
 _IDS = (
     ("SSN", "en_US", _ssn),
@@ -103,6 +119,11 @@ _IDS = (
     ("tessera sanitaria", "it_IT", lambda c: fill_digits(c, "80380###########")),
     ("マイナンバー", "ja_JP", lambda c: fill_digits(c, "#### #### ####")),
     ("My Number", "ja_JP", lambda c: fill_digits(c, "############")),
+    ("身份证号", "zh_CN", cn_resident_id),
+    ("身份证号码", "zh_CN", cn_resident_id),
+    ("居民身份证", "zh_CN", cn_resident_id),
+    ("Chinese ID number", "zh_CN", cn_resident_id),
+    ("护照号码", "zh_CN", lambda c: c.rng.choice("EG") + fill_digits(c, "########")),
     ("passport number", "*", lambda c: c.fake.passport_number()),
     ("passport no.", "*", lambda c: _letters(c, c.rng.randint(1, 2)) + fill_digits(c, "#######")),
     ("patient ID", "*", lambda c: c.rng.choice(("MRN-", "PT", "P-", "")) + fill_digits(c, "#######")),
@@ -129,7 +150,10 @@ def id_of(ctx: Ctx) -> tuple[str, str]:
 def _id(ctx: Ctx, b: Builder) -> None:
     """A kind word and its value: "passport number X1234567" (only the value is the span)."""
     kind, val = id_of(ctx)
-    b.add(kind + ctx.rng.choice((" ", ": ", " is ", " ", " #", " no. ")))
+    if is_cjk(kind):
+        b.add(kind + ctx.rng.choice(("：", "", "是", ": ")))
+    else:
+        b.add(kind + ctx.rng.choice((" ", ": ", " is ", " ", " #", " no. ")))
     b.add(val, "ID_NUMBER")
 
 

@@ -159,11 +159,18 @@ TITLES: dict[str, tuple[str, ...]] = {
     "es": ("Sr.", "Sra.", "Dña.", "D.", "Dr."),
     "it": ("Sig.", "Sig.ra", "Dott.", "Dott.ssa", "Avv."),
     "ja": ("",),
+    "zh": ("",),
 }
 
 JA_HONORIFICS: tuple[str, ...] = items(
     """
     さん | 様 | 先生 | -san | -sama
+    """
+)
+
+ZH_HONORIFICS: tuple[str, ...] = items(
+    """
+    先生 | 女士 | 老师 | 经理 | 医生 | 总 | 小姐 | 同学
     """
 )
 

@@ -159,6 +159,12 @@ def fold(s: str) -> str:
 _NO_DECOMP = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss", "ø": "o", "Ø": "O"})
 
 
+def cjk_sep(ctx: Ctx) -> str:
+    """What goes between family and given name in Han or kana script: nothing, or (Japanese) a
+    full-width space; never an ASCII space (these scripts put no spaces between words)."""
+    return ctx.rng.choice(("", "", "\u3000")) if ctx.locale[:2] == "ja" else ""
+
+
 def intl_name(ctx: Ctx) -> Name:
     """A name from one of :data:`ORIGINS` (or the lexicon's world lists), sometimes ASCII-folded."""
     rng = ctx.rng
@@ -173,11 +179,17 @@ def intl_name(ctx: Ctx) -> Name:
 
 
 def local_name(ctx: Ctx, kanji: bool = False) -> Name:
-    """A name of the record's locale from Faker (romanised for Japanese unless ``kanji``)."""
+    """A name of the record's locale from Faker.
+
+    Japanese names are romanised unless ``kanji``; Chinese ones are often written in pinyin in
+    Latin-script text, and always in Han characters when ``kanji`` (text written in Chinese).
+    """
     fake = ctx.fake
     if ctx.locale == "ja_JP" and not kanji:
         return Name(fake.first_romanized_name(), fake.last_romanized_name(), chance(ctx, 0.4))
-    if ctx.locale == "ja_JP":
+    if ctx.locale == "zh_CN" and not kanji and chance(ctx, 0.6):
+        return Name(fake.first_romanized_name(), fake.last_romanized_name(), chance(ctx, 0.5))
+    if ctx.locale in ("ja_JP", "zh_CN"):
         return Name(fake.first_name(), fake.last_name(), True)
     last = fake.last_name()
     if ctx.locale == "es_ES" and chance(ctx, 0.3):
@@ -190,7 +202,7 @@ def new_name(ctx: Ctx) -> Name:
 
     Also remembered as the record's person, so that an email built later can use it.
     """
-    kanji = ctx.memo.get("lang") == "ja"
+    kanji = ctx.memo.get("lang") in ("ja", "zh")
     n = local_name(ctx, kanji) if kanji or chance(ctx, 0.58) else intl_name(ctx)
     ctx.memo["person"] = (n.first, n.last)
     return n
@@ -199,7 +211,7 @@ def new_name(ctx: Ctx) -> Name:
 def full(ctx: Ctx, n: Name) -> str:
     """A surface form of the whole name, safe inside a comma list (no "Last, First")."""
     if any("\u3040" <= ch <= "\u9fff" for ch in n.last):
-        return f"{n.last}{ctx.rng.choice(('', ' ', '　'))}{n.first}"
+        return f"{n.last}{cjk_sep(ctx)}{n.first}"
     if n.family_first:
         return " ".join(x for x in (n.last, n.middle, n.first) if x)
     first = f"{n.first} {n.middle}" if n.middle else n.first

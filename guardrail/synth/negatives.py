@@ -7,7 +7,7 @@ landmarks and code identifiers are written with no span, so that the probe learn
 from __future__ import annotations
 
 from guardrail.synth import lexicon as lx
-from guardrail.synth.engine import Builder, Ctx, chance, slot
+from guardrail.synth.engine import Builder, Ctx, chance, is_cjk, slot
 from guardrail.synth.values import fill_digits
 
 _WHEN = lx.items(
@@ -37,7 +37,8 @@ def _up(ctx: Ctx, n: int) -> str:
 def _order(ctx: Ctx, b: Builder) -> None:
     pat = ctx.rng.choice(("A-#####", "######", "###-#######-#######", "ORD-######", "#######", "SO#####"))
     s = fill_digits(ctx, pat).replace("A", _up(ctx, 1))
-    b.add(ctx.rng.choice(("#", "", "", "no. ", "number ")) + s)
+    # After a Japanese or Chinese word ("注文番号") no English "number " goes in between.
+    b.add(ctx.rng.choice(("#", "", "") if is_cjk(b.last_char()) else ("#", "", "", "no. ", "number ")) + s)
 
 
 @slot("TICKET")
@@ -72,6 +73,16 @@ def _sku(ctx: Ctx, b: Builder) -> None:
 @slot("PRICE")
 def _price(ctx: Ctx, b: Builder) -> None:
     amt = ctx.rng.choice((ctx.rng.randint(1, 99), ctx.rng.randint(100, 5000), ctx.rng.randint(1, 999) + 0.99))
+    lang = ctx.locale[:2]
+    if lang in ("ja", "zh") and chance(ctx, 0.6):
+        n = int(amt) * (100 if lang == "ja" else 1)
+        forms = (
+            (f"{n:,}円", f"¥{n:,}", f"{n}円（税込）")
+            if lang == "ja"
+            else (f"{n}元", f"¥{n:,}", f"人民币{n}元")
+        )
+        b.add(ctx.rng.choice(forms))
+        return
     cents = f"{amt:,.2f}" if isinstance(amt, float) or chance(ctx, 0.4) else f"{amt:,}"
     cur = ctx.rng.choice(("$", "€", "£", "¥", "USD ", "EUR ", "CHF "))
     if cur == "€" and chance(ctx, 0.5):

@@ -106,7 +106,7 @@ def _poss_b(ctx: Ctx, b: Builder) -> None:
 # ------------------------------------------------------------------------------------------ lists
 
 _NUM_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
-_CONJ = {"en": " and ", "de": " und ", "fr": " et ", "es": " y ", "it": " e ", "ja": "と"}
+_CONJ = {"en": " and ", "de": " und ", "fr": " et ", "es": " y ", "it": " e ", "ja": "と", "zh": "和"}
 
 
 def _count(ctx: Ctx) -> int:
@@ -128,8 +128,8 @@ def _list_count(ctx: Ctx, b: Builder) -> None:
 def _joiners(ctx: Ctx, n: int) -> list[str]:
     """The ``n - 1`` separators of an inline list: "A, B and C", "A & B", "A / B / C", ..."""
     lang = ctx.memo.get("lang", "en")
-    if lang == "ja":
-        return ["、"] * (n - 2) + [ctx.rng.choice(("と", "、"))]
+    if lang in ("ja", "zh"):
+        return ["、"] * (n - 2) + [ctx.rng.choice((_CONJ[lang], "、"))]
     r = ctx.rng.random()
     if r < 0.72:
         conj = _CONJ.get(lang, " and ")

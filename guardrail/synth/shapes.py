@@ -11,7 +11,7 @@ from collections.abc import Callable
 from guardrail.synth import frames_chat as fc
 from guardrail.synth import frames_docs as fd
 from guardrail.synth import frames_intl as fi
-from guardrail.synth import prose, structured
+from guardrail.synth import hardneg, prose, structured
 from guardrail.synth.engine import Builder, Ctx, chance, pick, render, stable_hash
 from guardrail.synth.frames_people import people
 
@@ -38,17 +38,29 @@ def end_punct(ctx: Ctx, b: Builder) -> None:
         b.add(ctx.rng.choice((" :)", " 🙏", "!!", " thx", " pls", " ??", " 😊")))
 
 
+def _filler(ctx: Ctx, b: Builder) -> None:
+    """PII-free prose, or (a third of the time) a hard negative from real text shapes."""
+    render("{HARDNEG}" if chance(ctx, 0.35) else pick(ctx, prose.PLAIN), ctx, b)
+
+
 def _with_prose(ctx: Ctx, b: Builder, fn: Callable[[], str]) -> str:
     """Mix PII-free prose (and its hard negatives) before or after a PII-bearing frame."""
     r = ctx.rng.random()
     if r < 0.15:
-        render(pick(ctx, prose.PLAIN), ctx, b)
+        _filler(ctx, b)
         b.add(" ")
+        return fn()
+    if r < 0.22:
+        render("{ACK}", ctx, b)  # "Sure. My email is ..."
+        b.add(ctx.rng.choice((". ", ", ", "! ", " - ", "\n")))
         return fn()
     name = fn()
     if r > 0.85:
         b.add(ctx.rng.choice((" ", " ", "\n")))
-        render(pick(ctx, prose.PLAIN if chance(ctx, 0.7) else prose.ENTITY), ctx, b)
+        if chance(ctx, 0.7):
+            _filler(ctx, b)
+        else:
+            render(pick(ctx, prose.ENTITY), ctx, b)
     return name
 
 
@@ -59,12 +71,22 @@ def chat(ctx: Ctx, b: Builder) -> str:
         b.case = "lower"  # typed on a phone
     if lang in fi.INTL and chance(ctx, 0.5):
         name = _frame(ctx, b, f"chat-{lang}", fi.INTL[lang])
+        if chance(ctx, 0.1):
+            b.add(" ")  # dropped between CJK characters
+            render("{HARDNEG}", ctx, b)
     else:
         if chance(ctx, 0.3):
             b.add(ctx.rng.choice(("Hi, ", "Hello! ", "Hey, ", "Hi there. ", "Good morning, ", "Quick one: ")))
         name = _with_prose(ctx, b, lambda: _frame(ctx, b, "chat", fc.CHAT))
     end_punct(ctx, b)
+    _maybe_treebank(ctx, b)
     return name
+
+
+def _maybe_treebank(ctx: Ctx, b: Builder, p: float = 0.04) -> None:
+    """Rewrite an English record in treebank tokens now and then (real corpora come that way)."""
+    if ctx.locale[:2] == "en" and chance(ctx, p):
+        hardneg.treebank(b)
 
 
 def clean_chat(ctx: Ctx, b: Builder) -> str:
@@ -141,6 +163,8 @@ _REPLIES: tuple[str, ...] = (
     "(Which|What) (email|phone number|address) should I use?",
     "(Noted|Saved). Your username is {USERNAME}.",
     "{PROSE}",
+    "{ACK}",
+    "{HARDNEG}",
 )
 
 
@@ -170,7 +194,7 @@ def _body(ctx: Ctx, b: Builder, shape: str, frames: tuple[str, ...], n: int, sep
         if i:
             b.add(sep)
         if i and chance(ctx, 0.3):
-            render(pick(ctx, prose.PLAIN), ctx, b)
+            _filler(ctx, b)
             continue
         t = pick(ctx, frames)
         render(t, ctx, b)
@@ -244,24 +268,35 @@ def ticket(ctx: Ctx, b: Builder) -> str:
 
 def narrative(ctx: Ctx, b: Builder) -> str:
     """Free narrative text about people, places and things."""
-    return _body(ctx, b, "narrative", fd.NARRATIVE, ctx.rng.randint(1, 3))
+    name = _body(ctx, b, "narrative", fd.NARRATIVE, ctx.rng.randint(1, 3))
+    _maybe_treebank(ctx, b, 0.08)
+    return name
+
+
+def people_text(ctx: Ctx, b: Builder) -> str:
+    """The ``people`` shape, now and then in treebank tokens."""
+    name = people(ctx, b)
+    _maybe_treebank(ctx, b)
+    return name
 
 
 SHAPES: dict[str, tuple[float, ShapeFn]] = {
-    "chat": (0.150, chat),
-    "email": (0.075, email),
-    "ticket": (0.058, ticket),
-    "narrative": (0.066, narrative),
-    "toolcall": (0.066, structured.toolcall),
-    "log": (0.050, structured.log),
-    "form": (0.058, structured.form),
-    "transcript": (0.066, transcript),
-    "social": (0.058, social),
-    "search": (0.033, search),
-    "fragment": (0.042, fragment),
-    "prose": (0.075, plain),
-    "clean": (0.050, clean_chat),
-    "eprose": (0.033, entity_prose),
-    "people": (0.120, people),
+    "chat": (0.135, chat),
+    "email": (0.0675, email),
+    "ticket": (0.0522, ticket),
+    "narrative": (0.0594, narrative),
+    "toolcall": (0.0594, structured.toolcall),
+    "log": (0.045, structured.log),
+    "form": (0.0522, structured.form),
+    "transcript": (0.0594, transcript),
+    "social": (0.0522, social),
+    "search": (0.0297, search),
+    "fragment": (0.0378, fragment),
+    "prose": (0.0675, plain),
+    "clean": (0.045, clean_chat),
+    "eprose": (0.0297, entity_prose),
+    "people": (0.108, people_text),
+    "hardneg": (0.100, hardneg.hard_negative),
 }
-"""Shape name -> (weight, builder); the weights sum to 1 (``people`` took 12% from the others pro rata)."""
+"""Shape name -> (weight, builder); the weights sum to 1 (``people`` took 12% from the others pro rata,
+then ``hardneg`` 10% from all of them)."""

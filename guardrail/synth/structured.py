@@ -187,65 +187,80 @@ def log(ctx: Ctx, b: Builder) -> str:
 _KEY_SPECS: dict[str, str] = {
     "{NAME}": (
         "en: Name|Full name|NAME|Customer / de: Name|Vor- und Nachname / fr: Nom|Nom complet / es: "
-        "Nombre|Nombre completo / it: Nome|Nominativo / ja: 氏名|お名前"
+        "Nombre|Nombre completo / it: Nome|Nominativo / ja: 氏名|お名前 / zh: 姓名|名字"
     ),
-    "{FIRST}": "en: First name|Given name / de: Vorname / fr: Prénom / es: Nombre / it: Nome / ja: 名",
+    "{FIRST}": (
+        "en: First name|Given name / de: Vorname / fr: Prénom / es: Nombre / it: Nome / ja: 名 / zh: 名"
+    ),
     "{LAST}": (
         "en: Last name|Surname / de: Nachname / fr: Nom de famille / es: Apellidos / it: Cognome / ja: 姓"
+        " / zh: 姓"
     ),
     "{DOB}": (
         "en: DOB|Date of birth|Birthday / de: Geburtsdatum / fr: Date de naissance / es: Fecha de "
-        "nacimiento / it: Data di nascita / ja: 生年月日"
+        "nacimiento / it: Data di nascita / ja: 生年月日 / zh: 出生日期"
     ),
     "{EMAIL}": (
         "en: Email|E-mail|Email address / de: E-Mail / fr: Courriel|E-mail / es: Correo / it: "
-        "Email / ja: メール"
+        "Email / ja: メール / zh: 邮箱|电子邮件"
     ),
     "{PHONE}": (
         "en: Phone|Tel|Mobile / de: Telefon|Handy / fr: Téléphone / es: Teléfono / it: "
-        "Telefono|Cellulare / ja: 電話番号"
+        "Telefono|Cellulare / ja: 電話番号 / zh: 电话|手机号"
     ),
     "{ADDRESS}": (
         "en: Address|Home address / de: Adresse|Anschrift / fr: Adresse / es: Dirección / it: "
-        "Indirizzo / ja: 住所"
+        "Indirizzo / ja: 住所 / zh: 地址|住址"
     ),
     "{POSTCODE}": (
         "en: ZIP|Postcode|Postal code / de: PLZ / fr: Code postal / es: Código postal / it: CAP "
-        "/ ja: 郵便番号"
+        "/ ja: 郵便番号 / zh: 邮编"
     ),
     "{CITY}": (
         "en: City|Place of birth / de: Ort|Geburtsort / fr: Ville / es: Ciudad / it: Città / ja: 市区町村"
+        " / zh: 城市|出生地"
     ),
     "{IDVAL}": (
         "en: ID number|Document no. / de: Ausweisnummer / fr: N° de pièce / es: DNI/NIE / it: "
-        "Codice fiscale / ja: 個人番号"
+        "Codice fiscale / ja: 個人番号 / zh: 身份证号|证件号码"
     ),
     "{JOB}": (
         "en: Occupation|Job title / de: Beruf / fr: Profession / es: Profesión / it: Professione / ja: 職業"
+        " / zh: 职业"
     ),
     "{NATIONALITY}": (
         "en: Nationality / de: Staatsangehörigkeit / fr: Nationalité / es: Nacionalidad / "
-        "it: Nazionalità / ja: 国籍"
+        "it: Nazionalità / ja: 国籍 / zh: 国籍"
     ),
-    "{AGENUM}": "en: Age / de: Alter / fr: Âge / es: Edad / it: Età / ja: 年齢",
+    "{AGENUM}": "en: Age / de: Alter / fr: Âge / es: Edad / it: Età / ja: 年齢 / zh: 年龄",
     "{COMPANY}": (
         "en: Employer|Company / de: Arbeitgeber / fr: Employeur / es: Empresa / it: Azienda / ja: 勤務先"
+        " / zh: 工作单位"
     ),
-    "{IBAN}": "en: IBAN|Bank account / de: IBAN / fr: IBAN / es: IBAN / it: IBAN / ja: 口座",
+    "{IBAN}": "en: IBAN|Bank account / de: IBAN / fr: IBAN / es: IBAN / it: IBAN / ja: 口座 / zh: 银行账户",
     "{CARD}": (
         "en: Card number|Credit card / de: Kartennummer / fr: N° de carte / es: Tarjeta / it: Carta "
-        "/ ja: カード番号"
+        "/ ja: カード番号 / zh: 银行卡号"
     ),
     "{USERNAME}": (
         "en: Username|Login / de: Benutzername / fr: Identifiant / es: Usuario / it: Utente / ja: ユーザー名"
+        " / zh: 用户名"
     ),
     "{PASSWORD}": (
         "en: Password / de: Passwort / fr: Mot de passe / es: Contraseña / it: Password / ja: パスワード"
+        " / zh: 密码"
     ),
-    "{ORDER}": "en: Order|Order no. / de: Bestellnr. / fr: Commande / es: Pedido / it: Ordine / ja: 注文番号",
-    "{PRICE}": "en: Amount|Total / de: Betrag / fr: Montant / es: Importe / it: Importo / ja: 金額",
-    "{DATE}": "en: Date|Start date / de: Datum / fr: Date / es: Fecha / it: Data / ja: 日付",
-    "{PRODUCT}": "en: Product|Item / de: Artikel / fr: Produit / es: Producto / it: Prodotto / ja: 商品",
+    "{ORDER}": (
+        "en: Order|Order no. / de: Bestellnr. / fr: Commande / es: Pedido / it: Ordine / ja: 注文番号"
+        " / zh: 订单号"
+    ),
+    "{PRICE}": (
+        "en: Amount|Total / de: Betrag / fr: Montant / es: Importe / it: Importo / ja: 金額 / zh: 金额"
+    ),
+    "{DATE}": "en: Date|Start date / de: Datum / fr: Date / es: Fecha / it: Data / ja: 日付 / zh: 日期",
+    "{PRODUCT}": (
+        "en: Product|Item / de: Artikel / fr: Produit / es: Producto / it: Prodotto / ja: 商品 / zh: 商品"
+    ),
 }
 _KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     slot_: {lang: tuple(names.split("|")) for lang, names in (x.split(": ", 1) for x in spec.split(" / "))}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from guardrail.synth import lexicon as lx
 from guardrail.synth.engine import Builder, Ctx, chance, slot
-from guardrail.synth.names_intl import intl_name
+from guardrail.synth.names_intl import cjk_sep, intl_name
 
 # ------------------------------------------------------------------------------------------ people
 
@@ -38,7 +38,8 @@ def person(ctx: Ctx, new: bool = True) -> tuple[str, str]:
     if r < 0.14:
         n = intl_name(ctx)  # Hungarian, Czech, Slavic, Arabic, Indian, Nigerian, Vietnamese, Korean, ...
         first, last = n.first, n.last
-    elif ctx.locale == "ja_JP" and r < 0.35:
+    elif (ctx.locale == "ja_JP" and r < 0.35) or (ctx.locale == "zh_CN" and r < 0.3):
+        # Romanised (Hepburn, pinyin): how these names are written in Latin-script text.
         first, last = ctx.fake.first_romanized_name(), ctx.fake.last_romanized_name()
     else:
         first, last = ctx.fake.first_name(), ctx.fake.last_name()
@@ -67,14 +68,17 @@ def _vary_case(ctx: Ctx, s: str) -> str:
 def full_name(ctx: Ctx, first: str, last: str) -> str:
     """One surface form of a full name: order, initials and middle names vary."""
     if _is_cjk(last):
-        return f"{last}{ctx.rng.choice(('', ' ', '　'))}{first}"
+        return f"{last}{cjk_sep(ctx)}{first}"
     r = ctx.rng.random()
     if r < 0.55:
         s = f"{first} {last}"
     elif r < 0.65:
         s = f"{first} {ctx.rng.choice('ABCDEFGHJKLMNPRSTW')}. {last}"
     elif r < 0.72:
-        s = f"{first} {ctx.fake.first_name()} {last}"
+        middle = ctx.fake.first_name()
+        if _is_cjk(middle):  # a Latin-script name gets no Han or kana middle name
+            middle = ctx.fake.first_romanized_name()
+        s = f"{first} {middle} {last}"
     elif r < 0.80:
         s = f"{first[0]}. {last}"
     elif r < 0.86:
@@ -115,7 +119,7 @@ def _titled(ctx: Ctx, b: Builder) -> None:
     first, last = person(ctx)
     if _is_cjk(last):
         b.add(last if chance(ctx, 0.6) else f"{last}{first}", "PERSON")
-        b.add(ctx.rng.choice(lx.JA_HONORIFICS))
+        b.add(ctx.rng.choice(lx.ZH_HONORIFICS if _lang(ctx) == "zh" else lx.JA_HONORIFICS))
         return
     titles = lx.TITLES.get(_lang(ctx), lx.TITLES["en"])
     if _lang(ctx) != "en" and chance(ctx, 0.3):
@@ -185,21 +189,39 @@ def _patterns(s: str) -> tuple[str, ...]:
 _PHONE_FORMATS: dict[str, tuple[str, ...]] = {
     "en_US": _patterns("(###) ###-#### | ###-###-#### | +1 ### ### #### | ###.###.#### | 1-###-###-####"),
     "en_GB": _patterns("07### ###### | +44 7### ###### | 020 #### #### | +44 (0)20 #### #### | 01### ######"),
-    "de_DE": _patterns("0151 ######## | +49 30 ######## | +49 (0) 89 ####### | 030/####### | 0171-#######"),
-    "fr_FR": _patterns("06 ## ## ## ## | +33 6 ## ## ## ## | 01.##.##.##.## | +33######### | 07 ## ## ## ##"),
-    "es_ES": _patterns("6## ### ### | +34 6## ## ## ## | 91 ### ## ## | +34 9## ### ###"),
+    "de_DE": _patterns(
+        "0151 ######## | +49 30 ######## | +49 (0) 89 ####### | 030/####### | 0171-####### | 0176 ########"
+        " | +49 176 ######## | 089 ######## | (040) ####### | 0049 151 ########"
+    ),
+    "fr_FR": _patterns("06 ## ## ## ## | +33 6 ## ## ## ## | 01.##.##.##.## | +336######## | 07 ## ## ## ##"),
+    "es_ES": _patterns(
+        "6## ### ### | +34 6## ## ## ## | 91 ### ## ## | +34 9## ### ### | +34 6## ### ### | 6########"
+        " | 93 ### ## ## | 0034 7## ### ###"
+    ),
     "it_IT": _patterns("3## ### #### | +39 3## ####### | 06 #### #### | +39 02 ######## | 3#########"),
-    "ja_JP": _patterns("090-####-#### | 080-####-#### | 03-####-#### | +81 90 #### #### | 06(####)####"),
+    "ja_JP": _patterns(
+        "090-####-#### | 080-####-#### | 03-####-#### | +81 90 #### #### | 06(####)#### | 070-####-####"
+        " | 09########"
+    ),
+    "zh_CN": _patterns(
+        "13######### | 15######### | 18######### | 17######### | 139 #### #### | +86 13# #### ####"
+        " | +86 18#-####-#### | +8615######### | 010-######## | 021-######## | 0755-######## | (020) ########"
+    ),
     "intl": _patterns(
         "+1########## | 0044 161 ### #### | +4917######## | 0120-###-### | +61 4## ### ### | +91 ##### #####"
     ),
 }
 
 
+# Locales whose Faker phone formats look like real numbers (de_DE yields "00669 074391", es_ES
+# "+34882 580 730", ja_JP "16-2803-0147": the tables above stand in for those).
+_FAKER_PHONES = frozenset(("en_US", "en_GB", "fr_FR", "it_IT", "zh_CN"))
+
+
 def phone_of(ctx: Ctx) -> str:
     """A phone number in one of many national and international formats."""
     rng = ctx.rng
-    if chance(ctx, 0.35):
+    if chance(ctx, 0.35) and ctx.locale in _FAKER_PHONES:
         s = ctx.fake.phone_number()
     else:
         loc = ctx.locale if chance(ctx, 0.8) else rng.choice(tuple(_PHONE_FORMATS))
@@ -223,6 +245,15 @@ def _clean_lines(s: str) -> list[str]:
 
 def address_of(ctx: Ctx, multiline: bool | None = None) -> str:
     """A whole postal address (street to country): one ADDRESS span."""
+    if ctx.locale[:2] == "zh":
+        # Province to building, then the postcode; a country, if any, comes first and unspaced.
+        head, _, post = " ".join(_clean_lines(ctx.fake.address())).rpartition(" ")
+        r = ctx.rng.random()
+        if not head or r < 0.5:
+            return f"{head} {post}".strip()
+        if r < 0.75:
+            return head
+        return f"中国{head}" if r < 0.9 else f"{head}（邮编：{post}）"
     lines = _clean_lines(ctx.fake.address())
     if chance(ctx, 0.25):
         lines.append(ctx.fake.current_country() if chance(ctx, 0.5) else ctx.rng.choice(lx.COUNTRIES))
