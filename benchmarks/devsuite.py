@@ -1,6 +1,6 @@
 """Quality on the whole real dev suite, per set and per language, beside Presidio + spaCy in the same run.
 
-    python benchmarks/devsuite.py [--bundle NAME_OR_PATH[:PROBE]]... [--no-presidio] [--limit N]
+    python benchmarks/devsuite.py [--bundle NAME_OR_PATH[:PROBE[@CALIBRATION]]]... [--no-presidio] [--limit N]
                                   [--json-out FILE] [--md-out FILE] [--update-card]
 
 Every set of ``guardrail.bench.datasets.DEV_SETS`` (``../shared/data`` or ``$GUARDRAIL_DEV_DATA``) is read
@@ -29,8 +29,13 @@ def _detect_guardrail(
 ) -> dict[str, dict[str, list[Span]]]:
     from guardrail.pipeline import Guardrail
 
-    name, _, probe = spec.partition(":")
+    name, _, rest = spec.partition(":")
+    probe, _, calibration = rest.partition("@")
     g = Guardrail.load(name, probe=probe or None)
+    if calibration:  # another calibration rule the training stored beside the shipped one
+        alt = g.bundle.manifest.probes[g.probe_name].metrics["calibrations"][calibration]
+        g.thresholds = {k: v for k, v in alt["thresholds"].items() if k in g.thresholds}
+        g.lone_min_score = alt["lone_min_score"]
     out = {}
     for d in sets:
         spans = g.detect([r.text for r in d.records], batch_size=batch_size)
@@ -83,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle",
         action="append",
         default=[],
-        metavar="NAME[:PROBE]",
-        help="bundle name or folder, optionally with a probe (repeatable; default gemma-3-270m)",
+        metavar="NAME[:PROBE[@RULE]]",
+        help="bundle name or folder, optionally with a probe and a stored calibration rule (recall, f2, "
+        "f1: guardrail.train.CALIBRATIONS) (repeatable; default gemma-3-270m)",
     )
     ap.add_argument("--no-presidio", action="store_true", help="leave out Presidio + spaCy")
     ap.add_argument("--limit", type=int, default=None, help="first N records of each set")

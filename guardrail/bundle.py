@@ -328,17 +328,8 @@ def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
                 "",
                 f"Which probe `detect` uses ({choice.get('rule')}; {choice.get('command')}):",
                 "",
-                "| probe (with patterns) | presidio_synth leakage | recall | precision | F1 "
-                "| wnut17 PERSON recall | wnut17 precision | wnut17 F1 |",
-                "|---|---|---|---|---|---|---|---|",
             ]
-            lines += [
-                f"| {r.get('probe')} | {_pct(r.get('leakage'))} | {_num(r.get('recall_partial'))} | "
-                f"{_num(r.get('precision'))} | {_num(r.get('f1'))} | {_num(r.get('wnut_person_recall'))} | "
-                f"{_num(r.get('wnut_precision'))} | {_num(r.get('wnut_f1'))} |"
-                for r in choice["rows"]
-                if isinstance(r, dict)
-            ]
+            lines += _probe_choice_table([r for r in choice["rows"] if isinstance(r, dict)])
             lines += ["", str(choice.get("verdict", ""))]
         top = sp.get("top_latents")
         if isinstance(top, list) and top:
@@ -373,6 +364,24 @@ def load_descriptions(folder: Path) -> dict[int, str]:
         return {int(k): str(v.get("description", "")) for k, v in doc["latents"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{path}: unreadable ({type(e).__name__})") from None
+
+
+def _probe_choice_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Leakage / F1 of each probe per dev set, and the mean F1 the rule compares."""
+    if not rows or not isinstance(rows[0].get("sets"), dict):  # a table of the old two-set rule
+        return [f"| {r.get('probe')} | mean F1 {_num(r.get('mean_f1'))} |" for r in rows]
+    names = list(rows[0]["sets"])
+    out = [
+        "| probe (with patterns) | " + " | ".join(names) + " | mean F1 |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for r in rows:
+        cells = [
+            f"{_pct(r['sets'].get(n, {}).get('leakage'))} / {_num(r['sets'].get(n, {}).get('f1'))}"
+            for n in names
+        ]
+        out.append(f"| {r.get('probe')} | " + " | ".join(cells) + f" | {_num(r.get('mean_f1'))} |")
+    return [*out, "", "Cells: leakage / F1."]
 
 
 def _sources_table(real: Mapping[str, Any]) -> list[str]:

@@ -323,6 +323,30 @@ def choose_lone_min(
     return best, best_m
 
 
+CALIBRATIONS: tuple[str, ...] = ("recall", "f2", "f1")
+
+
+def calibrations(
+    records: Sequence[Record],
+    acts: Activations,
+    probs: Sequence[np.ndarray],
+    keep: Sequence[str],
+    target: float,
+    chosen: str,
+) -> tuple[dict[str, float], float, dict[str, float], dict[str, dict[str, object]]]:
+    """Thresholds and lone-token score by every calibration rule; returns the ``chosen`` rule's
+    thresholds, lone score and calibration metrics, and all rules' (for the manifest: the dev suite
+    picks the rule, ``benchmarks/devsuite.py --calibration``)."""
+    out: dict[str, dict[str, object]] = {}
+    for mode in CALIBRATIONS:
+        thr = calibrate(probs, acts.labels, keep, target, mode)
+        lone, met = choose_lone_min(records, acts, probs, keep, thr)
+        out[mode] = {"thresholds": thr, "lone_min_score": lone, "calib_probe_only": met}
+        log.info("calibration %s: %s", mode, met)
+    best = out[chosen]
+    return best["thresholds"], best["lone_min_score"], best["calib_probe_only"], out  # type: ignore[return-value]
+
+
 def train(cfg: TrainConfig) -> Bundle:
     """Build a bundle from nothing; returns it after writing it to ``cfg.out``."""
     t_start = time.perf_counter()
@@ -349,8 +373,9 @@ def train(cfg: TrainConfig) -> Bundle:
     del x, y
     cprobs = predict(probe, ca)
     keep = list(cfg.detect_labels)
-    thresholds = calibrate(cprobs, ca.labels, keep, cfg.recall_target, cfg.calibration)
-    lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
+    thresholds, lone, calib_metrics, alternatives = calibrations(
+        calib_recs, ca, cprobs, keep, cfg.recall_target, cfg.calibration
+    )
     log.info("calib (probe only): %s", calib_metrics)
     info = backbone.info
     manifest = Manifest(
@@ -371,7 +396,7 @@ def train(cfg: TrainConfig) -> Bundle:
                 prefix="raw.",
                 thresholds=thresholds,
                 lone_min_score=lone,
-                metrics={"calib_probe_only": calib_metrics},
+                metrics={"calib_probe_only": calib_metrics, "calibrations": alternatives},
             )
         },
         recall_target=cfg.recall_target,
@@ -753,8 +778,9 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
             probe.meta["sae_threshold"] = threshold
         fit_s = time.perf_counter() - t0
         cprobs = predict(probe, ca)
-        thresholds = calibrate(cprobs, ca.labels, keep, m.recall_target, cfg.calibration)
-        lone, calib_metrics = choose_lone_min(calib_recs, ca, cprobs, keep, thresholds)
+        thresholds, lone, calib_metrics, alternatives = calibrations(
+            calib_recs, ca, cprobs, keep, m.recall_target, cfg.calibration
+        )
         name = f"sae-{'lr' if head == 'linear' else 'rf'}"
         bundle.probes[name] = probe
         m.probes[name] = ProbeEntry(
@@ -765,6 +791,7 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
             lone_min_score=lone,
             metrics={
                 "calib_probe_only": calib_metrics,
+                "calibrations": alternatives,
                 "fit_seconds": round(fit_s, 1),
                 "train_tokens": len(y),
                 "features": int(x.shape[1]),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from guardrail.bench.datasets import Dataset
 from guardrail.data import Record
 from guardrail.labels import PRIVACY
@@ -66,10 +68,23 @@ def score_language(
             for r in d.records:
                 rid = f"{d.name}/{r.id}"
                 gold.append(Record(rid, r.text, r.spans, r.lang))
-                # a predicted type the set never annotates is dropped here: the per-set rule, pooled
-                pred[rid] = [s for s in preds[d.name].get(r.id, []) if _annotated(s.label, ann)]
+                # the per-set rule, pooled: a predicted type the set never annotates counts when it lies
+                # on gold PII and is dropped otherwise
+                pred[rid] = [
+                    s for s in preds[d.name].get(r.id, []) if _annotated(s.label, ann) or _on_gold(r, s)
+                ]
         out[lang] = _row(score(gold, pred, labels=labels))
     return out
+
+
+def _on_gold(r: Record, s: Span) -> bool:
+    """Whether at least half of the span's non-space characters lie inside gold spans (the scorer's
+    rule for a correct prediction)."""
+    inside = np.zeros(len(r.text), dtype=bool)
+    for g in r.spans:
+        inside[g.start : g.end] = True
+    chars = [i for i in range(s.start, min(s.end, len(r.text))) if not r.text[i].isspace()]
+    return bool(chars) and 2 * int(inside[chars].sum()) >= len(chars)
 
 
 def _annotated(label: str, annotated: set[str]) -> bool:
