@@ -36,6 +36,7 @@ def _detect_guardrail(
         alt = g.bundle.manifest.probes[g.probe_name].metrics["calibrations"][calibration]
         g.thresholds = {k: v for k, v in alt["thresholds"].items() if k in g.thresholds}
         g.lone_min_score = alt["lone_min_score"]
+        g.lone_min_unspaced = alt.get("lone_min_unspaced")
     out = {}
     for d in sets:
         spans = g.detect([r.text for r in d.records], batch_size=batch_size)

@@ -70,6 +70,8 @@ class ProbeEntry(BaseModel):
     thresholds: dict[str, float] = {}
     """Per label, on P(not O)."""
     lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
+    lone_min_unspaced: float | None = Field(None, ge=0.0, le=1.0)
+    """The score a one-token span written in a script without spaces needs (None: ``lone_min_score``)."""
     """Score a one-token span needs."""
     metrics: dict[str, object] = {}
 
@@ -518,6 +520,11 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
             f"  - `{name}` ({e.head} head on {e.features} features): "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(e.thresholds.items()))
             + f"; a one-token span needs {e.lone_min_score:.2f}"
+            + (
+                f" ({e.lone_min_unspaced:.2f} in Chinese/Japanese/Thai script)"
+                if e.lone_min_unspaced is not None
+                else ""
+            )
             for name, e in sorted(m.probes.items())
         ),
         f"- patterns (Presidio recognizers) unioned: {'yes' if m.patterns else 'no'}",

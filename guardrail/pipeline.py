@@ -121,6 +121,7 @@ class Guardrail:
         self.thresholds: dict[str, float] = dict(entry.thresholds)
         """Per-label thresholds on P(not O) of the active probe."""
         self.lone_min_score: float = entry.lone_min_score
+        self.lone_min_unspaced: float | None = entry.lone_min_unspaced
         self.labels: list[str] = list(m.detect_labels)
         self._descriptions: dict[int, str] | None = None
         self.patterns = None
@@ -334,7 +335,15 @@ class Guardrail:
     ) -> list[list[Span]]:
         """The probe's spans of each text (with their SAE features when ``explain``)."""
         cp, classes = collapse(probs, list(self.probe.classes), keep)
-        found = decode_batch(items, offsets, cp, classes, self.thresholds, lone_min_score=self.lone_min_score)
+        found = decode_batch(
+            items,
+            offsets,
+            cp,
+            classes,
+            self.thresholds,
+            lone_min_score=self.lone_min_score,
+            lone_min_unspaced=self.lone_min_unspaced,
+        )
         if explain:
             per_text = feats.split([len(o) for o in offsets])
             found = [

@@ -144,6 +144,11 @@ def _run_label(labels: list[str], scores: list[float]) -> str:
     return min(totals, key=lambda lab: (-totals[lab], _label_key(lab)))
 
 
+def _is_unspaced_token(text: str, start: int, end: int) -> bool:
+    letters = [ch for ch in text[start:end] if not _is_edge_junk(ch)]
+    return bool(letters) and all(is_unspaced(ch) for ch in letters)
+
+
 def _lone_min(lone_min_score: float | Mapping[str, float], label: str) -> float:
     if isinstance(lone_min_score, Mapping):
         return float(lone_min_score.get(label, 0.0))
@@ -158,6 +163,7 @@ def decode(
     thresholds: Mapping[str, float],
     *,
     lone_min_score: float | Mapping[str, float] = 0.0,
+    lone_min_unspaced: float | None = None,
     default_threshold: float = 0.5,
 ) -> list[Span]:
     """Turn per-token probe scores into sorted, non-overlapping character spans of ``text``.
@@ -165,7 +171,9 @@ def decode(
     ``offsets`` is ``[T, 2]`` (start, end) per token, end exclusive; tokens with ``start == end``
     (specials, padding) are ignored. ``probs`` is ``[T, C]``, a softmax over ``classes`` with
     ``classes[0] == "O"``. A token is flagged when ``1 - probs[t, 0]`` reaches the threshold of its
-    best non-O class; flagged tokens separated only by whitespace form one run, one span.
+    best non-O class; flagged tokens separated only by whitespace form one run, one span. A run of one
+    token needs ``lone_min_score``; one token written in a script without spaces (a character or two of
+    Chinese or Japanese) needs ``lone_min_unspaced`` instead, when given.
     """
     offsets, probs = np.asarray(offsets), np.asarray(probs)
     if probs.ndim != 2 or offsets.shape != (probs.shape[0], 2):
@@ -177,6 +185,7 @@ def decode(
         classes,
         thresholds,
         lone_min_score=lone_min_score,
+        lone_min_unspaced=lone_min_unspaced,
         default_threshold=default_threshold,
     )[0]
 
@@ -189,6 +198,7 @@ def decode_batch(
     thresholds: Mapping[str, float],
     *,
     lone_min_score: float | Mapping[str, float] = 0.0,
+    lone_min_unspaced: float | None = None,
     default_threshold: float = 0.5,
 ) -> list[list[Span]]:
     """:func:`decode` for many texts at once: ``probs`` ``[sum T_i, C]`` holds the texts' tokens text
@@ -238,7 +248,9 @@ def decode_batch(
     f_label = [classes[b] for b in best[flagged].tolist()]
     for a, b in pairwise([0, *cuts.tolist(), len(flagged)]):
         ti = int(owner[a])
-        out[ti] = _spans(texts[ti], f_start[a:b], f_end[a:b], f_pii[a:b], f_label[a:b], lone_min_score)
+        out[ti] = _spans(
+            texts[ti], f_start[a:b], f_end[a:b], f_pii[a:b], f_label[a:b], lone_min_score, lone_min_unspaced
+        )
     return out
 
 
@@ -249,6 +261,7 @@ def _spans(
     pii: list[float],
     labels: list[str],
     lone_min_score: float | Mapping[str, float],
+    lone_min_unspaced: float | None = None,
 ) -> list[Span]:
     """The spans of one text from its flagged tokens in text order: character offsets, PII scores and
     labels."""
@@ -269,8 +282,12 @@ def _spans(
         label = _run_label(labels[a:b], scores)
         score = round(min(1.0, max(0.0, max(scores))), 4)
         # A single token is the weakest evidence there is: one stray subword should not redact a word.
-        if b - a == 1 and score < _lone_min(lone_min_score, label):
-            continue
+        if b - a == 1:
+            need = _lone_min(lone_min_score, label)
+            if lone_min_unspaced is not None and _is_unspaced_token(text, starts[a], ends[a]):
+                need = lone_min_unspaced  # one token of Chinese or Japanese is often one character
+            if score < need:
+                continue
         start, end = trim(text, min(starts[a:b]), max(ends[a:b]))
         start, end = snap(text, start, end)
         if start < end and (label not in NEEDS_DIGIT or _has_digit(text, start, end)):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
 from guardrail.probe import AnyProbe, Probe, fit, sae_features, token_features
-from guardrail.spans import Span, decode
+from guardrail.spans import Span, decode, is_unspaced
 
 if TYPE_CHECKING:
     from guardrail.prune import Pruning
@@ -271,6 +271,9 @@ def calibrate(
         else:
             beta2 = 4.0 if mode == "f2" else 1.0
             mine = best == i
+            if not mine.any():  # the probe never prefers this label: nothing to trade off
+                out[lab] = 0.5
+                continue
             order = np.argsort(-pii[mine], kind="stable")
             score, hit = pii[mine][order], pos[mine][order]
             tp = np.cumsum(hit)
@@ -289,13 +292,31 @@ def spans_of(
     keep: Sequence[str],
     thresholds: dict[str, float],
     lone_min_score: float,
+    lone_min_unspaced: float | None = None,
 ) -> dict[str, list[Span]]:
     """Decoded probe spans (no patterns) per record id."""
     out = {}
     for r, o, p in zip(records, acts.offsets, probs, strict=True):
         cp, cl = collapse(p, list(PROBE_CLASSES), keep)
-        out[r.id] = decode(r.text, o, cp, cl, thresholds, lone_min_score=lone_min_score)
+        out[r.id] = decode(
+            r.text, o, cp, cl, thresholds, lone_min_score=lone_min_score, lone_min_unspaced=lone_min_unspaced
+        )
     return out
+
+
+LONE_CANDIDATES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def _best_lone(
+    run: Callable[[float], dict[str, float]], max_recall_drop: float
+) -> tuple[float, dict[str, float]]:
+    base = run(0.0)
+    best, best_m = 0.0, base
+    for lone in LONE_CANDIDATES:
+        m = run(lone)
+        if m["recall_partial"] >= base["recall_partial"] - max_recall_drop and m["f1"] > best_m["f1"]:
+            best, best_m = lone, m
+    return best, best_m
 
 
 def choose_lone_min(
@@ -305,22 +326,33 @@ def choose_lone_min(
     keep: Sequence[str],
     thresholds: dict[str, float],
     max_recall_drop: float = 0.01,
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, float | None, dict[str, float]]:
     """The score a one-token span needs: the best F1 on the calibration set among values that cost at
-    most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm)."""
+    most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm); then,
+    on the calibration records written in scripts without spaces, the score one such token needs (one
+    token there is often one character: None when the set has no such records)."""
     from guardrail.metrics import score
 
-    def run(lone: float) -> dict[str, float]:
-        o = score(records, spans_of(records, acts, probs, keep, thresholds, lone), labels=PRIVACY)["overall"]
-        return {k: float(o[k] or 0.0) for k in ("leakage", "recall_partial", "precision", "f1")}
+    def scorer(idx: Sequence[int]) -> Callable[..., dict[str, float]]:
+        recs = [records[i] for i in idx]
+        sub = Activations([acts.resid[i] for i in idx], [acts.offsets[i] for i in idx], [], 0.0, 0)
+        pr = [probs[i] for i in idx]
 
-    base = run(0.0)
-    best, best_m = 0.0, base
-    for lone in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98):
-        m = run(lone)
-        if m["recall_partial"] >= base["recall_partial"] - max_recall_drop and m["f1"] > best_m["f1"]:
-            best, best_m = lone, m
-    return best, best_m
+        def run(lone: float, unspaced: float | None = None) -> dict[str, float]:
+            found = spans_of(recs, sub, pr, keep, thresholds, lone, unspaced)
+            o = score(recs, found, labels=PRIVACY)["overall"]
+            return {k: float(o[k] or 0.0) for k in ("leakage", "recall_partial", "precision", "f1")}
+
+        return run
+
+    every = range(len(records))
+    lone, _ = _best_lone(scorer(every), max_recall_drop)
+    cjk = [i for i in every if any(is_unspaced(ch) for ch in records[i].text)]
+    unspaced: float | None = None
+    if len(cjk) >= 50:
+        run_cjk = scorer(cjk)
+        unspaced, _ = _best_lone(lambda u: run_cjk(lone, u), max_recall_drop)
+    return lone, unspaced, scorer(every)(lone, unspaced)
 
 
 CALIBRATIONS: tuple[str, ...] = ("recall", "f2", "f1")
@@ -333,18 +365,22 @@ def calibrations(
     keep: Sequence[str],
     target: float,
     chosen: str,
-) -> tuple[dict[str, float], float, dict[str, float], dict[str, dict[str, object]]]:
-    """Thresholds and lone-token score by every calibration rule; returns the ``chosen`` rule's
-    thresholds, lone score and calibration metrics, and all rules' (for the manifest: the dev suite
-    picks the rule, ``benchmarks/devsuite.py --calibration``)."""
-    out: dict[str, dict[str, object]] = {}
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Thresholds and lone-token scores by every calibration rule: the ``chosen`` rule's
+    (``thresholds``, ``lone_min_score``, ``lone_min_unspaced``, ``calib_probe_only``), and all rules'
+    (for the manifest: the dev suite picks the rule, ``benchmarks/devsuite.py NAME:PROBE@RULE``)."""
+    out: dict[str, dict[str, Any]] = {}
     for mode in CALIBRATIONS:
         thr = calibrate(probs, acts.labels, keep, target, mode)
-        lone, met = choose_lone_min(records, acts, probs, keep, thr)
-        out[mode] = {"thresholds": thr, "lone_min_score": lone, "calib_probe_only": met}
+        lone, unspaced, met = choose_lone_min(records, acts, probs, keep, thr)
+        out[mode] = {
+            "thresholds": thr,
+            "lone_min_score": lone,
+            "lone_min_unspaced": unspaced,
+            "calib_probe_only": met,
+        }
         log.info("calibration %s: %s", mode, met)
-    best = out[chosen]
-    return best["thresholds"], best["lone_min_score"], best["calib_probe_only"], out  # type: ignore[return-value]
+    return out[chosen], out
 
 
 def train(cfg: TrainConfig) -> Bundle:
@@ -373,10 +409,8 @@ def train(cfg: TrainConfig) -> Bundle:
     del x, y
     cprobs = predict(probe, ca)
     keep = list(cfg.detect_labels)
-    thresholds, lone, calib_metrics, alternatives = calibrations(
-        calib_recs, ca, cprobs, keep, cfg.recall_target, cfg.calibration
-    )
-    log.info("calib (probe only): %s", calib_metrics)
+    chosen, alternatives = calibrations(calib_recs, ca, cprobs, keep, cfg.recall_target, cfg.calibration)
+    log.info("calib (probe only): %s", chosen["calib_probe_only"])
     info = backbone.info
     manifest = Manifest(
         name=cfg.out.name,
@@ -394,9 +428,10 @@ def train(cfg: TrainConfig) -> Bundle:
         probes={
             "raw": ProbeEntry(
                 prefix="raw.",
-                thresholds=thresholds,
-                lone_min_score=lone,
-                metrics={"calib_probe_only": calib_metrics, "calibrations": alternatives},
+                thresholds=chosen["thresholds"],
+                lone_min_score=chosen["lone_min_score"],
+                lone_min_unspaced=chosen["lone_min_unspaced"],
+                metrics={"calib_probe_only": chosen["calib_probe_only"], "calibrations": alternatives},
             )
         },
         recall_target=cfg.recall_target,
@@ -778,17 +813,17 @@ def train_sae_probe(cfg: SaeProbeConfig) -> dict[str, object]:
             probe.meta["sae_threshold"] = threshold
         fit_s = time.perf_counter() - t0
         cprobs = predict(probe, ca)
-        thresholds, lone, calib_metrics, alternatives = calibrations(
-            calib_recs, ca, cprobs, keep, m.recall_target, cfg.calibration
-        )
+        chosen, alternatives = calibrations(calib_recs, ca, cprobs, keep, m.recall_target, cfg.calibration)
+        calib_metrics = chosen["calib_probe_only"]
         name = f"sae-{'lr' if head == 'linear' else 'rf'}"
         bundle.probes[name] = probe
         m.probes[name] = ProbeEntry(
             prefix=f"{name}.",
             features="sae",
             head=head,  # type: ignore[arg-type]
-            thresholds=thresholds,
-            lone_min_score=lone,
+            thresholds=chosen["thresholds"],
+            lone_min_score=chosen["lone_min_score"],
+            lone_min_unspaced=chosen["lone_min_unspaced"],
             metrics={
                 "calib_probe_only": calib_metrics,
                 "calibrations": alternatives,

@@ -518,3 +518,17 @@ def test_property_spans_cover_only_flagged_unspaced_characters(
             # a character of an unspaced script is redacted only when its own token was flagged
             if is_unspaced(text[i]):
                 assert flagged[i], (text, s, i)
+
+
+def test_lone_unspaced_token_needs_its_own_score() -> None:
+    text = "周遭有许多小吃店 and Ana"
+    pieces = ["周", "遭有许多小吃店", " and", " Ana"]
+    probs = probs_for(["PERSON", None, None, "PERSON"], pii=[0.6, 0.0, 0.0, 0.6])
+    off = tokens(text, pieces)
+    both = decode(text, off, probs, CLASSES, {"PERSON": 0.5})
+    assert [text[s.start : s.end] for s in both] == ["周", "Ana"]
+    # one character of Chinese alone is weak evidence; the same score on a Latin word still counts
+    only = decode(text, off, probs, CLASSES, {"PERSON": 0.5}, lone_min_unspaced=0.8)
+    assert [text[s.start : s.end] for s in only] == ["Ana"]
+    # None: the one lone rule for every script
+    assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}, lone_min_score=0.8) == []
