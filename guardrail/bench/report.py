@@ -239,32 +239,33 @@ def render(res: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
 
 
 def readme_block(res: Mapping[str, Any], folder: str) -> str:
-    """The README's results table: leakage, recall, precision and chars/s per method and set."""
+    """The README's results table: per method, leakage / recall / precision on each set, and chars/s over
+    all sets (one column a set: the dev suite has five)."""
     sets = list(res["datasets"])
-    head = ["method"]
-    for ds in sets:
-        head += [f"{ds} leakage", "recall", "precision", "chars/s"]
+    head = ["method", *sets, "chars/s"]
     rows = []
     for name, m in res["methods"].items():
         if m["status"] != "ok":
-            rows.append([f"{name} ({m['status']})", *(["–"] * 4 * len(sets))])
+            rows.append([f"{name} ({m['status']})", *(["–"] * (len(sets) + 1))])
             continue
         row = [name]
+        chars = seconds = 0.0
         for ds in sets:
             r = res["results"][ds].get(name)
             o, c = r["quality"]["overall"], r["cost"]
-            row += [
-                _pct(o["leakage"]),
-                _num(o["recall_partial"]),
-                _num(o["precision"]),
-                _rate(c["chars_per_s"]),
-            ]
+            row.append(
+                f"{_pct(o['leakage'])} / {_num(o['recall_partial'], '.2f')} / {_num(o['precision'], '.2f')}"
+            )
+            if c.get("chars_per_s"):
+                chars += c.get("chars", 0) or 0
+                seconds += (c.get("chars", 0) or 0) / c["chars_per_s"]
+        row.append(_rate(chars / seconds if seconds else None))
         rows.append(row)
     env = res["environment"]
     note = (
         f"Generated from [`{folder}/report.md`]({folder}/report.md) ({res['date']}, {env['cpu']}, "
         f"{env['cpus_usable']} cores{', ' + env['gpu'] if env.get('gpu') else ''}, shared machine); "
-        "records per set: "
+        "cells: leakage / recall / precision; records per set: "
         + ", ".join(f"{ds} {info['records']}" for ds, info in res["datasets"].items())
         + f" (`--limit {res['config'].get('limit')}`)" * bool(res["config"].get("limit"))
         + f"; the judge reads at most {res['config']['judge_limit']} of them. Regenerate with "
