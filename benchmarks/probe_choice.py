@@ -1,13 +1,16 @@
-"""Which probe ``detect`` uses by default: every probe of a bundle on the whole dev suite, as ``detect``
-runs (probe with Presidio's patterns), scored like ``benchmarks/devsuite.py``; the rule picks one.
+"""Which probe ``detect`` uses by default, at which operating point: every probe of a bundle, with every
+calibration rule training stored for it (``guardrail.train.CALIBRATIONS``), on the whole dev suite as
+``detect`` runs (probe with Presidio's patterns), scored like ``benchmarks/devsuite.py``; the rule picks one.
 
-    python benchmarks/probe_choice.py [--bundle gemma-3-270m] [--write]
+    python benchmarks/probe_choice.py [--bundle gemma-3-270m] [--probes raw,sae-lr] [--write]
 
-Rule: the highest mean span F1 over the sets of the dev suite (each set counts once: English requests,
-tweets, web text, Chinese, Japanese; privacy labels, types a set never annotates ignored). Prints a
-table; ``--write`` stores it in the manifest (``metrics.probe_choice``, shown in the model card) and sets
-``default_probe`` to the winner. The dev sets decide between finished probes only: nothing is fitted or
-calibrated on them.
+Rule: the highest mean span F1.5 over the sets of the dev suite (each set counts once: English requests,
+tweets, web text, Chinese, Japanese; privacy labels, types a set never annotates ignored). F1.5 counts
+recall (leakage) 1.5 times as much as precision: a guardrail that leaks is worse than one that redacts a
+word too many, but a guardrail that redacts everything is no product either. Prints a table; ``--write``
+stores it in the manifest (``metrics.probe_choice``, shown in the model card), sets ``default_probe`` to
+the winner and gives each probe the thresholds of its best rule. The dev sets decide between finished
+probes and stored rules only: nothing is fitted or calibrated on them.
 """
 
 from __future__ import annotations
@@ -20,10 +23,23 @@ from guardrail.bench import suite
 from guardrail.bench.datasets import dev_sets
 from guardrail.pipeline import Guardrail
 
+BETA = 1.5
 RULE = (
-    "highest mean span F1 over the dev suite's sets (privacy labels, types a set never annotates ignored), "
-    "as detect runs (probe with patterns)"
+    f"highest mean span F{BETA:g} over the dev suite's sets (privacy labels, types a set never annotates "
+    "ignored), as detect runs (probe with patterns), over every probe and stored calibration rule"
 )
+
+
+def fbeta(row: dict[str, Any], beta: float = BETA) -> float:
+    p, r = float(row["precision"] or 0.0), float(row["recall_partial"] or 0.0)
+    return 0.0 if p + r == 0 else (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
+def _rules(g: Guardrail) -> dict[str, dict[str, Any]]:
+    stored = g.bundle.manifest.probes[g.probe_name].metrics.get("calibrations")
+    if isinstance(stored, dict) and stored:
+        return stored
+    return {"shipped": {"thresholds": dict(g.thresholds), "lone_min_score": g.lone_min_score}}
 
 
 def evaluate(bundle: str, probes: list[str] | None = None) -> list[dict[str, Any]]:
@@ -32,21 +48,28 @@ def evaluate(bundle: str, probes: list[str] | None = None) -> list[dict[str, Any
     rows = []
     for name in probes or sorted(base.bundle.probes):
         g = Guardrail(base.bundle, base.backbone, probe=name, patterns=True)
-        preds = {}
-        for ds in sets:
-            found = g.detect([r.text for r in ds.records])
-            preds[ds.name] = {r.id: spans for r, spans in zip(ds.records, found, strict=True)}
-        res = suite.evaluate(sets, preds)
-        f1s = [float(res["sets"][d.name]["f1"] or 0.0) for d in sets]
-        rows.append(
-            {
-                "probe": name,
-                "sets": res["sets"],
-                "languages": res["languages"],
-                "mean_f1": round(sum(f1s) / len(f1s), 4),
-            }
-        )
-        print(name, rows[-1]["mean_f1"], flush=True)
+        for rule, alt in _rules(g).items():
+            g.thresholds = {k: v for k, v in alt["thresholds"].items() if k in g.thresholds}
+            g.lone_min_score = alt["lone_min_score"]
+            g.lone_min_unspaced = alt.get("lone_min_unspaced")
+            preds = {}
+            for ds in sets:
+                found = g.detect([r.text for r in ds.records])
+                preds[ds.name] = {r.id: spans for r, spans in zip(ds.records, found, strict=True)}
+            res = suite.evaluate(sets, preds)
+            scores = [fbeta(res["sets"][d.name]) for d in sets]
+            f1s = [float(res["sets"][d.name]["f1"] or 0.0) for d in sets]
+            rows.append(
+                {
+                    "probe": name,
+                    "rule": rule,
+                    "sets": res["sets"],
+                    "languages": res["languages"],
+                    "mean_f1": round(sum(f1s) / len(f1s), 4),
+                    "mean_fbeta": round(sum(scores) / len(scores), 4),
+                }
+            )
+            print(name, rule, rows[-1]["mean_fbeta"], flush=True)
     return rows
 
 
@@ -57,29 +80,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="store the table and the winner in the bundle")
     a = ap.parse_args(argv)
     rows = evaluate(a.bundle, a.probes.split(",") if a.probes else None)
-    best = max(rows, key=lambda r: r["mean_f1"])
+    best = max(rows, key=lambda r: r["mean_fbeta"])
     names = list(rows[0]["sets"])
-    print("| probe | " + " | ".join(names) + " | mean F1 |")
-    print("|---|" + "---:|" * (len(names) + 1))
+    print("| probe @ rule | " + " | ".join(names) + f" | mean F1 | mean F{BETA:g} |")
+    print("|---|" + "---:|" * (len(names) + 2))
     for r in rows:
         cells = [
-            f"{100 * (r['sets'][n]['leakage'] or 0):.1f}% / {r['sets'][n]['f1'] or 0:.3f}" for n in names
+            f"{100 * (r['sets'][n]['leakage'] or 0):.1f}% / {r['sets'][n]['precision'] or 0:.2f}"
+            for n in names
         ]
-        print(f"| {r['probe']} | " + " | ".join(cells) + f" | {r['mean_f1']:.3f} |")
-    print(f"winner by the rule: {best['probe']}")
+        print(
+            f"| {r['probe']} @ {r['rule']} | "
+            + " | ".join(cells)
+            + f" | {r['mean_f1']:.3f} | {r['mean_fbeta']:.3f} |"
+        )
+    print(f"winner by the rule: {best['probe']} @ {best['rule']}")
     if a.write:
         from guardrail.bundle import Bundle, find
 
         bundle = Bundle.load(find(a.bundle))
         m = bundle.manifest
+        for probe in {r["probe"] for r in rows}:  # each probe at its own best rule
+            own = max((r for r in rows if r["probe"] == probe), key=lambda r: r["mean_fbeta"])
+            alt = m.probes[probe].metrics.get("calibrations", {}).get(own["rule"])
+            if isinstance(alt, dict):
+                e = m.probes[probe]
+                e.thresholds = dict(alt["thresholds"])
+                e.lone_min_score = float(alt["lone_min_score"])
+                e.lone_min_unspaced = alt.get("lone_min_unspaced")
+                e.metrics["calib_probe_only"] = alt["calib_probe_only"]
+                e.metrics["calibration"] = own["rule"]
         m.metrics["probe_choice"] = {
             "rule": RULE,
             "command": f"python benchmarks/probe_choice.py --bundle {a.bundle} --write "
             f"({time.strftime('%Y-%m-%d')})",
             "rows": rows,
-            "verdict": f"{best['probe']} wins by the rule (mean F1 {best['mean_f1']:.3f}; "
-            + ", ".join(f"{r['probe']} {r['mean_f1']:.3f}" for r in rows if r is not best)
-            + ").",
+            "verdict": f"{best['probe']} @ {best['rule']} wins by the rule "
+            f"(mean F{BETA:g} {best['mean_fbeta']:.3f}, mean F1 {best['mean_f1']:.3f}).",
         }
         m.default_probe = best["probe"]
         bundle.save_manifest()

@@ -369,21 +369,27 @@ def load_descriptions(folder: Path) -> dict[int, str]:
 
 
 def _probe_choice_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Leakage / F1 of each probe per dev set, and the mean F1 the rule compares."""
+    """Leakage / precision of each probe (at each stored calibration rule) per dev set, and the means the
+    rule compares."""
     if not rows or not isinstance(rows[0].get("sets"), dict):  # a table of the old two-set rule
         return [f"| {r.get('probe')} | mean F1 {_num(r.get('mean_f1'))} |" for r in rows]
     names = list(rows[0]["sets"])
     out = [
-        "| probe (with patterns) | " + " | ".join(names) + " | mean F1 |",
-        "|---|" + "---:|" * (len(names) + 1),
+        "| probe @ calibration (with patterns) | " + " | ".join(names) + " | mean F1 | mean F1.5 |",
+        "|---|" + "---:|" * (len(names) + 2),
     ]
     for r in rows:
+        sets = r["sets"]
         cells = [
-            f"{_pct(r['sets'].get(n, {}).get('leakage'))} / {_num(r['sets'].get(n, {}).get('f1'))}"
+            f"{_pct(sets.get(n, {}).get('leakage'))} / {_num(sets.get(n, {}).get('precision'), '.2f')}"
             for n in names
         ]
-        out.append(f"| {r.get('probe')} | " + " | ".join(cells) + f" | {_num(r.get('mean_f1'))} |")
-    return [*out, "", "Cells: leakage / F1."]
+        out.append(
+            f"| {r.get('probe')} @ {r.get('rule', 'shipped')} | "
+            + " | ".join(cells)
+            + f" | {_num(r.get('mean_f1'))} | {_num(r.get('mean_fbeta'))} |"
+        )
+    return [*out, "", "Cells: leakage / precision."]
 
 
 def _sources_table(real: Mapping[str, Any]) -> list[str]:

@@ -199,7 +199,16 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
                 raise InputError(f"--real-mix names unknown corpora: {', '.join(unknown)}")
     except DataError as e:
         raise InputError(str(e)) from None
-    return {
+    out: dict[str, object] = {}
+    if args.context:
+        try:
+            context = tuple(sorted({int(x) for x in args.context.split(",") if x.strip()}))
+        except ValueError:
+            raise InputError(f"--context must be comma-separated integers, got {args.context!r}") from None
+        if 0 not in context or max(abs(c) for c in context) > 8:
+            raise InputError("--context must hold 0 and offsets within -8..8")
+        out["context"] = context
+    return out | {
         "n_real": args.n_real,
         "n_real_calib": args.n_real_calib,
         "real_mix": mix,
@@ -226,11 +235,17 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--real-dir", default=None, help="folder of the real corpora")
     p.add_argument(
+        "--context",
+        default=None,
+        metavar="OFFSETS",
+        help="token offsets the probe reads around each token, e.g. -2,-1,0,1,2 (default -1,0,1)",
+    )
+    p.add_argument(
         "--calibration",
         default="recall",
-        choices=("recall", "f1", "f2"),
+        choices=("recall", "f2", "f1.5", "f1"),
         help="threshold per label: recall (keep 99%% of its calibration tokens, default) or the best "
-        "token F1/F2",
+        "token F-beta (f2, f1.5, f1); every rule is stored in the bundle beside the chosen one",
     )
 
 

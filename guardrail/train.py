@@ -236,6 +236,11 @@ def predict(probe: AnyProbe, acts: Activations) -> list[np.ndarray]:
     return out
 
 
+CALIBRATIONS: tuple[str, ...] = ("recall", "f2", "f1.5", "f1")
+"""Threshold rules: ``recall`` keeps ``recall_target`` of each label's calibration tokens; ``fB`` maximises
+the token F-beta with beta B (recall counts B times as much as precision)."""
+
+
 def calibrate(
     probs: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
@@ -246,11 +251,11 @@ def calibrate(
     """Per-label threshold on ``1 - P(O)``.
 
     ``mode="recall"``: the lowest score that keeps ``target`` of the label's gold tokens.
-    ``mode="f2"`` / ``"f1"``: the score that maximises the label's token F-beta (tokens whose best
-    reported class is the label count as its predictions). Masked tokens (label < 0) are left out.
+    ``mode="f2"`` / ``"f1.5"`` / ``"f1"``: the score that maximises the label's token F-beta (tokens whose
+    best reported class is the label count as its predictions). Masked tokens (label < 0) are left out.
     """
-    if mode not in ("recall", "f1", "f2"):
-        raise ValueError(f"calibration must be recall, f1 or f2, got {mode!r}")
+    if mode not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {mode!r}")
     classes = list(PROBE_CLASSES)
     pp = np.concatenate([collapse(p, classes, keep)[0] for p in probs if len(p)])
     yy = np.concatenate([y for y in labels if len(y)])
@@ -269,7 +274,7 @@ def calibrate(
             # the (1 - target) quantile lets `target` of this label's tokens through
             thr = float(np.quantile(s, 1.0 - target, method="lower"))
         else:
-            beta2 = 4.0 if mode == "f2" else 1.0
+            beta2 = float(mode[1:]) ** 2
             mine = best == i
             if not mine.any():  # the probe never prefers this label: nothing to trade off
                 out[lab] = 0.5
@@ -353,9 +358,6 @@ def choose_lone_min(
         run_cjk = scorer(cjk)
         unspaced, _ = _best_lone(lambda u: run_cjk(lone, u), max_recall_drop)
     return lone, unspaced, scorer(every)(lone, unspaced)
-
-
-CALIBRATIONS: tuple[str, ...] = ("recall", "f2", "f1")
 
 
 def calibrations(
