@@ -142,3 +142,32 @@ def test_batch_passes_model_and_patterns(monkeypatch, tmp_path) -> None:
     assert cli.main([*args, "--model", "/models/m", "--no-patterns"]) == 0
     assert cli.main(args) == 0
     assert [(c.model, c.patterns) for c in seen] == [("/models/m", False), (None, True)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--context", "1,2"], "--context must hold 0"),
+        (["--context", "a,b"], "comma-separated integers"),
+        (["--real-mix", "{oops"], "--real-mix is not JSON"),
+        (["--real-mix", '{"no_such_corpus": 1}'], "unknown corpora: no_such_corpus"),
+        (["--n-real", "-1"], "must be >= 0"),
+    ],
+)
+def test_train_data_options_fail_before_any_work(tmp_path, capsys, args: list[str], message: str) -> None:
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    (corpora / "tweets.jsonl").write_text(
+        json.dumps({"id": "a", "text": "hi Ana", "spans": [{"start": 3, "end": 6, "label": "PERSON"}]}) + "\n"
+    )
+    out = tmp_path / "never-written"
+    argv = ["train", "--out", str(out), "--real-dir", str(corpora), *args]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_train_without_corpora_is_a_clear_error(tmp_path, capsys) -> None:
+    assert cli.main(["train", "--out", str(tmp_path / "b"), "--real-dir", str(tmp_path / "none")]) == 2
+    assert "no training corpora" in capsys.readouterr().err
