@@ -221,9 +221,9 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--n-real",
         type=int,
-        default=12000,
+        default=16000,
         help="records drawn from the real annotated corpora (../shared/data/train or $GUARDRAIL_TRAIN_DATA) "
-        "beside the synthetic ones; 0: synthetic only (default 12000)",
+        "beside the synthetic ones; 0: synthetic only (default 16000)",
     )
     p.add_argument("--n-real-calib", type=int, default=2000, help="held-out real records for calibration")
     p.add_argument(
@@ -238,14 +238,14 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--context",
         default=None,
         metavar="OFFSETS",
-        help="token offsets the probe reads around each token, e.g. -2,-1,0,1,2 (default -1,0,1)",
+        help="token offsets the probe reads around each token (default -2,-1,0,1,2)",
     )
     p.add_argument(
         "--calibration",
-        default="recall",
+        default="f2",
         choices=("recall", "f2", "f1.5", "f1"),
-        help="threshold per label: recall (keep 99%% of its calibration tokens, default) or the best "
-        "token F-beta (f2, f1.5, f1); every rule is stored in the bundle beside the chosen one",
+        help="threshold per label: recall (keep 99%% of its calibration tokens) or the best token F-beta "
+        "(f2, default; f1.5, f1); every rule is stored in the bundle beside the chosen one",
     )
 
 
