@@ -2,12 +2,13 @@
 calibration rule training stored for it (``guardrail.train.CALIBRATIONS``), on the whole dev suite as
 ``detect`` runs (probe with Presidio's patterns), scored like ``benchmarks/devsuite.py``; the rule picks one.
 
-    python benchmarks/probe_choice.py [--bundle gemma-3-270m] [--probes raw,sae-lr] [--write]
+    python benchmarks/probe_choice.py [--bundle gemma-3-270m] [--probes raw,sae-lr] [--write] [--stored]
 
 Rule: the highest mean span F1.5 over the sets of the dev suite (each set counts once: English requests,
 tweets, web text, Chinese, Japanese; privacy labels, types a set never annotates ignored). F1.5 counts
 recall (leakage) 1.5 times as much as precision: a guardrail that leaks is worse than one that redacts a
-word too many, but a guardrail that redacts everything is no product either. Prints a table; ``--write``
+word too many, but a guardrail that redacts everything is no product either; a near tie (within
+:data:`TIE`) goes to the candidate that leaks least. Prints a table; ``--write``
 stores it in the manifest (``metrics.probe_choice``, shown in the model card), sets ``default_probe`` to
 the winner and gives each probe the thresholds of its best rule. The dev sets decide between finished
 probes and stored rules only: nothing is fitted or calibrated on them.
@@ -24,10 +25,24 @@ from guardrail.bench.datasets import dev_sets
 from guardrail.pipeline import Guardrail
 
 BETA = 1.5
+TIE = 0.005
+"""Candidates within this much of the best mean F-beta are a tie: the one that leaks least wins."""
 RULE = (
     f"highest mean span F{BETA:g} over the dev suite's sets (privacy labels, types a set never annotates "
-    "ignored), as detect runs (probe with patterns), over every probe and stored calibration rule"
+    f"ignored), as detect runs (probe with patterns), over every probe and stored calibration rule; within "
+    f"{TIE} of the best, the lowest mean leakage"
 )
+
+
+def mean_leakage(row: dict[str, Any]) -> float:
+    vals = [float(v["leakage"] or 0.0) for v in row["sets"].values()]
+    return sum(vals) / len(vals)
+
+
+def pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The winner by :data:`RULE`."""
+    top = max(r["mean_fbeta"] for r in rows)
+    return min((r for r in rows if r["mean_fbeta"] >= top - TIE), key=mean_leakage)
 
 
 def fbeta(row: dict[str, Any], beta: float = BETA) -> float:
@@ -78,9 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default="gemma-3-270m")
     ap.add_argument("--probes", default=None, help="comma list (default: every probe of the bundle)")
     ap.add_argument("--write", action="store_true", help="store the table and the winner in the bundle")
+    ap.add_argument(
+        "--stored", action="store_true", help="decide on the rows a previous --write stored (no new run)"
+    )
     a = ap.parse_args(argv)
-    rows = evaluate(a.bundle, a.probes.split(",") if a.probes else None)
-    best = max(rows, key=lambda r: r["mean_fbeta"])
+    if a.stored:
+        from guardrail.bundle import Bundle, find
+
+        rows = Bundle.load(find(a.bundle)).manifest.metrics["probe_choice"]["rows"]
+    else:
+        rows = evaluate(a.bundle, a.probes.split(",") if a.probes else None)
+    best = pick(rows)
     names = list(rows[0]["sets"])
     print("| probe @ rule | " + " | ".join(names) + f" | mean F1 | mean F{BETA:g} |")
     print("|---|" + "---:|" * (len(names) + 2))
@@ -101,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = Bundle.load(find(a.bundle))
         m = bundle.manifest
         for probe in {r["probe"] for r in rows}:  # each probe at its own best rule
-            own = max((r for r in rows if r["probe"] == probe), key=lambda r: r["mean_fbeta"])
+            own = pick([r for r in rows if r["probe"] == probe])
             alt = m.probes[probe].metrics.get("calibrations", {}).get(own["rule"])
             if isinstance(alt, dict):
                 e = m.probes[probe]

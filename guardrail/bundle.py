@@ -441,7 +441,15 @@ def _training_section(t: Mapping[str, Any]) -> list[str]:
         and not real
     ):
         lines += ["SAE probes: real corpora as well:", "", *_sources_table(sub["sources"]["real"]), ""]
-    lines += [f"- {k}: {v}" for k, v in t.items() if k != "sources"]
+    for k, v in t.items():
+        if k == "sources":
+            continue
+        if isinstance(v, dict) and ("sources" in v or "latents" in v):  # the SAE probes' own summary
+            short = {a: b for a, b in v.items() if a not in ("sources", "latents")}
+            if isinstance(v.get("latents"), list):
+                short["latents"] = f"{len(v['latents'])} selected (indices in guard.json)"
+            v = short
+        lines.append(f"- {k}: {v}")
     return lines
 
 

@@ -53,7 +53,8 @@ def test_real_graph_matches_torch(fp32_guards: dict[str, Guardrail], probe: str,
     ref.detect(SHORT)  # a guardrail in use (its SAE selection cached) exports as well as a fresh one
     out = export(ref, tmp_path / "graph")
     meta = json.loads((out / "onnx.json").read_text())
-    assert meta["probe"] == probe and meta["margin"] == 1 and meta["precision"] == "fp32"
+    margin = max(abs(c) for c in ref.probe.context)
+    assert meta["probe"] == probe and meta["margin"] == margin and meta["precision"] == "fp32"
     g = Guardrail.load(runtime="onnx", onnx_dir=out, patterns=False)
     assert g.probe_name == probe and g.describe()["runtime"] == "onnx" and g.backbone.model is None
     # texts within one window: the same numbers up to float32 rounding, the same spans
@@ -68,8 +69,8 @@ def test_real_graph_matches_torch(fp32_guards: dict[str, Guardrail], probe: str,
     (a,), (b,) = ref.scores([long]), g.scores([long])
     near = np.zeros(len(a.probs), dtype=bool)
     for _s, t, _k, _kt in window_plan(len(a.probs))[:-1]:
-        near[max(0, t - 3) : t + 2] = True
-    assert near.sum() < 0.05 * len(near)
+        near[max(0, t - margin - 2) : t + margin + 1] = True
+    assert near.sum() < 0.1 * len(near)  # the check still covers most tokens
     assert np.abs(a.probs - b.probs)[~near].max() < 1e-3
     with pytest.raises(GuardrailError, match="torch runtime"):
         g.detect(SHORT, explain=True)
