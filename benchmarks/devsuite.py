@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from guardrail.bench import suite
+from guardrail.bench import runner, suite
 from guardrail.bench.datasets import Dataset, dev_sets
 from guardrail.spans import Span
 
@@ -34,9 +35,7 @@ def _detect_guardrail(
     g = Guardrail.load(name, probe=probe or None)
     if calibration:  # another calibration rule the training stored beside the shipped one
         alt = g.bundle.manifest.probes[g.probe_name].metrics["calibrations"][calibration]
-        g.thresholds = {k: v for k, v in alt["thresholds"].items() if k in g.thresholds}
-        g.lone_min_score = alt["lone_min_score"]
-        g.lone_min_unspaced = alt.get("lone_min_unspaced")
+        suite.use_rule(g, alt)
     out = {}
     for d in sets:
         spans = g.detect([r.text for r in d.records], batch_size=batch_size)
@@ -74,7 +73,13 @@ def run(
         seconds["presidio_spacy_sm"] = round(time.perf_counter() - t0, 1)
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpu": runner.cpu_model(),
+            "cpu_flags": runner.cpu_flags(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
         "limit": limit,
         "records": {d.name: len(d.records) for d in sets},
         "seconds": seconds,
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": res["date"],
             "command": "python benchmarks/devsuite.py " + " ".join(f"--bundle {x}" for x in bundles),
             "records": res["records"],
+            "machine": res["machine"],
             "rows": {k: res["methods"][k] for k in keep},
         }
         b.save_manifest()

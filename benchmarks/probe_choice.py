@@ -64,9 +64,7 @@ def evaluate(bundle: str, probes: list[str] | None = None) -> list[dict[str, Any
     for name in probes or sorted(base.bundle.probes):
         g = Guardrail(base.bundle, base.backbone, probe=name, patterns=True)
         for rule, alt in _rules(g).items():
-            g.thresholds = {k: v for k, v in alt["thresholds"].items() if k in g.thresholds}
-            g.lone_min_score = alt["lone_min_score"]
-            g.lone_min_unspaced = alt.get("lone_min_unspaced")
+            suite.use_rule(g, alt)
             preds = {}
             for ds in sets:
                 found = g.detect([r.text for r in ds.records])

@@ -453,6 +453,13 @@ def _training_section(t: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _suite_machine(m: object) -> str:
+    if not isinstance(m, dict):
+        return "not recorded"
+    flags = ", ".join(m.get("cpu_flags") or []) or "none of AVX2/AVX-512/AMX"
+    return f"{m.get('cpu')}, {m.get('cpus')} cores, CPU flags {flags}"
+
+
 def _dev_suite_section(suite: object) -> list[str]:
     """The dev-suite table (``benchmarks/devsuite.py --update-card``): every set, per language."""
     if not isinstance(suite, dict) or not isinstance(suite.get("rows"), dict):
@@ -470,8 +477,9 @@ def _dev_suite_section(suite: object) -> list[str]:
         "",
         "## Dev suite (real text decides)",
         "",
-        f"Command: `{suite.get('command')}` on {suite.get('date')}. Cells: leakage / precision / F1, "
-        "`detect` with patterns, privacy labels, types a set never annotates ignored.",
+        f"Command: `{suite.get('command')}` on {suite.get('date')}, machine: "
+        f"{_suite_machine(suite.get('machine'))}. Cells: leakage / precision / F1, `detect` with patterns, "
+        "privacy labels, types a set never annotates ignored; Presidio + spaCy sm ran in the same run.",
         "",
         "| set | " + " | ".join(methods) + " |",
         "|---|" + "---:|" * len(methods),

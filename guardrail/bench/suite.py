@@ -9,15 +9,18 @@ a method (and not credited either unless it lies on gold PII).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from guardrail.bench.datasets import Dataset
 from guardrail.data import Record
 from guardrail.labels import PRIVACY
-from guardrail.metrics import score
+from guardrail.metrics import score, typed_ok
 from guardrail.spans import Span
+
+if TYPE_CHECKING:
+    from guardrail.pipeline import Guardrail
 
 SET_LANG: dict[str, str] = {
     "presidio_synth_v2": "en",
@@ -29,6 +32,14 @@ SET_LANG: dict[str, str] = {
 """Language of each shared dev set (a set not listed takes its records' ``lang``, else ``en``)."""
 
 KEYS: tuple[str, ...] = ("leakage", "recall_partial", "precision", "f1")
+
+
+def use_rule(g: Guardrail, rule: Mapping[str, Any]) -> None:
+    """Run ``g`` at another stored calibration rule (``metrics.calibrations[name]`` of its probe):
+    thresholds and lone-token scores; the bundle on disk is unchanged."""
+    g.thresholds = {k: v for k, v in rule["thresholds"].items() if k in g.thresholds}
+    g.lone_min_score = rule["lone_min_score"]
+    g.lone_min_unspaced = rule.get("lone_min_unspaced")
 
 
 def language(ds: Dataset) -> str:
@@ -88,8 +99,6 @@ def _on_gold(r: Record, s: Span) -> bool:
 
 
 def _annotated(label: str, annotated: set[str]) -> bool:
-    from guardrail.metrics import typed_ok
-
     return any(label in typed_ok(a) for a in annotated)
 
 
