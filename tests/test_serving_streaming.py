@@ -161,3 +161,25 @@ def test_real_default_stream_every_split_in_a_value(real_guardrail: Guardrail) -
     at = text.index("+1 415")
     for i in range(at, at + len("+1 415 555 0100") + 1):
         assert "".join(_stream(real_guardrail, [text[:i], text[i:]])) == expected, i
+
+
+def test_corrupt_message_mid_stream_is_an_error_not_a_success(client: GuardrailClient) -> None:
+    """A message that does not decode ends the stream with INVALID_ARGUMENT, never OK: nothing after it
+    is dropped silently, and only redacted text has been released before it."""
+    valid = pb.RedactStreamRequest(chunk=TEXT + " ").SerializeToString()
+    corrupt = b"\x12\x04\xff\xfeok"  # field 2 (chunk) holding invalid UTF-8
+    after = pb.RedactStreamRequest(chunk=f"then mail {VALUES[0]} again").SerializeToString()
+    with grpc.insecure_channel(client.target) as ch:
+        call = ch.stream_stream(
+            "/guardrail.v1.Guardrail/RedactStream",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.RedactStreamResponse.FromString,
+        )
+        responses = call(iter([valid, corrupt, after, after]), timeout=30)
+        released: list[pb.RedactStreamResponse] = []
+        with pytest.raises(grpc.RpcError) as e:
+            released.extend(responses)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "could not be read" in e.value.details() and "\ufffd" not in e.value.details()
+    assert not any(r.final for r in released)
+    assert not any(v in r.text for r in released for v in VALUES)

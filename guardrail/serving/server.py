@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -214,18 +215,34 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RedactStreamResponse]:
         s = self.settings
-        inbox: asyncio.Queue[pb.RedactStreamRequest | None] = asyncio.Queue()
+        # None: the client's stream ended; an exception: it could not be read further (raised in order,
+        # after the chunks before it, so that a broken stream ends with an error, never as a success)
+        inbox: asyncio.Queue[pb.RedactStreamRequest | Exception | None] = asyncio.Queue()
 
         async def read() -> None:
+            n = 0
             try:
                 async for request in request_iterator:
+                    n += 1
                     await inbox.put(request)
-            finally:
-                await inbox.put(None)  # end of the client's stream
+            except DecodeError:
+                await inbox.put(
+                    Invalid(
+                        f"message {n + 1} of the stream could not be read (not a valid RedactStreamRequest, "
+                        "e.g. a chunk that is not UTF-8); the stream was stopped there"
+                    )
+                )
+                return
+            except Exception as e:
+                await inbox.put(e)
+                return
+            await inbox.put(None)
 
         reader = asyncio.get_running_loop().create_task(read())
         try:
             first = await inbox.get()
+            if isinstance(first, Exception):
+                raise first
             opts = first.options if first is not None else pb.StreamOptions()
             redactor = self._redactor(opts.operator, opts.key)
             labels = self._labels(opts.labels)
@@ -242,7 +259,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                 window_chars=max(s.stream_window_chars, 2 * max(s.stream_hold_chars, 1024)),
             )
             bytes_out = 0  # UTF-8 bytes of the input released so far: the byte offset of the next piece
-            pending: list[pb.RedactStreamRequest | None] = [first]
+            pending: list[pb.RedactStreamRequest | Exception | None] = [first]
             while True:
                 while not inbox.empty():  # chunks that came in while the model ran: one detection for all
                     pending.append(inbox.get_nowait())
@@ -251,6 +268,8 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                     if request is None:
                         ended = True
                         break
+                    if isinstance(request, Exception):
+                        raise request  # what was fed but not released is dropped: never sent unredacted
                     if request is not first and request.HasField("options"):
                         raise Invalid("options may only be set in the first message of a stream")
                     if len(request.chunk) > s.max_text_chars:
