@@ -3,25 +3,37 @@
 >>> import guardrail.logging
 >>> guardrail.logging.install(target="127.0.0.1:50051")   # through the sidecar; or guard=Guardrail.load()
 
-:class:`RedactingFilter` is a :class:`logging.Filter` that replaces a record's formatted message (``msg %
-args``), its exception text and its stack text by their redacted forms, so formatters and handlers only
-ever see redacted text. :func:`install` puts it on the root logger and its handlers (records of every
-logger propagate through those handlers). :func:`structlog_processor` does the same for structlog event
-dicts, without importing structlog.
+:class:`RedactingFilter` replaces a record's formatted message (``msg % args``), its exception text, its
+stack text and its ``extra=`` attributes by their redacted forms, so formatters and handlers only ever see
+redacted text. :func:`install` makes every record redacted where it is made, whatever the logging
+configuration: a log-record factory (:func:`logging.setLogRecordFactory`, chained to the previous one)
+redacts each record as it is created, and :meth:`logging.Logger.makeRecord` is wrapped so that a record
+made by a logger is redacted once its ``extra=`` attributes are on it. Handlers added later, loggers with
+``propagate=False``, ``logging.basicConfig(force=True)`` and Python's last-resort handler (no handler
+configured) all receive redacted records. :func:`uninstall` undoes it. :func:`structlog_processor` does the
+same for structlog event dicts that do not go through the standard library (structlog's own loggers),
+without importing structlog; structlog over the standard library is covered by :func:`install`.
 
 It fails closed. When the detector cannot answer (sidecar down, or slower than ``timeout``), the record is
 redacted by Presidio's pattern recognizers alone (emails, phones, cards, IBANs, IPs, IDs; no names) and
 marked: the message starts with :data:`PATTERNS_ONLY_MARK` and ``record.guardrail == "patterns"``. With
 ``on_failure="drop"``, or if the patterns fail too, the text is replaced by :data:`WITHHELD`. Raw text is
 never passed on. Attributes added with ``extra=`` are redacted too: strings, and strings inside dicts,
-lists and tuples (structure kept); any other object is replaced by its redacted text (``str``).
+lists and tuples (structure kept); any other object is replaced by its redacted text (``str``). A message
+that is a dict or a list (structlog's ``ProcessorFormatter``) keeps its structure the same way.
+
+Redaction does not log through the logging it protects: the guardrail's own dependencies (Presidio,
+tldextract) are silenced while a record is redacted, and a record made during a redaction (by grpc, say)
+is redacted by the patterns at most, never by a redaction of its own that could log again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from guardrail.labels import PRIVACY
@@ -101,7 +113,43 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 }
 """Attributes every record has; anything else on a record came from ``extra=``."""
 
-_PLAIN = (int, float, bool, type(None))
+_PLAIN = (int, float, bool, type(None), logging.Logger)
+"""Values kept as they are (a logger, e.g. structlog's ``_logger``, is a name, not a text to redact)."""
+
+QUIET_LOGGERS: tuple[str, ...] = ("presidio-analyzer", "decision_process", "tldextract")
+"""Loggers of the guardrail's own dependencies, silenced while a record is redacted (see :func:`quiet`)."""
+
+_quiet_lock = threading.Lock()
+_quiet_users = 0
+_quiet_saved: dict[str, bool] = {}
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence :data:`QUIET_LOGGERS` for the duration (nested and concurrent uses count).
+
+    What they log while redacting a record would be made into records that this hook redacts again (with
+    Presidio once more: recursion) and would be written through the handlers it protects: at DEBUG,
+    thousands of lines for a few records. ``Logger.disabled`` stops a record before it is even made. It is
+    process-wide, so these loggers are silent in other threads during a redaction too.
+    """
+    global _quiet_users
+    with _quiet_lock:
+        if _quiet_users == 0:
+            for name in QUIET_LOGGERS:
+                logger = logging.getLogger(name)
+                _quiet_saved[name] = logger.disabled
+                logger.disabled = True
+        _quiet_users += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_users -= 1
+            if _quiet_users == 0:
+                for name, disabled in _quiet_saved.items():
+                    logging.getLogger(name).disabled = disabled
+                _quiet_saved.clear()
 
 
 def _gather(value: Any, out: list[str], depth: int = 0) -> Callable[[Any], Any]:
@@ -145,7 +193,8 @@ class RedactingFilter(logging.Filter):
         self.backend = backend
         self.on_failure = on_failure
         self.mark = mark
-        self._fallback = _PatternRedactor(patterns) if on_failure == "patterns" else None
+        with quiet():  # Presidio's warnings while it loads are not the application's records
+            self._fallback = _PatternRedactor(patterns) if on_failure == "patterns" else None
         self._busy = threading.local()  # a record logged while redacting (by grpc, presidio) must not loop
 
     def redact_texts(self, texts: list[str]) -> tuple[list[str], Outcome]:
@@ -155,24 +204,32 @@ class RedactingFilter(logging.Filter):
         depth = getattr(self._busy, "depth", 0)
         self._busy.depth = depth + 1
         try:
-            if depth == 0:
-                try:
-                    return self.backend(texts), "model"
-                except Exception:
-                    pass
-            if self._fallback is not None and depth <= 1:
-                try:
-                    return self._fallback(texts), "patterns"
-                except Exception:
-                    pass
+            with quiet():
+                if depth == 0:
+                    try:
+                        return self.backend(texts), "model"
+                    except Exception:
+                        pass
+                if self._fallback is not None and depth <= 1:
+                    try:
+                        return self._fallback(texts), "patterns"
+                    except Exception:
+                        pass
             return [WITHHELD for _ in texts], "withheld"
         finally:
             self._busy.depth = depth
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place (once, however many handlers it passes); always keeps it."""
-        if getattr(record, "guardrail", None) is not None:
-            return True
+        if getattr(record, "guardrail", None) is None:
+            self.redact_record(record)
+        return True
+
+    def redact_record(self, record: logging.LogRecord) -> None:
+        """Redact ``record`` in place and mark it (``record.guardrail``), whatever mark it had."""
+        structured = None
+        if not isinstance(record.msg, str) and not record.args:
+            structured = record.msg  # a dict or list message keeps its structure (structlog)
         try:
             message = record.getMessage()
         except Exception:  # args that do not fit the format: the handler would fail; keep the template
@@ -180,7 +237,10 @@ class RedactingFilter(logging.Filter):
         exc_text = record.exc_text
         if record.exc_info and record.exc_info[0] is not None:
             exc_text = logging.Formatter().formatException(record.exc_info)
-        texts = [message]
+        texts: list[str] = []
+        rebuild_msg = _gather(structured, texts) if structured is not None else None
+        if rebuild_msg is None:
+            texts.append(message)
         if exc_text:
             texts.append(exc_text)
         if record.stack_info:
@@ -188,7 +248,7 @@ class RedactingFilter(logging.Filter):
         extras = {k: _gather(v, texts) for k, v in vars(record).items() if k not in _RECORD_FIELDS}
         done, outcome = self.redact_texts(texts)
         pieces = iter(done)
-        record.msg = next(pieces)
+        record.msg = rebuild_msg(pieces) if rebuild_msg is not None else next(pieces)
         record.args = None
         record.exc_info = None  # a formatter must not format the raw traceback again
         record.exc_text = next(pieces) if exc_text else None
@@ -196,9 +256,56 @@ class RedactingFilter(logging.Filter):
         for key, rebuild in extras.items():
             setattr(record, key, rebuild(pieces))
         if outcome == "patterns" and self.mark:
-            record.msg = self.mark + record.msg
+            if isinstance(record.msg, str):
+                record.msg = self.mark + record.msg
+            elif isinstance(record.msg, dict) and isinstance(record.msg.get("event"), str):
+                record.msg["event"] = self.mark + record.msg["event"]
         record.guardrail = outcome
-        return True
+
+
+@dataclass(slots=True)
+class _Hook:
+    """What :func:`install` changed, for :func:`uninstall` to put back."""
+
+    redacting: RedactingFilter
+    previous_factory: Callable[..., logging.LogRecord]
+    factory: Callable[..., logging.LogRecord]
+    filtered: list[logging.Filterer]
+
+
+_hook: _Hook | None = None
+_hook_lock = threading.Lock()
+_making = threading.local()  # inside Logger.makeRecord: redact once the extra= attributes are on
+
+
+def _record_factory(hook: _Hook) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = hook.previous_factory(*args, **kwargs)
+        if _hook is hook and not getattr(_making, "depth", 0):
+            hook.redacting.redact_record(record)
+        return record
+
+    return make
+
+
+def _make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+    """``Logger.makeRecord`` while installed: the record factory's record, redacted with its extras."""
+    depth = getattr(_making, "depth", 0)
+    # nested: a wrapper installed over this one that this one wraps in turn (installed again since)
+    inner = _inner_make_record if depth == 0 else _stdlib_make_record
+    _making.depth = depth + 1
+    try:
+        record = inner(self, *args, **kwargs)
+    finally:
+        _making.depth = depth
+    hook = _hook
+    if hook is not None and depth == 0:
+        hook.redacting.redact_record(record)  # whatever guardrail= an extra may claim
+    return record
+
+
+_stdlib_make_record = logging.Logger.makeRecord
+_inner_make_record = _stdlib_make_record  # what _make_record wraps
 
 
 def install(
@@ -210,12 +317,14 @@ def install(
     on_failure: Literal["patterns", "drop"] = "patterns",
     **client: Any,
 ) -> RedactingFilter:
-    """Redact every record that reaches ``logger`` (default: the root logger) and its handlers.
+    """Redact every log record of the process before any handler sees it (see the module doc).
 
     ``target``: the sidecar (``host:port``); else ``guard``: an in-process :class:`Guardrail`; else the
-    default bundle is loaded here. The filter goes on the logger (records logged to it directly) and on
-    each of its handlers (records propagated from other loggers); call again after adding handlers.
+    default bundle is loaded here. Installing again replaces the previous installation. The filter also
+    goes on ``logger`` (default: the root logger), its handlers and the last-resort handler, for records
+    made without a logger (``logging.makeLogRecord``) and passed to them.
     """
+    global _hook, _inner_make_record
     if target is not None:
         backend = through_sidecar(target, timeout=timeout, **client)
     else:
@@ -225,12 +334,45 @@ def install(
             guard = Guardrail.load()
         backend = in_process(guard)
     redacting = RedactingFilter(backend, on_failure=on_failure)
-    logger = logger if logger is not None else logging.getLogger()
-    for h in [logger, *logger.handlers]:
-        for old in [f for f in h.filters if isinstance(f, RedactingFilter)]:
-            h.removeFilter(old)
-        h.addFilter(redacting)
+    with _hook_lock:
+        _uninstall()
+        logger = logger if logger is not None else logging.getLogger()
+        filtered: list[logging.Filterer] = [logger, *logger.handlers]
+        if logging.lastResort is not None:
+            filtered.append(logging.lastResort)
+        for f in filtered:
+            for old in [x for x in f.filters if isinstance(x, RedactingFilter)]:
+                f.removeFilter(old)
+            f.addFilter(redacting)
+        previous = logging.getLogRecordFactory()
+        hook = _Hook(redacting, previous, previous, filtered)
+        hook.factory = _record_factory(hook)
+        _hook = hook
+        logging.setLogRecordFactory(hook.factory)
+        if logging.Logger.makeRecord is not _make_record:
+            _inner_make_record = logging.Logger.makeRecord
+            logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
     return redacting
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: the previous record factory and ``Logger.makeRecord`` come back (where no one
+    replaced them since; else ours pass records through), the filters come off."""
+    with _hook_lock:
+        _uninstall()
+
+
+def _uninstall() -> None:
+    global _hook
+    hook, _hook = _hook, None
+    if hook is None:
+        return
+    if logging.getLogRecordFactory() is hook.factory:
+        logging.setLogRecordFactory(hook.previous_factory)
+    if logging.Logger.makeRecord is _make_record:
+        logging.Logger.makeRecord = _inner_make_record  # type: ignore[method-assign]
+    for f in hook.filtered:
+        f.removeFilter(hook.redacting)
 
 
 def structlog_processor(

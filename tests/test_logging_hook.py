@@ -154,17 +154,16 @@ def test_install_on_the_root_logger(guard: Guardrail) -> None:
     level = root.level
     root.setLevel(logging.INFO)
     try:
-        redacting = glog.install(guard=guard)
+        glog.install(guard=guard)
         logging.getLogger("some.library").info("mail %s", EMAIL)  # propagated through the root's handlers
         root.info("card %s", CARD)
         assert EMAIL not in out.getvalue() and CARD not in out.getvalue()
         assert "[EMAIL]" in out.getvalue()
     finally:
+        glog.uninstall()
         root.removeHandler(handler)
-        root.removeFilter(redacting)
-        for h in root.handlers:
-            h.removeFilter(redacting)
         root.setLevel(level)
+    assert not any(isinstance(f, glog.RedactingFilter) for h in [root, *root.handlers] for f in h.filters)
 
 
 def test_structlog_processor(guard: Guardrail, patterns: PatternDetector) -> None:
@@ -225,3 +224,153 @@ def test_extra_fields_are_redacted_keeping_their_structure(
     assert PHONE not in r.ctx["phone"] and CARD not in r.ctx["tags"][0]
     assert isinstance(r.who, str) and EMAIL not in r.who
     assert r.guardrail == "model" and out.getvalue().startswith("INFO ")
+
+
+CONFIGURATIONS = """
+import io, json, logging, sys
+import structlog
+import guardrail.logging as glog
+
+EMAIL, CARD = sys.argv[1], sys.argv[2]
+glog.install(target="127.0.0.1:1", timeout=0.2)  # the sidecar is down: the pattern fallback answers
+out = {}
+
+# no handler anywhere: Python's last-resort handler writes to stderr
+logging.getLogger("nohandler").warning("mail %s card %s", EMAIL, CARD)
+
+# a logger of its own that does not propagate to the root
+own = io.StringIO()
+lib = logging.getLogger("own")
+lib.propagate = False
+handler = logging.StreamHandler(own)
+handler.setFormatter(logging.Formatter("%(message)s user=%(user)s"))
+lib.addHandler(handler)
+lib.warning("mail %s", EMAIL, extra={"user": {"email": EMAIL, "card": [CARD]}})
+out["propagate=False"] = own.getvalue()
+
+# the root's handlers replaced after install()
+forced = io.StringIO()
+logging.basicConfig(force=True, stream=forced, level=logging.INFO, format="%(levelname)s %(message)s")
+logging.getLogger("app").info("card %s for %s", CARD, EMAIL)
+try:
+    raise ValueError(f"payment failed for {EMAIL}")
+except ValueError:
+    logging.getLogger("app").exception("charge of %s failed", CARD)
+out["basicConfig(force=True)"] = forced.getvalue()
+
+# structlog over the standard library, rendered by structlog
+structlog.configure(
+    processors=[structlog.stdlib.add_log_level, structlog.processors.JSONRenderer()],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=False,
+)
+start = len(forced.getvalue())
+structlog.get_logger("sl").warning("signup", email=EMAIL, card=CARD)
+out["structlog"] = forced.getvalue()[start:]
+
+# structlog rendered by its ProcessorFormatter (the event dict travels as the record's msg)
+structlog.configure(
+    processors=[structlog.stdlib.add_log_level, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=False,
+)
+pf = io.StringIO()
+handler = logging.StreamHandler(pf)
+handler.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
+logging.getLogger("pf").addHandler(handler)
+logging.getLogger("pf").propagate = False
+structlog.get_logger("pf").warning("signup", email=EMAIL, card=CARD)
+out["ProcessorFormatter"] = pf.getvalue()
+
+glog.uninstall()
+after = io.StringIO()
+logging.getLogger("after").addHandler(logging.StreamHandler(after))
+logging.getLogger("after").propagate = False
+logging.getLogger("after").warning("mail %s", EMAIL)
+out["uninstalled"] = after.getvalue()
+print(json.dumps(out))
+"""
+
+
+def test_every_logging_configuration_gets_redacted_records(tmp_path: Path) -> None:
+    """Records reach no handler raw whatever the configuration: no handler (last resort), a logger with
+    ``propagate=False``, ``basicConfig(force=True)`` after install, structlog over the standard library."""
+    script = tmp_path / "configurations.py"
+    script.write_text(CONFIGURATIONS)
+    run = subprocess.run(
+        [sys.executable, str(script), EMAIL, CARD], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    out["last resort"] = run.stderr
+    assert out.pop("uninstalled") == f"mail {EMAIL}\n"  # uninstall() restores the standard behaviour
+    for config, text in out.items():
+        assert EMAIL not in text and CARD not in text, config
+        assert glog.PATTERNS_ONLY_MARK in text and "[EMAIL]" in text, config
+    assert "user={'email': '[EMAIL]', 'card': ['[CREDIT_CARD]']}" in out["propagate=False"]
+    assert "Traceback" in out["basicConfig(force=True)"] and "[CREDIT_CARD]" in out["basicConfig(force=True)"]
+    for config in ("structlog", "ProcessorFormatter"):
+        line = out[config].strip().splitlines()[-1].removeprefix("WARNING ")
+        event = json.loads(line.removeprefix(glog.PATTERNS_ONLY_MARK))
+        assert event["email"] == "[EMAIL]" and event["card"] == "[CREDIT_CARD]", config
+
+
+def test_install_chains_and_restores_the_record_factory() -> None:
+    made: list[str] = []
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        made.append("app")
+        return previous(*args, **kwargs)
+
+    logging.setLogRecordFactory(factory)
+    try:
+        glog.install(target="127.0.0.1:1", timeout=0.2)
+        try:
+            assert logging.getLogRecordFactory() is not factory
+            record = logging.getLogger("t_factory").makeRecord("t", logging.INFO, "f", 1, EMAIL, (), None)
+            assert made == ["app"] and record.getMessage() == f"{glog.PATTERNS_ONLY_MARK}[EMAIL]"
+            with pytest.raises(KeyError):  # makeRecord's own checks still apply
+                logging.getLogger("t_factory").makeRecord(
+                    "t", logging.INFO, "f", 1, "x", (), None, extra={"msg": EMAIL}
+                )
+        finally:
+            glog.uninstall()
+        assert logging.getLogRecordFactory() is factory
+        assert logging.Logger.makeRecord is glog._stdlib_make_record
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+def test_fallback_does_not_log_through_the_hook(patterns: PatternDetector) -> None:
+    """Sidecar down, root at DEBUG: each record is written once, Presidio's own debug lines are not
+    written (nor redacted, which would log again)."""
+    root = logging.getLogger()
+    level = root.level
+    written: list[logging.LogRecord] = []
+    handler = type("H", (logging.Handler,), {"emit": lambda self, r: written.append(r)})()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        redacting = glog.install(target="127.0.0.1:1", timeout=0.2)
+        fallback = redacting._fallback
+        calls: list[int] = []
+
+        def counting(texts: list[str]) -> list[str]:
+            calls.append(len(texts))
+            assert fallback is not None
+            return fallback(texts)
+
+        redacting._fallback = counting  # type: ignore[assignment]
+        app = logging.getLogger("t_debug_app")
+        for i in range(10):
+            app.debug("record %d for %s", i, EMAIL)
+    finally:
+        glog.uninstall()
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert [r.name for r in written] == ["t_debug_app"] * 10
+    assert len(calls) == 10
+    assert all(r.getMessage().endswith("for [EMAIL]") for r in written)
