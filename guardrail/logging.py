@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from guardrail.labels import PRIVACY
 from guardrail.redact import Redactor
+from guardrail.spans import merge
 
 if TYPE_CHECKING:
     from guardrail.patterns import PatternDetector
@@ -90,19 +91,22 @@ def through_sidecar(
 
 
 class _PatternRedactor:
-    """The fallback: Presidio's pattern recognizers and the placeholder operator."""
+    """The fallback: Presidio's pattern recognizers, addresses of every shape (internal domains, IP
+    literals, quoted local parts: Presidio keeps public domains only), and the placeholder operator."""
 
     def __init__(self, detector: PatternDetector | None = None):
-        if detector is None:
-            from guardrail.patterns import PatternDetector
+        from guardrail.patterns import PatternDetector, any_email_spans
 
-            detector = PatternDetector(labels=FALLBACK_LABELS)
-        self._detector = detector
+        self._detector = detector if detector is not None else PatternDetector(labels=FALLBACK_LABELS)
+        self._any_email = any_email_spans
         self._redactor = Redactor("placeholder")
 
     def __call__(self, texts: list[str]) -> list[str]:
         found = self._detector.detect_batch(texts)
-        return [self._redactor.redact(t, s).text for t, s in zip(texts, found, strict=True)]
+        return [
+            self._redactor.redact(t, merge([*s, *self._any_email(t)])).text
+            for t, s in zip(texts, found, strict=True)
+        ]
 
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

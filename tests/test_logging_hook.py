@@ -374,3 +374,49 @@ def test_fallback_does_not_log_through_the_hook(patterns: PatternDetector) -> No
     assert [r.name for r in written] == ["t_debug_app"] * 10
     assert len(calls) == 10
     assert all(r.getMessage().endswith("for [EMAIL]") for r in written)
+
+
+ADDRESSES = (
+    "x.y@corp.internal",
+    "bob@mail.local",
+    "a@localhost",
+    "qa.lead@build.test",
+    "ops@[10.0.0.1]",
+    "root@[IPv6:2001:db8::1]",
+    '"john doe"@example.com',
+    "o'brien+tag@Sub.Corp.Internal",
+    "jürgen@müller.intern",
+)
+"""Address shapes an application logs that Presidio's recogniser (public domains only) misses."""
+
+
+def _local_parts() -> list[str]:
+    return [a.rsplit("@", 1)[0].strip('"') for a in ADDRESSES if len(a.rsplit("@", 1)[0]) > 2]
+
+
+def test_fallback_catches_every_address_shape(patterns: PatternDetector) -> None:
+    """Sidecar down: addresses at internal domains, IP literals and quoted local parts are redacted in
+    the message, in extra= objects, in the traceback and in stack_info."""
+
+    def down(texts: list[str]) -> list[str]:
+        raise ConnectionError("sidecar down")
+
+    logger, out = _logger("t_shapes", glog.RedactingFilter(down, patterns=patterns))
+    seen: list[logging.LogRecord] = []
+    logger.handlers[0].addFilter(lambda r: seen.append(r) or True)
+    for address in ADDRESSES:
+        logger.info("mail %s", address, extra={"user": {"email": address}, "to": [address]})
+        try:
+            raise LookupError(f"no mailbox {address}")
+        except LookupError:
+            logger.exception("delivery to %r failed", address, stack_info=True)
+    logger.info("link https://app.example.org/reset?email=x.y%40corp.internal&next=%2F")
+    logger.warning("paging bob@mail.local", stack_info=True)  # the stack shows this line
+    written = out.getvalue() + "".join(repr(vars(r)) for r in seen)
+    assert not any(part in written for part in _local_parts())
+    assert "mail.local" not in written and "localhost" not in written and "10.0.0.1" not in written
+    # per address: the message and the traceback's two lines; then the link, the message and its stack
+    assert out.getvalue().count("[EMAIL]") == 3 * len(ADDRESSES) + 3
+    assert 'logger.warning("paging [EMAIL]", stack_info=True)' in out.getvalue()
+    assert all(r.user == {"email": "[EMAIL]"} and r.to == ["[EMAIL]"] for r in seen if hasattr(r, "user"))
+    assert "reset?email=[EMAIL]&next=%2F" in out.getvalue()

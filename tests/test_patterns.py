@@ -22,6 +22,7 @@ from guardrail.patterns import (
     GatedPhoneRecognizer,
     OfflineEmailRecognizer,
     PatternDetector,
+    any_email_spans,
     drop_contained,
     fewest_phone_digits,
     min_score_for,
@@ -193,3 +194,29 @@ def test_phone_gate_loses_no_match_of_the_stock_recognizer(text: str) -> None:
     assert [(r.start, r.end, r.score) for r in gated.analyze(text, ["PHONE_NUMBER"])] == found
     if sum(c.isdigit() for c in text) < gated.min_digits:
         assert found == []  # what the gate skips, the stock recognizer would not have matched
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("mail x.y@corp.internal now", "x.y@corp.internal"),
+        ("to bob@mail.local.", "bob@mail.local"),
+        ("user a@localhost", "a@localhost"),
+        ("ops@[10.0.0.1] and", "ops@[10.0.0.1]"),
+        ("root@[IPv6:2001:db8::1]", "root@[IPv6:2001:db8::1]"),
+        ('say "john doe"@example.com ok', '"john doe"@example.com'),
+        ('{"to": "\\"john doe\\"@example.com"}', '\\"john doe\\"@example.com'),
+        ("{'email': 'ana@x.test'}", "ana@x.test"),
+        ("?email=x.y%40corp.internal&next=1", "x.y%40corp.internal"),
+        ("o'brien+tag@Sub.Corp.Internal", "o'brien+tag@Sub.Corp.Internal"),
+        ("x..y@host", "x..y@host"),
+    ],
+)
+def test_any_email_spans_every_shape(text: str, address: str) -> None:
+    assert [text[s.start : s.end] for s in any_email_spans(text)] == [address]
+
+
+def test_any_email_spans_leaves_code_and_handles_alone(detector: PatternDetector) -> None:
+    for text in ('File "/srv/app.py", line 3, in <module>', "    @property", "meet @ 5pm", "@ana hi"):
+        assert any_email_spans(text) == []
+    assert [s.label for s in detector.detect("mail bob@mail.local now")] == []  # detect stays as it was
