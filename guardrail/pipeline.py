@@ -20,6 +20,7 @@ import torch
 from guardrail.backbone import CPU_RUNTIMES, Backbone, pick_device, pick_dtype
 from guardrail.backbone import RUNTIMES as BACKBONE_RUNTIMES
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
+from guardrail.invisible import strip_invisible, to_original
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
 from guardrail.redact import Redacted, Redactor
@@ -285,6 +286,9 @@ class Guardrail:
     ) -> list[list[Span]]:
         """Spans of PII per text (sorted, non-overlapping, offsets in Python code points).
 
+        Invisible characters (soft hyphens, zero-width spaces and joiners: see :mod:`guardrail.invisible`)
+        are read past, and a span covers those inside its value.
+
         ``texts`` is a list of strings (a single ``str`` counts as a list of one); ``labels`` narrows or
         widens the reported labels (default: the bundle's ``detect_labels``). ``explain=True`` fills each
         probe span's ``features`` with the SAE latents behind it (needs an SAE-feature probe).
@@ -302,12 +306,15 @@ class Guardrail:
                 f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
                 "(load the bundle with probe='sae')"
             )
-        pattern_spans = self.patterns.detect_batch(items) if self.patterns else [[] for _ in items]
-        encoded = self.backbone.encode(items)
-        found = self._decode(items, *self._probe(encoded, self._batch(batch_size)), keep, explain)
+        # invisible characters (a soft hyphen inside a name) must not split a value: detect without them
+        stripped = [strip_invisible(t) for t in items]
+        seen = [t for t, _ in stripped]
+        pattern_spans = self.patterns.detect_batch(seen) if self.patterns else [[] for _ in seen]
+        encoded = self.backbone.encode(seen)
+        found = self._decode(seen, *self._probe(encoded, self._batch(batch_size)), keep, explain)
         return [
-            merge(spans + [s for s in pats if s.label in keep])
-            for spans, pats in zip(found, pattern_spans, strict=True)
+            to_original(merge(spans + [s for s in pats if s.label in keep]), kept)
+            for spans, pats, (_, kept) in zip(found, pattern_spans, stripped, strict=True)
         ]
 
     def _probe(self, encoded: list, batch_size: int) -> tuple[list[np.ndarray], torch.Tensor, np.ndarray]:

@@ -257,3 +257,30 @@ def test_describe_and_no_patterns(tiny_guard: Guardrail, monkeypatch: pytest.Mon
     assert g.patterns is None and g.describe()["patterns"] == "false"
     (spans,) = g.detect(["I met Jun Sato, mail jun@example.com"])
     assert {s.source for s in spans} <= {"probe"}
+
+
+def test_invisible_characters_do_not_split_a_value(tiny_guard: Guardrail) -> None:
+    """A soft hyphen or a zero-width character inside a value: detected as if absent, redacted whole."""
+    plain = "thanks Lena Vogt please call, mail ana.silva@example.com"
+    text = "thanks Le\u00adna Vo\u200bgt please call, mail ana.sil\u2060va@exam\u200dple.com"
+    (spans,) = tiny_guard.detect([text])
+    got = {(text[s.start : s.end], s.label) for s in spans}
+    assert ("Le\u00adna Vo\u200bgt", "PERSON") in got
+    assert ("ana.sil\u2060va@exam\u200dple.com", "EMAIL") in got
+    assert [(s.label, s.score) for s in spans] == [(s.label, s.score) for s in tiny_guard.detect([plain])[0]]
+    red = tiny_guard.redact([text])[0].text
+    assert red == tiny_guard.redact([plain])[0].text and red.endswith(" [EMAIL]")
+
+
+INVISIBLE = ("\u00ad", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff")
+"""Soft hyphen, zero-width space, non-joiner and joiner, word joiner, byte-order mark."""
+
+
+@pytest.mark.model
+def test_real_default_soft_hyphen_inside_a_name(real_guardrail: Guardrail) -> None:
+    """Before: "Mar<SHY>ia Schmidt called yesterday." came out "Mar<SHY>[PERSON] called yesterday."."""
+    plain = ["Maria Schmidt called yesterday.", "Hi, I am Maria Schmidt.", "the patient Maria Gonzalez left"]
+    texts = [t.replace("Mar", f"Mar{ch}").replace("Gonz", f"Gonz{ch}") for t in plain for ch in INVISIBLE]
+    expected = [r.text for r in real_guardrail.redact(plain) for _ in INVISIBLE]
+    red = [r.text for r in real_guardrail.redact(texts)]
+    assert red == expected and all("[PERSON]" in r for r in red)
