@@ -66,7 +66,7 @@ class ProbeEntry(BaseModel):
     prefix: str
     """Tensor-name prefix in ``probe.safetensors``."""
     features: Literal["raw", "sae"] = "raw"
-    head: Literal["linear", "forest"] = "linear"
+    head: Literal["linear", "forest", "mlp"] = "linear"
     thresholds: dict[str, float] = {}
     """Per label, on P(not O)."""
     lone_min_score: float = Field(0.0, ge=0.0, le=1.0)

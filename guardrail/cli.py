@@ -217,6 +217,17 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (a bad value exits 2 with argparse's one-line reason)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--n-real",
@@ -261,6 +272,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         runtime=args.runtime,
         mlp_keep=args.mlp_keep,
+        head=args.head,
+        hidden=args.hidden,
+        epochs=args.epochs,
         **_data_options(args),  # type: ignore[arg-type]
     )
     bundle = train(cfg)
@@ -514,6 +528,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune each block's MLP to its N most important neurons (a faster backbone of its own: the "
         "bundle can no longer piggyback the agent's model); default: the whole model",
     )
+    t.add_argument(
+        "--head",
+        default="linear",
+        choices=("linear", "mlp"),
+        help="probe head on the residual: linear (logistic regression) or mlp (one hidden layer)",
+    )
+    t.add_argument("--hidden", type=_positive_int, default=512, help="hidden units of the mlp head")
+    t.add_argument("--epochs", type=_positive_int, default=4, help="passes of the mlp head over the data")
     _add_data_arguments(t)
     t.set_defaults(func=cmd_train)
 

@@ -1,15 +1,17 @@
 """Probe stage: per-token features -> label probabilities over ``O`` + the canonical labels.
 
-Fitted with scikit-learn, stored as plain arrays (safetensors + JSON metadata), applied with torch.
-The head is multinomial logistic regression over standardised features; the features of a token are
-its own residual (RMS-normalised: raw values reach ~1e4) concatenated with those of a few neighbours,
-since a causal model's token has not yet seen the words to its right ("Paris" vs "Paris Hilton").
+Stored as plain arrays (safetensors + JSON metadata), applied with torch. Three heads read the same
+standardised features: multinomial logistic regression (``linear``, scikit-learn), a random forest
+(``forest``, scikit-learn) and a one-hidden-layer network (``mlp``, fitted in torch). The features of a
+token are its own residual (RMS-normalised: raw values reach ~1e4) concatenated with those of a few
+neighbours, since a causal model's token has not yet seen the words to its right ("Paris" vs "Paris
+Hilton").
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -390,12 +392,86 @@ class ForestProbe(_Features):
         return probe
 
 
-AnyProbe = Probe | ForestProbe
+@dataclass(slots=True)
+class MlpProbe(_Features):
+    """A small non-linear head: ``softmax(gelu(z @ w1.T + b1) @ w2.T + b2)`` over standardised token
+    features ``z = (f - mean) / scale``. One hidden layer separates what a linear read cannot ("n't" or
+    a single kanji of a common word against a name) at a few percent of the backbone's cost."""
+
+    w1: torch.Tensor
+    """``[H, F]``."""
+    b1: torch.Tensor
+    """``[H]``."""
+    w2: torch.Tensor
+    """``[C, H]``."""
+    b2: torch.Tensor
+    """``[C]``."""
+    mean: torch.Tensor
+    """``[F]`` feature means of the training set."""
+    scale: torch.Tensor
+    """``[F]`` feature standard deviations of the training set."""
+    classes: tuple[str, ...] = PROBE_CLASSES
+    context: tuple[int, ...] = (0,)
+    source: str = "raw"
+    meta: dict[str, object] = field(default_factory=dict)
+    latents: torch.Tensor | None = None
+    sae: Sae | None = field(default=None, repr=False, compare=False)
+
+    head = "mlp"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.w1.shape[1])
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[T, C]`` for features ``[T, F]``."""
+        z = (feats.float() - self.mean) / self.scale
+        return torch.nn.functional.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2
+
+    def probs(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[T, C]`` for features ``[T, F]``."""
+        return torch.softmax(self.logits(feats), dim=-1)
+
+    def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
+        """Each feature's share ``[T, F]`` of the log-odds of class ``cls`` against ``O``, by gradient
+        times input (exact for the linear head; for this one, the first-order share at the token)."""
+        with torch.enable_grad():
+            z = ((feats.float() - self.mean) / self.scale).detach().requires_grad_(True)
+            h = torch.nn.functional.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2
+            (grad,) = torch.autograd.grad((h[:, cls] - h[:, 0]).sum(), z)
+        return (z * grad).detach()
+
+    def save(self, path: str | Path, prefix: str = "") -> None:
+        """Write the arrays to a safetensors file; ``prefix`` lets several probes share one file."""
+        names = ("w1", "b1", "w2", "b2", "mean", "scale")
+        tensors = {f"{prefix}{k}": getattr(self, k) for k in names}
+        _write(path, prefix, tensors, self._stored_meta(), self.latents)
+
+    @classmethod
+    def load(cls, path: str | Path, prefix: str = "") -> MlpProbe:
+        """Read an MLP probe written by :meth:`save`; validates shapes and class names."""
+        p = Path(path)
+        t, meta = _read(p, prefix, ("w1", "b1", "w2", "b2", "mean", "scale"))
+        w1, b1, w2, b2, m, s = (t[k].float() for k in ("w1", "b1", "w2", "b2", "mean", "scale"))
+        classes, context, source, latents = _common(meta, t, p.name)
+        if w1.ndim != 2 or b1.shape != (w1.shape[0],):
+            raise ProbeError(f"{p.name}: hidden layer shapes disagree")
+        if w2.shape != (len(classes), w1.shape[0]) or b2.shape != (len(classes),):
+            raise ProbeError(f"{p.name}: output layer shapes do not match {len(classes)} classes")
+        if m.shape != (w1.shape[1],) or s.shape != (w1.shape[1],) or bool((s <= 0).any()):
+            raise ProbeError(f"{p.name}: standardisation arrays do not match the weight")
+        probe = cls(w1, b1, w2, b2, m, s, classes, context, source, meta, latents)
+        _check_width(probe, p.name)
+        return probe
+
+
+AnyProbe = Probe | ForestProbe | MlpProbe
 SOURCES = ("raw", "sae")
+HEADS = ("linear", "forest", "mlp")
 
 
 def load_probe(path: str | Path, prefix: str = "") -> AnyProbe:
-    """Read whichever head (``linear`` or ``forest``) is stored under ``prefix``."""
+    """Read whichever head (``linear``, ``forest`` or ``mlp``) is stored under ``prefix``."""
     p = Path(path)
     _, meta = _read(p, prefix, ())
     head = meta.get("head", "linear")
@@ -403,6 +479,8 @@ def load_probe(path: str | Path, prefix: str = "") -> AnyProbe:
         return Probe.load(p, prefix)
     if head == "forest":
         return ForestProbe.load(p, prefix)
+    if head == "mlp":
+        return MlpProbe.load(p, prefix)
     raise ProbeError(f"{p.name}: unknown probe head {head!r}")
 
 
@@ -526,6 +604,100 @@ def fit(
         tuple(context),
         source="raw" if latents is None else "sae",
         meta={"n_train_tokens": len(labels), "C": c},
+        latents=latents,
+    )
+
+
+def fit_mlp(
+    rows: Callable[[torch.Tensor], torch.Tensor],
+    labels: np.ndarray,
+    *,
+    classes: Sequence[str] = PROBE_CLASSES,
+    context: Sequence[int] = (0,),
+    hidden: int = 512,
+    epochs: int = 4,
+    o_keep: float = 0.35,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    dropout: float = 0.1,
+    batch_size: int = 512,
+    seed: int = 0,
+    latents: torch.Tensor | None = None,
+    min_scale: float = 1e-4,
+    progress: bool = True,
+) -> MlpProbe:
+    """Fit an :class:`MlpProbe` with AdamW and a one-cycle learning rate, in torch.
+
+    ``rows(idx)`` returns the features ``[len(idx), F]`` of training tokens ``idx`` (indices into
+    ``labels``), so the token table never has to be expanded with its neighbours at once. ``labels`` are
+    class indices into ``classes``; negative labels (masked, :data:`guardrail.realdata.MASKED`) are never
+    trained on. Each epoch sees every PII token and a fresh ``o_keep`` share of the ``O`` tokens.
+    """
+    from tqdm.auto import tqdm
+
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if len(classes) < 2 or not len(y) or not bool((y > 0).any()):
+        raise ProbeError("an MLP head needs labelled PII tokens to fit on")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    pii = torch.nonzero(y > 0).squeeze(1)
+    outside = torch.nonzero(y == 0).squeeze(1)
+    usable = torch.cat([pii, outside])
+    sample = usable[torch.randperm(len(usable), generator=gen)[:200_000]]
+    with torch.no_grad():
+        f = rows(sample).float()
+        mean, scale = f.mean(0), f.std(0) + min_scale
+    n_feat = f.shape[1]
+    del f
+    model = torch.nn.Sequential(
+        torch.nn.Linear(n_feat, hidden),
+        torch.nn.GELU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, len(classes)),
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    per_epoch = -(-(len(pii) + round(len(outside) * o_keep)) // batch_size) + 1
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=per_epoch * epochs + 1)
+    model.train()
+    with tqdm(total=epochs * per_epoch, desc="fitting MLP head", unit="step", disable=not progress) as bar:
+        for epoch in range(epochs):
+            keep = outside[torch.rand(len(outside), generator=gen) < o_keep]
+            order = torch.cat([pii, keep])
+            order = order[torch.randperm(len(order), generator=gen)]
+            total, seen = 0.0, 0
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                z = (rows(idx).float() - mean) / scale
+                loss = torch.nn.functional.cross_entropy(model(z), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(seen, 1):.4f}")
+    model.eval()
+    first, last = model[0], model[3]
+    return MlpProbe(
+        first.weight.detach().clone(),
+        first.bias.detach().clone(),
+        last.weight.detach().clone(),
+        last.bias.detach().clone(),
+        mean.float(),
+        scale.float(),
+        tuple(classes),
+        tuple(context),
+        source="raw" if latents is None else "sae",
+        meta={
+            "n_train_tokens": int(len(pii) + len(outside)),
+            "hidden": hidden,
+            "epochs": epochs,
+            "o_keep": o_keep,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "dropout": dropout,
+        },
         latents=latents,
     )
 

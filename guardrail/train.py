@@ -25,7 +25,7 @@ from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, Prob
 from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
-from guardrail.probe import AnyProbe, Probe, fit, sae_features, token_features
+from guardrail.probe import AnyProbe, Probe, fit, fit_mlp, rms_normalise, sae_features, token_features
 from guardrail.spans import Span, decode, is_unspaced
 
 if TYPE_CHECKING:
@@ -76,6 +76,16 @@ class TrainConfig:
     """How a label's threshold is set on the calibration tokens (:data:`CALIBRATIONS`): ``recall`` (the
     lowest that keeps ``recall_target`` of them) or ``f2`` / ``f1.5`` / ``f1`` (the best token F-beta).
     Every rule is stored beside the chosen one; ``benchmarks/probe_choice.py`` picks by the dev suite."""
+    head: str = "linear"
+    """``linear`` (logistic regression, scikit-learn) or ``mlp`` (one hidden layer, torch)."""
+    hidden: int = 512
+    """Hidden units of the ``mlp`` head."""
+    epochs: int = 4
+    """Passes over the training tokens of the ``mlp`` head."""
+
+
+HEADS: tuple[str, ...] = ("linear", "mlp")
+"""Heads ``guardrail train`` fits on the raw residual (the forest reads SAE codes: ``train-sae-probe``)."""
 
 
 @dataclass(slots=True)
@@ -228,6 +238,31 @@ def design_matrix(
         xs.append(token_features(r.float(), context)[torch.from_numpy(keep)].numpy())
         ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def token_rows(
+    acts: Activations, context: Sequence[int]
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+    """Every token of ``acts`` as a row source for :func:`guardrail.probe.fit_mlp`: ``rows(idx)`` gives
+    the features of tokens ``idx`` (their residual and neighbours', as :func:`token_features` builds them
+    text by text), read from one flat bf16 table as needed; and the tokens' labels."""
+    sizes = torch.tensor([len(y) for y in acts.labels], dtype=torch.long)
+    d = acts.resid[0].shape[1] if acts.resid else 0
+    flat = torch.cat([*acts.resid, torch.zeros(1, d, dtype=torch.bfloat16)])
+    n = len(flat) - 1
+    starts = torch.cumsum(sizes, 0) - sizes
+    pos = torch.arange(n) - torch.repeat_interleave(starts, sizes, output_size=n)
+    length = torch.repeat_interleave(sizes, sizes, output_size=n)
+    here = torch.arange(n)
+    # a neighbour past either end of its text points at the zero row (zeros, as with_context_flat)
+    past = torch.full_like(here, n)
+    nb = torch.stack([torch.where((pos + o >= 0) & (pos + o < length), here + o, past) for o in context], 1)
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        return rms_normalise(flat[nb[idx]].float()).reshape(len(idx), -1)
+
+    labels = np.concatenate([y for y in acts.labels]) if acts.labels else np.zeros(0, dtype=np.int64)
+    return rows, labels
 
 
 def predict(probe: AnyProbe, acts: Activations) -> list[np.ndarray]:
@@ -406,12 +441,10 @@ def train(cfg: TrainConfig) -> Bundle:
     backbone = Backbone.load(cfg.model, layer=cfg.layer, runtime=cfg.runtime, pruning=pruning)
     tr = collect(backbone, train_recs, "activations (train)", cfg.batch_size, data.annotates)
     ca = collect(backbone, calib_recs, "activations (calib)", cfg.batch_size, data.annotates)
-    x, y = design_matrix(tr, cfg.context, cfg.o_keep, cfg.seed)
-    log.info("fitting probe on %d tokens x %d features", *x.shape)
     t_fit = time.perf_counter()
-    probe = fit(x, y, context=cfg.context, c=cfg.c, max_iter=cfg.max_iter, seed=cfg.seed)
+    probe = fit_raw_head(cfg, tr)
     fit_s = time.perf_counter() - t_fit
-    del x, y
+    tr.resid = []  # the training residuals are done with: free them before calibration
     cprobs = predict(probe, ca)
     keep = list(cfg.detect_labels)
     chosen, alternatives = calibrations(calib_recs, ca, cprobs, keep, cfg.recall_target, cfg.calibration)
@@ -433,6 +466,7 @@ def train(cfg: TrainConfig) -> Bundle:
         probes={
             "raw": ProbeEntry(
                 prefix="raw.",
+                head=probe.head,
                 thresholds=chosen["thresholds"],
                 lone_min_score=chosen["lone_min_score"],
                 lone_min_unspaced=chosen["lone_min_unspaced"],
@@ -452,8 +486,9 @@ def train(cfg: TrainConfig) -> Bundle:
             "train_tokens": tr.tokens,
             "calib_tokens": ca.tokens,
             "context": list(cfg.context),
+            "head": cfg.head,
             "o_keep": cfg.o_keep,
-            "C": cfg.c,
+            **({"C": cfg.c} if cfg.head == "linear" else {"hidden": cfg.hidden, "epochs": cfg.epochs}),
             "activation_seconds": round(tr.seconds + ca.seconds, 1),
             "fit_seconds": round(fit_s, 1),
             "total_seconds": round(time.perf_counter() - t_start, 1),
@@ -471,6 +506,27 @@ def train(cfg: TrainConfig) -> Bundle:
     bundle = Bundle(cfg.out, manifest, {"raw": probe}, pruning=pruning)
     bundle.save()
     return bundle
+
+
+def fit_raw_head(cfg: TrainConfig, acts: Activations) -> AnyProbe:
+    """The ``cfg.head`` probe on the raw residuals of ``acts``."""
+    if cfg.head == "mlp":
+        rows, labels = token_rows(acts, cfg.context)
+        log.info("fitting MLP head (%d hidden) on %d tokens", cfg.hidden, int((labels >= 0).sum()))
+        return fit_mlp(
+            rows,
+            labels,
+            context=cfg.context,
+            hidden=cfg.hidden,
+            epochs=cfg.epochs,
+            o_keep=cfg.o_keep,
+            seed=cfg.seed,
+        )
+    if cfg.head != "linear":
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")
+    x, y = design_matrix(acts, cfg.context, cfg.o_keep, cfg.seed)
+    log.info("fitting probe on %d tokens x %d features", *x.shape)
+    return fit(x, y, context=cfg.context, c=cfg.c, max_iter=cfg.max_iter, seed=cfg.seed)
 
 
 def prune_for(cfg: TrainConfig) -> Pruning:

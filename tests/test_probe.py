@@ -9,9 +9,11 @@ import torch
 from guardrail.labels import PROBE_CLASSES
 from guardrail.probe import (
     ForestProbe,
+    MlpProbe,
     Probe,
     ProbeError,
     fit,
+    fit_mlp,
     forest_from_sklearn,
     load_probe,
     rms_normalise,
@@ -179,3 +181,76 @@ def test_probe_features_flat_equals_text_by_text() -> None:
     flat = probe.features_flat(torch.cat(resids), [len(r) for r in resids])
     assert torch.equal(flat, torch.cat([token_features(r, probe.context) for r in resids]))
     assert probe.device == torch.device("cpu") and probe.to("cpu") is probe
+
+
+def _xor(n: int = 1200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """PERSON where exactly one of two features is high: no linear head can read it."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 2, size=(2, n))
+    x = np.stack([a, b], 1).astype(np.float32) * 4 + rng.normal(size=(n, 2)).astype(np.float32) * 0.5
+    x = np.concatenate([x, rng.normal(size=(n, 4)).astype(np.float32)], 1)
+    return x, (a ^ b).astype(np.int64)  # 0 = O, 1 = PERSON
+
+
+def test_mlp_head_learns_what_a_linear_one_cannot_and_round_trips(tmp_path) -> None:
+    x, y = _xor()
+    t = torch.from_numpy(x)
+    linear = fit(x, y, context=(0,))
+    assert (linear.probs(t).argmax(-1).numpy() == y).mean() < 0.8
+    probe = fit_mlp(lambda idx: t[idx], y, hidden=32, epochs=30, o_keep=1.0, lr=1e-2, batch_size=128)
+    assert isinstance(probe, MlpProbe) and probe.head == "mlp" and probe.n_features == 6
+    assert (probe.probs(t).argmax(-1).numpy() == y).mean() > 0.95
+    assert probe.probs(t)[:, 2:].max() < 0.05  # classes never seen are hardly ever predicted
+    probe.save(tmp_path / "p.safetensors", "raw.")
+    again = load_probe(tmp_path / "p.safetensors", "raw.")
+    assert isinstance(again, MlpProbe) and again.meta["hidden"] == 32
+    assert torch.allclose(again.probs(t), probe.probs(t), atol=1e-6)
+
+
+def test_mlp_fit_skips_masked_tokens_and_is_deterministic() -> None:
+    x, y = _xor(600)
+    t = torch.from_numpy(x)
+    masked = y.copy()
+    masked[:300] = -1  # masked tokens are never read: flipping their features changes nothing
+    seen: set[int] = set()
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        seen.update(idx.tolist())
+        return t[idx]
+
+    a = fit_mlp(rows, masked, hidden=8, epochs=2, progress=False)
+    assert not seen & set(range(300))
+    b = fit_mlp(lambda idx: t[idx], masked, hidden=8, epochs=2, progress=False)
+    assert torch.equal(a.w1, b.w1) and torch.equal(a.b2, b.b2)
+    with pytest.raises(ProbeError, match="PII tokens"):
+        fit_mlp(lambda idx: t[idx], np.zeros(len(y), dtype=np.int64), hidden=8, epochs=1)
+
+
+def test_mlp_contributions_are_gradient_times_input() -> None:
+    x, y = _xor(400)
+    t = torch.from_numpy(x)
+    probe = fit_mlp(lambda idx: t[idx], y, hidden=16, epochs=5, progress=False)
+    c = probe.contributions(t[:5], 1)
+    assert c.shape == (5, 6) and torch.isfinite(c).all()
+    eps = 1e-3  # first order: nudging the standardised feature moves the log-odds by the gradient
+    z = (t[:1] - probe.mean) / probe.scale
+    nudged = (z + torch.tensor([[eps, 0, 0, 0, 0, 0]])) * probe.scale + probe.mean
+    lo = probe.logits(t[:1])
+    lo2 = probe.logits(nudged)
+    grad0 = float(((lo2[0, 1] - lo2[0, 0]) - (lo[0, 1] - lo[0, 0])) / eps)
+    assert abs(float(c[0, 0]) - grad0 * float(z[0, 0])) < 1e-2 * max(1.0, abs(grad0 * float(z[0, 0])))
+
+
+def test_mlp_load_refuses_mismatched_shapes(tmp_path) -> None:
+    probe = MlpProbe(
+        torch.zeros(4, 3),
+        torch.zeros(4),
+        torch.zeros(2, 5),
+        torch.zeros(2),
+        torch.zeros(3),
+        torch.ones(3),
+        ("O", "PERSON"),
+    )
+    probe.save(tmp_path / "p.safetensors")
+    with pytest.raises(ProbeError, match="output layer"):
+        load_probe(tmp_path / "p.safetensors")

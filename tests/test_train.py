@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,17 @@ from guardrail import features
 from guardrail.bundle import Bundle
 from guardrail.labels import PROBE_CLASSES
 from guardrail.pipeline import Guardrail
+from guardrail.probe import token_features
 from guardrail.sae import Sae
 from guardrail.spans import Span
 from guardrail.train import (
+    Activations,
     SaeProbeConfig,
     SaeTrainConfig,
     TrainConfig,
     calibrate,
     token_labels,
+    token_rows,
     train,
     train_sae_for_bundle,
     train_sae_probe,
@@ -180,6 +184,46 @@ def test_train_on_a_pruned_backbone(tiny_model_dir, tmp_path) -> None:
     assert g.backbone.model.layers[0].mlp.up_proj.out_features == 24
     assert g.backbone.info["mlp_keep"] == "24,24"
     assert isinstance(g.detect(["write to Ana Silva"])[0], list)
+
+
+def test_train_an_mlp_head_end_to_end(tiny_model_dir, tmp_path) -> None:
+    cfg = TrainConfig(
+        out=tmp_path / "tiny-mlp",
+        model=str(tiny_model_dir),
+        layer=2,
+        n_train=200,
+        n_calib=80,
+        n_real=0,
+        n_real_calib=0,
+        head="mlp",
+        hidden=16,
+        epochs=2,
+    )
+    train(cfg)
+    b = Bundle.load(cfg.out)
+    assert b.manifest.probes["raw"].head == "mlp" and b.probes["raw"].head == "mlp"
+    assert b.manifest.training["head"] == "mlp" and b.manifest.training["hidden"] == 16
+    assert "C" not in b.manifest.training
+    assert "mlp head" in (cfg.out / "MODEL_CARD.md").read_text()
+    g = Guardrail.load(cfg.out, dtype="fp32", patterns=False)
+    probs = g.scores(["write to Ana Silva"])[0].probs
+    assert probs.shape[1] == len(PROBE_CLASSES) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="head must be"):
+        train(replace(cfg, head="tree", out=tmp_path / "x"))
+
+
+def test_token_rows_equal_token_features_text_by_text() -> None:
+    from guardrail.realdata import MASKED
+
+    rng = torch.Generator().manual_seed(0)
+    resid = [torch.randn(n, 8, generator=rng).to(torch.bfloat16) for n in (3, 1, 5)]
+    labels = [np.array([0, 1, MASKED]), np.array([2]), np.array([0, 0, 3, 3, 0])]
+    acts = Activations(resid, [np.zeros((len(y), 2)) for y in labels], labels, 0.0, 9)
+    rows, y = token_rows(acts, (-2, 0, 1))
+    want = torch.cat([token_features(r.float(), (-2, 0, 1)) for r in resid])
+    assert torch.allclose(rows(torch.arange(9)), want, atol=1e-6)
+    assert torch.allclose(rows(torch.tensor([7, 0])), want[[7, 0]], atol=1e-6)
+    assert y.tolist() == [0, 1, MASKED, 2, 0, 0, 3, 3, 0]
 
 
 def test_code_stats_match_dense_codes() -> None:
