@@ -12,14 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardrail.labels import CANONICAL
+from guardrail.segment import words
 from guardrail.spans import (
     NEEDS_DIGIT,
+    NEEDS_LETTER,
     Span,
     decode,
     decode_batch,
     is_unspaced,
     is_word_char,
     merge,
+    on_words,
     snap,
     trim,
 )
@@ -174,6 +177,58 @@ def test_digit_types_without_a_digit_are_dropped() -> None:
     text = "هاتف ٠١٢٣"
     off = tokens(text, ["هاتف", " ٠١٢٣"])
     assert [s.label for s in decode(text, off, probs_for([None, "PHONE"]), CLASSES, {})] == ["PHONE"]
+
+
+def test_names_without_a_letter_are_dropped() -> None:
+    text = "population 3108, mayor Ana"
+    off = tokens(text, ["population", " 3108", ",", " mayor", " Ana"])
+    probs = probs_for([None, "PERSON", None, None, "PERSON"])
+    spans = decode(text, off, probs, CLASSES, {})
+    assert [(text[s.start : s.end], s.label) for s in spans] == [("Ana", "PERSON")]
+    assert {"PERSON", "LOCATION", "ORGANIZATION"} == NEEDS_LETTER
+    # any script's letters count
+    text = "市長は李"
+    off = tokens(text, ["市長", "は", "李"])
+    assert [s.label for s in decode(text, off, probs_for([None, None, "PERSON"]), CLASSES, {})] == ["PERSON"]
+
+
+def test_on_words_takes_whole_words_flagged_enough_and_drops_slivers() -> None:
+    text = "ラッパを山田太郎が吹く"
+    words = [(0, 3), (3, 4), (4, 6), (6, 8), (8, 9), (9, 11)]  # ラッパ を 山田 太郎 が 吹く
+    assert on_words(text, 2, 3, words) == (2, 2)  # "パ", a third of "ラッパ": a sliver, dropped
+    assert on_words(text, 2, 3, words, cover=0.0) == (0, 3)  # cover 0: the whole word, never less
+    assert on_words(text, 4, 5, words) == (4, 6)  # half of "山田": the whole word
+    assert on_words(text, 4, 7, words) == (4, 8)  # "山田" and half of "太郎"
+    # characters of spaced scripts keep the range's own edges; no word met: unchanged
+    mixed = "Tel 山田"
+    assert on_words(mixed, 0, 3, [(0, 3), (3, 4), (4, 6)]) == (0, 3)
+    assert on_words(mixed, 4, 5, []) == (4, 5)
+
+
+def test_decode_sets_japanese_and_chinese_spans_on_dictionary_words() -> None:
+    # one flagged character of a common word is no name; part of a name takes the whole word
+    text = "ラッパを吹く山田太郎さん"
+    off = tokens(text, ["ラ", "ッ", "パ", "を", "吹", "く", "山", "田", "太", "郎", "さん"])
+    probs = probs_for([None, None, "PERSON", None, None, None, "PERSON", "PERSON", "PERSON", None, None])
+    spans = decode(text, off, probs, CLASSES, {})
+    assert [text[s.start : s.end] for s in spans] == ["山田太郎"]
+    text = "呂衛倫在紐西蘭工作期間"
+    off = tokens(text, list(text))
+    labels: list[str | None] = [
+        "PERSON",
+        "PERSON",
+        None,
+        None,
+        "PERSON",
+        "PERSON",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    spans = decode(text, off, probs_for(labels), CLASSES, {})
+    assert [text[s.start : s.end] for s in spans] == ["呂衛倫", "紐西蘭"]
 
 
 def test_lone_token_needs_more_evidence() -> None:
@@ -348,13 +403,17 @@ def test_decode_spans_are_well_formed(
 def test_decode_covers_every_meaningful_character_of_a_flagged_token(
     args: tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]],
 ) -> None:
-    # With no lone-token filter, no flagged character that could carry PII may be left raw (labels that
-    # need a digit drop digitless runs: test_digit_types_without_a_digit_are_dropped).
+    # With no lone-token filter and whole dictionary words taken (word_cover 0), no flagged character
+    # that could carry PII may be left raw (labels that need a digit drop digitless runs, and names
+    # letterless ones: test_digit_types_without_a_digit_are_dropped, test_names_without_a_letter_...).
     text, offsets, probs, classes, thresholds = args
-    covered = {i for s in decode(text, offsets, probs, classes, thresholds) for i in range(s.start, s.end)}
+    found = decode(text, offsets, probs, classes, thresholds, word_cover=0.0)
+    covered = {i for s in found for i in range(s.start, s.end)}
+    names = bool(set(classes) & NEEDS_LETTER)
     for t, (a, b) in enumerate(offsets.tolist()):
         label = classes[int(probs[t, 1:].argmax()) + 1]
-        if 1.0 - probs[t, 0] >= thresholds.get(label, 0.5):
+        lettered = any(ch.isalpha() for ch in text[a:b])
+        if 1.0 - probs[t, 0] >= thresholds.get(label, 0.5) and (lettered or not names):
             assert all(i in covered for i in range(a, b) if not is_junk(text[i]))
 
 
@@ -513,11 +572,14 @@ def test_property_spans_cover_only_flagged_unspaced_characters(
     for p, f in zip(pieces, flags, strict=True):
         flagged[pos : pos + len(p)] = f
         pos += len(p)
+    word_of = {i: (a, b) for a, b in words(text) for i in range(a, b)}
     for s in spans:
         for i in range(s.start, s.end):
-            # a character of an unspaced script is redacted only when its own token was flagged
+            # a character of an unspaced script is redacted only when the probe flagged its own token or
+            # part of its dictionary word: a span never grows over the rest of the clause
             if is_unspaced(text[i]):
-                assert flagged[i], (text, s, i)
+                a, b = word_of.get(i, (i, i + 1))
+                assert flagged[a:b].any(), (text, s, i)
 
 
 def test_lone_unspaced_token_needs_its_own_score() -> None:
@@ -526,7 +588,7 @@ def test_lone_unspaced_token_needs_its_own_score() -> None:
     probs = probs_for(["PERSON", None, None, "PERSON"], pii=[0.6, 0.0, 0.0, 0.6])
     off = tokens(text, pieces)
     both = decode(text, off, probs, CLASSES, {"PERSON": 0.5})
-    assert [text[s.start : s.end] for s in both] == ["周", "Ana"]
+    assert [text[s.start : s.end] for s in both] == ["周遭", "Ana"]  # half its word: the whole word
     # one character of Chinese alone is weak evidence; the same score on a Latin word still counts
     only = decode(text, off, probs, CLASSES, {"PERSON": 0.5}, lone_min_unspaced=0.8)
     assert [text[s.start : s.end] for s in only] == ["Ana"]
