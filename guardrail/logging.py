@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from guardrail.invisible import strip_invisible, to_original
 from guardrail.labels import PRIVACY
 from guardrail.redact import Redactor
 from guardrail.spans import merge
@@ -102,10 +103,12 @@ class _PatternRedactor:
         self._redactor = Redactor("placeholder")
 
     def __call__(self, texts: list[str]) -> list[str]:
-        found = self._detector.detect_batch(texts)
+        stripped = [strip_invisible(t) for t in texts]  # a zero-width space must not split a value
+        seen = [t for t, _ in stripped]
+        found = self._detector.detect_batch(seen)
         return [
-            self._redactor.redact(t, merge([*s, *self._any_email(t)])).text
-            for t, s in zip(texts, found, strict=True)
+            self._redactor.redact(t, to_original(merge([*s, *self._any_email(v)]), kept)).text
+            for t, (v, kept), s in zip(texts, stripped, found, strict=True)
         ]
 
 

@@ -420,3 +420,12 @@ def test_fallback_catches_every_address_shape(patterns: PatternDetector) -> None
     assert 'logger.warning("paging [EMAIL]", stack_info=True)' in out.getvalue()
     assert all(r.user == {"email": "[EMAIL]"} and r.to == ["[EMAIL]"] for r in seen if hasattr(r, "user"))
     assert "reset?email=[EMAIL]&next=%2F" in out.getvalue()
+
+
+def test_fallback_reads_past_invisible_characters(patterns: PatternDetector) -> None:
+    def down(texts: list[str]) -> list[str]:
+        raise ConnectionError("sidecar down")
+
+    logger, out = _logger("t_invisible", glog.RedactingFilter(down, patterns=patterns))
+    logger.info("mail ana.sil\u200bva@corp.internal, card 4111\u00ad1111 1111 1111")
+    assert out.getvalue() == f"INFO {glog.PATTERNS_ONLY_MARK}mail [EMAIL], card [CREDIT_CARD]\n"
