@@ -233,7 +233,18 @@ class RedactingFilter(logging.Filter):
         return True
 
     def redact_record(self, record: logging.LogRecord) -> None:
-        """Redact ``record`` in place and mark it (``record.guardrail``), whatever mark it had."""
+        """Redact ``record`` in place and mark it (``record.guardrail``), whatever mark it had; never
+        raises (a record that cannot be read, e.g. an object whose ``str`` fails, is withheld whole)."""
+        try:
+            self._redact_record(record)
+        except Exception:
+            record.msg, record.args, record.exc_info, record.exc_text = WITHHELD, None, None, None
+            record.stack_info = None
+            for key in [k for k in vars(record) if k not in _RECORD_FIELDS]:
+                setattr(record, key, WITHHELD)
+            record.guardrail = "withheld"
+
+    def _redact_record(self, record: logging.LogRecord) -> None:
         structured = None
         if not isinstance(record.msg, str) and not record.args:
             structured = record.msg  # a dict or list message keeps its structure (structlog)

@@ -376,6 +376,10 @@ def test_fallback_does_not_log_through_the_hook(patterns: PatternDetector) -> No
     assert all(r.getMessage().endswith("for [EMAIL]") for r in written)
 
 
+def _down(texts: list[str]) -> list[str]:
+    raise ConnectionError("sidecar down")
+
+
 ADDRESSES = (
     "x.y@corp.internal",
     "bob@mail.local",
@@ -397,11 +401,7 @@ def _local_parts() -> list[str]:
 def test_fallback_catches_every_address_shape(patterns: PatternDetector) -> None:
     """Sidecar down: addresses at internal domains, IP literals and quoted local parts are redacted in
     the message, in extra= objects, in the traceback and in stack_info."""
-
-    def down(texts: list[str]) -> list[str]:
-        raise ConnectionError("sidecar down")
-
-    logger, out = _logger("t_shapes", glog.RedactingFilter(down, patterns=patterns))
+    logger, out = _logger("t_shapes", glog.RedactingFilter(_down, patterns=patterns))
     seen: list[logging.LogRecord] = []
     logger.handlers[0].addFilter(lambda r: seen.append(r) or True)
     for address in ADDRESSES:
@@ -423,9 +423,17 @@ def test_fallback_catches_every_address_shape(patterns: PatternDetector) -> None
 
 
 def test_fallback_reads_past_invisible_characters(patterns: PatternDetector) -> None:
-    def down(texts: list[str]) -> list[str]:
-        raise ConnectionError("sidecar down")
-
-    logger, out = _logger("t_invisible", glog.RedactingFilter(down, patterns=patterns))
+    logger, out = _logger("t_invisible", glog.RedactingFilter(_down, patterns=patterns))
     logger.info("mail ana.sil\u200bva@corp.internal, card 4111\u00ad1111 1111 1111")
     assert out.getvalue() == f"INFO {glog.PATTERNS_ONLY_MARK}mail [EMAIL], card [CREDIT_CARD]\n"
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError(f"cannot print {EMAIL}")
+
+
+def test_a_record_that_cannot_be_read_is_withheld_not_raised(patterns: PatternDetector) -> None:
+    logger, out = _logger("t_unreadable", glog.RedactingFilter(_down, patterns=patterns))
+    logger.info("mail %s", EMAIL, extra={"who": _Unprintable()})
+    assert out.getvalue() == f"INFO {glog.WITHHELD}\n"
