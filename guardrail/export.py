@@ -1,5 +1,6 @@
 """The whole probe as one ONNX graph: truncated backbone, feature encoder (RMS norm or the SAE's encoder
-of the selected latents), neighbour context and the linear head, from token ids to class probabilities.
+of the selected latents), neighbour context and the head (linear or MLP), from token ids to class
+probabilities.
 
 ``guardrail export-onnx`` writes it; ``Guardrail.load(..., runtime="onnx", onnx_dir=...)`` runs it with
 ONNX Runtime (the CUDA execution provider when ``onnxruntime-gpu`` and a GPU are there, else the CPU's),
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guardrail.backbone import WINDOW, Encoded, ort_session, pad_rows, quantize_int8, stitch
-from guardrail.probe import Probe, rms_normalise
+from guardrail.probe import MlpProbe, Probe, rms_normalise
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ class ExportError(RuntimeError):
 class ProbeGraph(nn.Module):
     """Token ids ``[B, L]`` and content lengths ``[B]`` -> class probabilities ``[B, L - 1, C]``."""
 
-    def __init__(self, model: nn.Module, probe: Probe):
+    def __init__(self, model: nn.Module, probe: Probe | MlpProbe):
         super().__init__()
-        if not isinstance(probe, Probe):
-            raise ExportError(f"only linear heads export to ONNX; this probe has a {probe.head!r} head")
+        if not isinstance(probe, Probe | MlpProbe):
+            raise ExportError(
+                f"only linear and MLP heads export to ONNX; this probe has a {probe.head!r} head"
+            )
         self.model = model
         self.context = tuple(probe.context)
         self.sae = probe.sae
@@ -53,7 +56,9 @@ class ProbeGraph(nn.Module):
         if probe.source == "sae" and (probe.sae is None or probe.latents is None):
             raise ExportError("an SAE-feature probe needs its SAE attached (load it with its bundle)")
         self.register_buffer("latents", probe.latents.clone() if probe.latents is not None else None)
-        for name in ("weight", "bias", "mean", "scale"):
+        self.head = probe.head
+        names = ("weight", "bias") if isinstance(probe, Probe) else ("w1", "b1", "w2", "b2")
+        for name in (*names, "mean", "scale"):
             self.register_buffer(name, getattr(probe, name).float().clone())
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -75,6 +80,8 @@ class ProbeGraph(nn.Module):
             else:
                 parts.append(F.pad(f[:, :off], (0, 0, -off, 0)))
         z = (torch.cat(parts, dim=-1) - self.mean) / self.scale
+        if self.head == "mlp":
+            return torch.softmax(F.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2, dim=-1)
         return torch.softmax(z @ self.weight.T + self.bias, dim=-1)
 
 
@@ -93,18 +100,16 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
     if guard.backbone.model is None:
         raise ExportError("export needs the torch runtime (load the guardrail with runtime='torch')")
     probe = guard.probe
-    if not isinstance(probe, Probe):
+    if not isinstance(probe, Probe | MlpProbe):
         raise ExportError(
-            f"only linear heads export to ONNX; probe {guard.probe_name!r} has a {probe.head!r} head"
+            f"only linear and MLP heads export to ONNX; probe {guard.probe_name!r} has a {probe.head!r} head"
         )
     model = copy.deepcopy(guard.backbone._eager).float().cpu().eval()
     sae = copy.deepcopy(probe.sae).float().cpu() if isinstance(probe.sae, Sae) else None
+    arrays = ("weight", "bias") if isinstance(probe, Probe) else ("w1", "b1", "w2", "b2")
     cpu_probe = dataclasses.replace(
         probe,
-        weight=probe.weight.cpu(),
-        bias=probe.bias.cpu(),
-        mean=probe.mean.cpu(),
-        scale=probe.scale.cpu(),
+        **{k: getattr(probe, k).cpu() for k in (*arrays, "mean", "scale")},
         latents=probe.latents.cpu() if probe.latents is not None else None,
         sae=sae,
     )

@@ -127,6 +127,33 @@ def test_refusals(tiny_bundle_dir: Path, tmp_path: Path) -> None:
 
 def test_forest_heads_are_not_exported(real_guardrail: Guardrail, tmp_path: Path) -> None:
     forest = Guardrail(real_guardrail.bundle, real_guardrail.backbone, probe="sae-rf", patterns=False)
-    with pytest.raises(ExportError, match="linear heads"):
+    with pytest.raises(ExportError, match="linear and MLP heads"):
         export(forest, tmp_path / "rf")
     assert not (tmp_path / "rf").exists()
+
+
+def test_tiny_mlp_head_exports_and_matches_torch(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    from guardrail.probe import fit_mlp
+    from guardrail.train import collect, token_rows
+
+    folder = tmp_path / "tiny-mlp"
+    shutil.copytree(tiny_bundle_dir, folder)
+    guard = Guardrail.load(folder, dtype="fp32", patterns=False)
+    texts = ["please call Anabel Quist thanks", "I met Bo Lind and see you soon", "thanks"]
+    from guardrail.data import Record
+    from guardrail.spans import Span
+
+    recs = [Record("a", texts[0], [Span(12, 24, "PERSON")]), Record("b", texts[1], [Span(6, 13, "PERSON")])]
+    rows, labels = token_rows(collect(guard.backbone, recs, "tiny"), (-1, 0, 1))
+    mlp = fit_mlp(rows, labels, context=(-1, 0, 1), hidden=8, epochs=3, progress=False)
+    manifest = json.loads((folder / "guard.json").read_text())
+    manifest["probes"]["raw"]["head"] = "mlp"
+    (folder / "guard.json").write_text(json.dumps(manifest))
+    (folder / "probe.safetensors").unlink()
+    mlp.save(folder / "probe.safetensors", "raw.")
+    ref = Guardrail.load(folder, dtype="fp32", patterns=False)
+    assert ref.probe.head == "mlp"
+    out = export(ref, tmp_path / "graph")
+    g = Guardrail.load(folder, runtime="onnx", onnx_dir=out, patterns=False)
+    for a, b in zip(ref.scores(texts), g.scores(texts), strict=True):
+        assert a.probs.shape == b.probs.shape and np.abs(a.probs - b.probs).max(initial=0.0) < 1e-4
