@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from guardrail.client import GuardrailClient, SidecarError
 from guardrail.pipeline import Guardrail
 from guardrail.serving import guardrail_pb2 as pb
 from guardrail.serving import guardrail_pb2_grpc as pb_grpc
-from guardrail.serving.server import SidecarThread, pb_spans
+from guardrail.serving.server import SERVICE, SidecarThread, pb_spans
 from guardrail.serving.settings import ServeSettings
 from guardrail.spans import Span
 
@@ -235,6 +236,86 @@ def test_bearer_token(guard: Guardrail) -> None:
                 "".join(ok.redact_stream(["please call ", "Ana Silva"]))
                 == guard.redact(["please call Ana Silva"])[0].text
             )
+
+
+def _raw(port: int, method: str, body: bytes, token: str | None = None) -> tuple[grpc.StatusCode, str]:
+    """A unary call whose ``body`` goes out as it is (no serializer): bytes that need not be a message."""
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        try:
+            ch.unary_unary(f"/{SERVICE}/{method}")(body, timeout=30, metadata=metadata)
+        except grpc.RpcError as e:
+            return e.code(), e.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def _not_utf8(text: str) -> bytes:
+    """A ``DetectRequest``/``RedactRequest`` whose first text (field 1) is ``text`` and then bytes that
+    are not UTF-8."""
+    raw = text.encode() + b" \xff\xfe"
+    assert len(raw) < 128  # a one-byte length
+    return b"\x0a" + bytes([len(raw)]) + raw
+
+
+def test_unreadable_unary_request_is_invalid_argument_in_one_log_line(
+    client: GuardrailClient, sidecar: SidecarThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    bodies = {"not protobuf": b"\xff\xff\xff\xff", "not UTF-8": _not_utf8(SECRET)}
+    for method in ("Detect", "Redact"):
+        for what, body in bodies.items():
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                code, msg = _raw(sidecar.port, method, body)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "could not be read" in msg, (method, what)
+            (record,) = [r for r in caplog.records if r.name.startswith(("grpc", "guardrail"))]
+            assert record.exc_info is None and "\n" not in record.getMessage()
+            assert SECRET not in caplog.text and SECRET not in msg and "Traceback" not in caplog.text
+    assert _metric(sidecar, "guardrail_requests_total", '{code="INVALID_ARGUMENT",method="Detect"}') >= 2
+    assert client.detect(["hi"])  # still serving
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:  # a unary-stream call passes the gate too
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+
+
+class _CountingReads:
+    """Stands for the generated messages module: counts how often a ``DetectRequest`` is parsed."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(pb, name)
+
+    @property
+    def DetectRequest(self) -> object:
+        outer = self
+
+        class Counted:
+            @staticmethod
+            def FromString(data: bytes) -> pb.DetectRequest:
+                outer.reads += 1
+                return pb.DetectRequest.FromString(data)
+
+        return Counted
+
+
+def test_bearer_token_is_checked_before_the_body_is_read(
+    guard: Guardrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = _CountingReads()
+    monkeypatch.setattr(pb_grpc, "guardrail_dot_v1_dot_guardrail__pb2", counting)
+    with SidecarThread(guard, ServeSettings(port=0, auth_token="s3cret")) as sc:
+        assert _raw(sc.port, "Detect", b"\xff\xff\xff\xff")[0] == grpc.StatusCode.UNAUTHENTICATED
+        big = pb.DetectRequest(texts=["word " * 600_000]).SerializeToString()  # 3 MB
+        assert _raw(sc.port, "Detect", big)[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert _raw(sc.port, "Detect", big, token="wrong")[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert counting.reads == 0  # refused unparsed
+        code, msg = _raw(sc.port, "Detect", _not_utf8(SECRET), token="s3cret")
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and SECRET not in msg
+        ok = pb.DetectRequest(texts=["hi"]).SerializeToString()
+        assert _raw(sc.port, "Detect", ok, token="s3cret")[0] == grpc.StatusCode.OK
+        assert counting.reads == 2
 
 
 @pytest.fixture(scope="module")

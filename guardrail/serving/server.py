@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import inspect
 import logging
 import signal
 import sys
@@ -300,11 +301,18 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             reader.cancel()
 
 
-class _AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Bearer-token check on every call but health checks (orchestrators probe without credentials)."""
+class _Gate(grpc.aio.ServerInterceptor):
+    """What every call passes before its body is read.
 
-    def __init__(self, token: str, metrics: ServingMetrics):
-        self._expected = f"Bearer {token}".encode()
+    With a token: the bearer token, from the metadata (health checks pass without: orchestrators probe
+    without credentials); a refused call's body is never read, however large. Then a unary request that
+    does not parse (not protobuf, a string that is not UTF-8) is answered INVALID_ARGUMENT with one log
+    line, where gRPC would answer UNKNOWN and log a traceback. Streams read their messages themselves
+    (see ``GuardrailService._stream``).
+    """
+
+    def __init__(self, token: str | None, metrics: ServingMetrics):
+        self._expected = f"Bearer {token}".encode() if token else None
         self._metrics = metrics
 
     async def intercept_service(
@@ -314,38 +322,83 @@ class _AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method or ""
         handler = await continuation(handler_call_details)
-        if method.startswith(_HEALTH_PREFIX) or handler is None:
+        if handler is None:
             return handler
-        given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
-        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
-        if hmac.compare_digest(given_bytes, self._expected):
+        if self._expected is not None and not method.startswith(_HEALTH_PREFIX):
+            given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+            given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+            if not hmac.compare_digest(given_bytes, self._expected):
+                self._metrics.observe_call(method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0)
+                return _refusal(handler)
+        if handler.request_streaming:
             return handler
-        self._metrics.observe_call(method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0)
-        return _refusal(handler)
+        return _lenient(handler, method, self._metrics)
 
 
 def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED without reading anything."""
+    """A handler that answers UNAUTHENTICATED without reading the request: request-streaming whatever
+    ``handler`` is (the wire is the same), so that no message is received, let alone parsed."""
     message = "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"
 
-    async def unary(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def unary(_requests: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def streaming(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def streaming(_requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield None  # pragma: no cover - abort raises
 
-    kw = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(streaming, **kw)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary, **kw)
+    kw = {"request_deserializer": None, "response_serializer": handler.response_serializer}
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(streaming, **kw)
-    return grpc.unary_unary_rpc_method_handler(unary, **kw)
+        return grpc.stream_stream_rpc_method_handler(streaming, **kw)
+    return grpc.stream_unary_rpc_method_handler(unary, **kw)
+
+
+_UNREADABLE = object()
+"""What the request deserializer gives for bytes that do not parse."""
+
+
+def _lenient(handler: grpc.RpcMethodHandler, method: str, metrics: ServingMetrics) -> grpc.RpcMethodHandler:
+    """``handler`` (unary request) with a deserializer that does not raise and an answer for what it could
+    not read: INVALID_ARGUMENT, counted, one log line that names the method only."""
+    deserialize = handler.request_deserializer
+    behavior = handler.unary_unary or handler.unary_stream
+
+    def read(data: bytes) -> Any:
+        try:
+            return deserialize(data) if deserialize is not None else data
+        except DecodeError:
+            return _UNREADABLE
+
+    async def refuse(context: grpc.aio.ServicerContext) -> None:
+        log.warning("%s: a request that is not a valid message; answered INVALID_ARGUMENT", method)
+        metrics.observe_call(method.rsplit("/", 1)[-1], grpc.StatusCode.INVALID_ARGUMENT.name, 0.0)
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the request could not be read: not a valid protobuf message of its type, or a string field "
+            "that is not UTF-8",
+        )
+
+    kw = {"request_deserializer": read, "response_serializer": handler.response_serializer}
+    if inspect.iscoroutinefunction(behavior):
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request is _UNREADABLE:
+                await refuse(context)
+            return await behavior(request, context)
+
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(call, **kw)
+        return grpc.unary_stream_rpc_method_handler(call, **kw)
+    if inspect.isasyncgenfunction(behavior):
+
+        async def responses(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if request is _UNREADABLE:
+                await refuse(context)
+            async for response in behavior(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(responses, **kw)
+    return handler  # a synchronous handler (none here): gRPC's own handling
 
 
 def _read(path: Any) -> bytes:
@@ -393,11 +446,9 @@ class Sidecar:
             metrics=self.metrics,
         )
         self._batcher.start()
-        interceptors = (
-            [_AuthInterceptor(s.auth_token.get_secret_value(), self.metrics)] if s.auth_token else []
-        )
+        token = s.auth_token.get_secret_value() if s.auth_token else None
         server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[_Gate(token, self.metrics)],
             options=[
                 # past our own limit a request still arrives (INVALID_ARGUMENT with a reason); past 4x
                 # gRPC refuses it unread (RESOURCE_EXHAUSTED)
