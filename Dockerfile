@@ -41,9 +41,12 @@ USER guardrail
 # bake the converted default model into the image: the container starts in seconds, offline
 RUN sh docker/warm-cache.sh
 
+# the container's own interfaces (published with -p); a bearer token over them needs TLS or
+# GUARDRAIL_ALLOW_INSECURE=true (TLS ended before the container)
 ENV GUARDRAIL_HOST=0.0.0.0 \
     GUARDRAIL_PORT=50051 \
     GUARDRAIL_METRICS_PORT=9464 \
+    GUARDRAIL_METRICS_HOST=0.0.0.0 \
     GUARDRAIL_DEVICE=auto \
     GUARDRAIL_DRAIN_S=5
 EXPOSE 50051 9464

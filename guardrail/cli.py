@@ -407,12 +407,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     flags = ("host", "port", "metrics_port", "bundle", "device", "runtime", "max_batch_texts", "max_wait_ms")
     flags += ("tls_cert", "tls_key", "tls_client_ca", "model", "patterns", "onnx_dir")
+    flags += ("metrics_host", "allow_insecure")
     try:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in flags})
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "settings"
-        raise InputError(f"bad serve setting {where}: {first['msg']}") from None
+        where = " " + ".".join(str(x) for x in first["loc"]) if first["loc"] else "s"
+        raise InputError(f"bad serve setting{where}: {first['msg'].removeprefix('Value error, ')}") from None
     except (FileNotFoundError, ValueError) as e:  # ValueError: a TOML file that does not parse
         raise InputError(str(e)) from None
     from guardrail.serving.server import serve
@@ -631,13 +632,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gRPC sidecar",
         description="Serve guardrail.v1.Guardrail (Detect, Redact, RedactStream, GetInfo) with health and "
         "reflection, micro-batching one model. Every setting is also GUARDRAIL_<NAME> in the environment or "
-        "a key of the --config TOML file (flags win); the bearer token only as GUARDRAIL_AUTH_TOKEN. "
+        "a key of the --config TOML file (flags win); the bearer token only as GUARDRAIL_AUTH_TOKEN. A token "
+        "over plaintext on an address other than loopback is refused unless --allow-insecure. "
         "SIGTERM: NOT_SERVING, in-flight calls finish, exit 0.",
     )
     v.add_argument("--config", default=None, help="TOML settings file (or GUARDRAIL_CONFIG)")
     v.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0: any free port)")
     v.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
+    v.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address of /metrics, which has no authentication (default 127.0.0.1, whatever --host is)",
+    )
     v.add_argument("--bundle", default=None, help=f"bundle name under {probes_root()} or a folder path")
     v.add_argument("--device", default=None, help="auto (CUDA if present), cpu or cuda")
     v.add_argument(
@@ -660,6 +667,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tls-cert", default=None, help="PEM server certificate chain (TLS)")
     v.add_argument("--tls-key", default=None, help="PEM server private key (TLS)")
     v.add_argument("--tls-client-ca", default=None, help="PEM CA that signs client certificates (mutual TLS)")
+    v.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        default=None,
+        help="serve GUARDRAIL_AUTH_TOKEN over plaintext on an address other than loopback (TLS ends before "
+        "the sidecar); refused without it (GUARDRAIL_ALLOW_INSECURE=true)",
+    )
     v.set_defaults(func=cmd_serve)
 
     x = sub.add_parser(

@@ -427,6 +427,36 @@ def test_cli_serve_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert "max_wait_ms" in capsys.readouterr().err
 
 
+def test_cli_serve_refuses_a_plaintext_token_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from guardrail.cli import main
+    from guardrail.serving import server
+
+    served: list[ServeSettings] = []
+    monkeypatch.setattr(server, "serve", lambda settings: served.append(settings) or 0)
+    monkeypatch.setenv("GUARDRAIL_AUTH_TOKEN", "s3cr3t-value")
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "plaintext" in err and "--allow-insecure" in err and err.count("\n") == 1 and "s3cr3t" not in err
+    assert not served  # refused before the model loads
+    assert main(["serve", "--host", "0.0.0.0", "--allow-insecure", "--metrics-host", "0.0.0.0"]) == 0
+    ((settings,),) = [served]
+    assert settings.allow_insecure and settings.exposed_token and settings.metrics_host == "0.0.0.0"
+    assert main(["serve"]) == 0  # loopback: a token in plaintext stays on this machine
+    monkeypatch.setattr(served[-1], "host", "0.0.0.0")  # changed after validation: start() refuses too
+    with pytest.raises(ValueError, match="allow_insecure"):
+        SidecarThread(Guardrail.__new__(Guardrail), served[-1]).start()
+
+
+def test_metrics_bind_loopback_whatever_the_host(guard: Guardrail) -> None:
+    with SidecarThread(guard, ServeSettings(host="0.0.0.0", port=0, metrics_port=0)) as sc:
+        assert sc.sidecar._metrics_http.server_address[0] == "127.0.0.1"  # no authentication: not exposed
+        assert "guardrail_build_info" in _metrics_text(sc)
+    with SidecarThread(guard, ServeSettings(port=0, metrics_port=0, metrics_host="0.0.0.0")) as sc:
+        assert sc.sidecar._metrics_http.server_address[0] == "0.0.0.0"  # chosen
+
+
 def test_cli_serve_model_and_no_patterns(
     tiny_bundle_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,3 +61,33 @@ def test_model_and_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GUARDRAIL_PATTERNS", "nope")
     with pytest.raises(ValidationError, match="patterns"):
         load_settings()
+
+
+def test_a_token_over_plaintext_beyond_loopback_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for host in ("0.0.0.0", "::", "", "10.0.0.5", "sidecar.internal"):
+        with pytest.raises(ValidationError, match="plaintext") as e:
+            ServeSettings(host=host, auth_token="s3cr3t-value")
+        assert "s3cr3t" not in str(e.value)  # nor the token beside the refusal
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert not ServeSettings(host=host, auth_token="s3cr3t-value").exposed_token
+    tls = {"tls_cert": tmp_path / "c.pem", "tls_key": tmp_path / "k.pem"}
+    assert not ServeSettings(host="0.0.0.0", auth_token="s3cr3t-value", **tls).exposed_token
+    assert not ServeSettings(host="0.0.0.0").exposed_token  # no token, none to expose
+    assert ServeSettings(host="0.0.0.0", auth_token="s3cr3t-value", allow_insecure=True).exposed_token
+    monkeypatch.setenv("GUARDRAIL_AUTH_TOKEN", "s3cr3t-value")
+    monkeypatch.setenv("GUARDRAIL_HOST", "0.0.0.0")
+    with pytest.raises(ValidationError, match="allow_insecure"):
+        load_settings()
+    monkeypatch.setenv("GUARDRAIL_ALLOW_INSECURE", "true")
+    assert load_settings().allow_insecure
+
+
+def test_metrics_bind_loopback_unless_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServeSettings(host="0.0.0.0").metrics_host == "127.0.0.1"
+    f = tmp_path / "serve.toml"
+    f.write_text('metrics_host = "0.0.0.0"\n')
+    assert load_settings(f).metrics_host == "0.0.0.0"
+    monkeypatch.setenv("GUARDRAIL_METRICS_HOST", "::1")
+    assert load_settings(f).metrics_host == "::1"

@@ -432,6 +432,8 @@ class Sidecar:
     async def start(self) -> int:
         """Bind, start serving (health SERVING), return the gRPC port."""
         s = self.settings
+        if s.exposed_token and not s.allow_insecure:  # settings changed after their validation
+            raise ValueError("a bearer token over plaintext on a non-loopback address needs allow_insecure")
         d = self.guard.describe()
         self.metrics.set_build(
             version=guardrail.__version__,
@@ -479,7 +481,7 @@ class Sidecar:
         await server.start()
         self._server, self.port = server, port
         if s.metrics_port is not None:
-            self._metrics_http = self.metrics.serve_http(s.metrics_port, s.host)
+            self._metrics_http = self.metrics.serve_http(s.metrics_port, s.metrics_host)
             self.metrics_port = self._metrics_http.server_port
         for name in ("", SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -582,12 +584,20 @@ async def _serve(guard: Guardrail, settings: ServeSettings) -> int:
     sidecar = Sidecar(guard, settings)
     port = await sidecar.start()
     scheme = "tls" if settings.tls else "plaintext"
-    metrics = f", metrics on :{sidecar.metrics_port}/metrics" if sidecar.metrics_port else ""
+    metrics = ""
+    if sidecar.metrics_port:
+        metrics = f", metrics on :{sidecar.metrics_port}/metrics ({settings.metrics_host})"
     print(
         f"guardrail serve: listening on {settings.host}:{port} ({scheme}){metrics}",
         file=sys.stderr,
         flush=True,
     )
+    if settings.exposed_token:  # allowed with allow_insecure only (see ServeSettings)
+        print(
+            "guardrail serve: warning: the bearer token travels in plaintext (--allow-insecure)",
+            file=sys.stderr,
+            flush=True,
+        )
     log.info("settings: %s", settings.public())
     await stop.wait()
     print("guardrail serve: stopping (NOT_SERVING, finishing in-flight calls)", file=sys.stderr, flush=True)

@@ -7,6 +7,7 @@ Precedence, highest first: command-line flags, environment variables, the file n
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ CONFIG_ENV = "GUARDRAIL_CONFIG"
 class ServeSettings(BaseSettings):
     """Everything ``guardrail serve`` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="GUARDRAIL_", extra="forbid", validate_default=True)
+    # hide_input_in_errors: a refused setting must not print the token beside it
+    model_config = SettingsConfigDict(
+        env_prefix="GUARDRAIL_", extra="forbid", validate_default=True, hide_input_in_errors=True
+    )
 
     # where to listen
     host: str = "127.0.0.1"
@@ -37,6 +41,9 @@ class ServeSettings(BaseSettings):
     """gRPC port; 0 picks a free one (the chosen port is logged)."""
     metrics_port: int | None = Field(None, ge=0, le=65535)
     """Prometheus ``/metrics`` on this separate port; unset: no metrics endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds, whatever ``host`` is: it has no authentication, so loopback
+    unless chosen (``0.0.0.0`` for a scraper on another host)."""
 
     # the model
     bundle: str = DEFAULT_BUNDLE
@@ -94,6 +101,10 @@ class ServeSettings(BaseSettings):
     """Bearer token every call but health checks must carry (``authorization: Bearer <token>``)."""
     hash_key: SecretStr | None = None
     """Key of the ``hash`` operator when a request brings none (``GUARDRAIL_HASH_KEY``)."""
+    allow_insecure: bool = False
+    """Serve ``auth_token`` over plaintext on an address that is not loopback (TLS ends before the
+    sidecar, e.g. in a mesh); without it such settings are refused: the token would cross the network
+    readable."""
 
     # shutdown
     drain_s: float = Field(0.0, ge=0)
@@ -109,6 +120,12 @@ class ServeSettings(BaseSettings):
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if self.auth_token is not None and not self.auth_token.get_secret_value():
             raise ValueError("auth_token is empty")
+        if self.exposed_token and not self.allow_insecure:
+            raise ValueError(
+                f"a bearer token over plaintext on {self.host or 'every interface'} (not loopback) crosses "
+                "the network readable: set tls_cert and tls_key, bind loopback, or accept it with "
+                "allow_insecure (--allow-insecure, GUARDRAIL_ALLOW_INSECURE=true)"
+            )
         return self
 
     @classmethod
@@ -127,9 +144,25 @@ class ServeSettings(BaseSettings):
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    @property
+    def exposed_token(self) -> bool:
+        """A bearer token sent in plaintext to an address that is not loopback."""
+        return self.auth_token is not None and not self.tls and not is_loopback(self.host)
+
     def public(self) -> dict[str, Any]:
         """The settings without secrets (for the startup log line)."""
         return self.model_dump(exclude={"auth_token", "hash_key"}, mode="json")
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` names this machine only: ``localhost``, ``127.0.0.0/8`` or ``::1`` (brackets allowed)."""
+    name = host.strip().removeprefix("[").removesuffix("]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a host name other than localhost, or "" (every interface)
+        return False
 
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> ServeSettings:
