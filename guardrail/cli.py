@@ -531,9 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--head",
-        default="linear",
-        choices=("linear", "mlp"),
-        help="probe head on the residual: linear (logistic regression) or mlp (one hidden layer)",
+        default="mlp",
+        choices=("mlp", "linear"),
+        help="probe head on the residual: mlp (one hidden layer, default) or linear (logistic regression)",
     )
     t.add_argument("--hidden", type=_positive_int, default=512, help="hidden units of the mlp head")
     t.add_argument("--epochs", type=_positive_int, default=4, help="passes of the mlp head over the data")

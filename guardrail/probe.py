@@ -656,12 +656,15 @@ def fit_mlp(
         torch.nn.Linear(hidden, len(classes)),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    per_epoch = -(-(len(pii) + round(len(outside) * o_keep)) // batch_size) + 1
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=per_epoch * epochs + 1)
+    n_outside = min(len(outside), round(len(outside) * o_keep))
+    per_epoch = -(-(len(pii) + n_outside) // batch_size)
+    # one spare step per epoch in the schedule: the learning rate ends a little above its floor
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=(per_epoch + 1) * epochs + 1)
     model.train()
     with tqdm(total=epochs * per_epoch, desc="fitting MLP head", unit="step", disable=not progress) as bar:
         for epoch in range(epochs):
-            keep = outside[torch.rand(len(outside), generator=gen) < o_keep]
+            draw = torch.rand(len(outside), generator=gen)  # the smallest draws pick this epoch's O tokens
+            keep = outside if n_outside == len(outside) else outside[draw.argsort()[:n_outside]]
             order = torch.cat([pii, keep])
             order = order[torch.randperm(len(order), generator=gen)]
             total, seen = 0.0, 0
