@@ -20,7 +20,9 @@ marked: the message starts with :data:`PATTERNS_ONLY_MARK` and ``record.guardrai
 ``on_failure="drop"``, or if the patterns fail too, the text is replaced by :data:`WITHHELD`. Raw text is
 never passed on. Attributes added with ``extra=`` are redacted too: strings, and strings inside dicts,
 lists and tuples (structure kept); any other object is replaced by its redacted text (``str``). A message
-that is a dict or a list (structlog's ``ProcessorFormatter``) keeps its structure the same way.
+that is a dict or a list (structlog's ``ProcessorFormatter``) keeps its structure the same way. A traceback
+keeps its structure too: its frame lines (``File "...", line N, in func``), Python's own lines and the
+exception types stay as they are; the exception messages and the source lines shown are redacted.
 
 Redaction does not log through the logging it protects: the guardrail's own dependencies (Presidio,
 tldextract) are silenced while a record is redacted, and a record made during a redaction (by grpc, say)
@@ -31,9 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from guardrail.invisible import strip_invisible, to_original
@@ -178,6 +184,114 @@ def _gather(value: Any, out: list[str], depth: int = 0) -> Callable[[Any], Any]:
     return next
 
 
+_STRUCTURE_LINES = frozenset(
+    {
+        "Traceback (most recent call last):",
+        "Stack (most recent call last):",
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    }
+)
+"""Lines of a traceback that Python writes itself, with nothing of the program's data in them."""
+_FRAME_LINE = re.compile(r'  File "(?P<file>[^"\n]+)", line \d+, in [\w.<>]+')
+"""A frame line as :mod:`traceback` writes it (trusted in a text without its exception: see
+:func:`_known_frame`)."""
+_PSEUDO_FILE = re.compile(r"<frozen [\w.]+>|<[\w-]+>")
+"""Where code without a file comes from: ``<frozen runpy>``, ``<string>``, ``<stdin>``."""
+_MARK_LINE = re.compile(r"\s*[~^]+\s*|  \[Previous line repeated \d+ more times?\]")
+"""The carets under a source line, and the note on a repeated frame."""
+MAX_TRACEBACK_PARTS = 64
+"""A traceback with more parts to redact than this is redacted whole (bounded requests to the detector)."""
+
+_ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+
+def _type_name(kind: type[BaseException]) -> str:
+    """An exception type as :func:`traceback.format_exception_only` names it."""
+    module = kind.__module__
+    return kind.__qualname__ if module in ("__main__", "builtins") else f"{module}.{kind.__qualname__}"
+
+
+def _landmarks(exc_info: _ExcInfo) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The frame lines (file, line number, function: code locations, never data) and the exception type
+    names of the traceback that ``exc_info`` formats to, read from the exceptions themselves (their
+    causes and contexts too) rather than parsed from its text: a message with a line that only looks
+    like a frame (``  File "a@b.org", ...``) is not one of them, so it is redacted like the message."""
+    frames: set[str] = set()
+    names: list[str] = []
+    seen: set[int] = set()
+    todo: list[_ExcInfo] = [exc_info]
+    while todo:
+        kind, value, tb = todo.pop()
+        if kind is not None:
+            names.append(_type_name(kind))
+        for f in traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False):
+            frames.add(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
+        if value is None or id(value) in seen:
+            continue
+        seen.add(id(value))
+        for nxt in (value.__cause__, value.__context__):
+            if nxt is not None and id(nxt) not in seen:
+                todo.append((type(nxt), nxt, nxt.__traceback__))
+    return frozenset(frames), tuple(names)
+
+
+def _known_frame(line: str) -> bool:
+    """``line`` is a frame line of a file that exists here: a message that dresses a line as a frame
+    would need its data to be the path of a real file to be kept as one."""
+    m = _FRAME_LINE.fullmatch(line)
+    return m is not None and (_PSEUDO_FILE.fullmatch(m["file"]) is not None or os.path.isfile(m["file"]))
+
+
+def _gather_traceback(
+    text: str, out: list[str], frames: frozenset[str] | None = None, names: Sequence[str] = ()
+) -> Callable[[Iterator[str]], str]:
+    """Like :func:`_gather` for a traceback or stack text: only its data goes to ``out`` (the exception
+    messages, the source lines shown, each run separately), its structure is kept verbatim: frame lines,
+    Python's own lines, carets, the exception type before ``": "``. A detector that reads the whole text
+    takes paths for secrets and line numbers for IDs.
+
+    ``frames`` and ``names``: from :func:`_landmarks` when the exception is at hand; None: a text alone
+    (``stack_info``, an ``exc_text`` formatted elsewhere, structlog's ``exception``), whose frame lines
+    are known by their format and their file (:func:`_known_frame`), its type names not at all.
+    """
+    parts: list[tuple[str, bool]] = []  # (text, to redact), in order
+
+    def add(piece: str, redact: bool) -> None:
+        if parts and parts[-1][1] == redact:
+            piece = parts.pop()[0] + piece
+        parts.append((piece, redact))
+
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        kept = (
+            body in _STRUCTURE_LINES
+            or (body in frames if frames is not None else _known_frame(body))
+            or _MARK_LINE.fullmatch(body) is not None
+        )
+        if kept:
+            add(line, False)
+            continue
+        name = next((n for n in names if body == n or body.startswith(n + ": ")), None)
+        if name is not None:
+            add(line[: len(name) + 2] if body != name else line, False)
+            line = line[len(name) + 2 :] if body != name else ""
+        if line:
+            add(line, True)
+    pieces: list[tuple[str, bool]] = []
+    for piece, redact in parts:
+        core = piece.strip()
+        if not redact or not core:
+            pieces.append((piece, False))
+            continue
+        lead = piece[: len(piece) - len(piece.lstrip())]
+        pieces += [(lead, False), (core, True), (piece[len(lead) + len(core) :], False)]
+    if sum(redact for _, redact in pieces) > MAX_TRACEBACK_PARTS:
+        pieces = [(text, True)]
+    out.extend(piece for piece, redact in pieces if redact)
+    return lambda it: "".join(next(it) if redact else piece for piece, redact in pieces)
+
+
 class RedactingFilter(logging.Filter):
     """Redacts message, arguments, exception and stack text of each record in place (see the module doc).
 
@@ -252,25 +366,24 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # args that do not fit the format: the handler would fail; keep the template
             message = str(record.msg)
-        exc_text = record.exc_text
+        exc_text, frames, names = record.exc_text, None, ()
         if record.exc_info and record.exc_info[0] is not None:
             exc_text = logging.Formatter().formatException(record.exc_info)
+            frames, names = _landmarks(record.exc_info)
         texts: list[str] = []
         rebuild_msg = _gather(structured, texts) if structured is not None else None
         if rebuild_msg is None:
             texts.append(message)
-        if exc_text:
-            texts.append(exc_text)
-        if record.stack_info:
-            texts.append(record.stack_info)
+        rebuild_exc = _gather_traceback(exc_text, texts, frames, names) if exc_text else None
+        rebuild_stack = _gather_traceback(record.stack_info, texts) if record.stack_info else None
         extras = {k: _gather(v, texts) for k, v in vars(record).items() if k not in _RECORD_FIELDS}
         done, outcome = self.redact_texts(texts)
         pieces = iter(done)
         record.msg = rebuild_msg(pieces) if rebuild_msg is not None else next(pieces)
         record.args = None
         record.exc_info = None  # a formatter must not format the raw traceback again
-        record.exc_text = next(pieces) if exc_text else None
-        record.stack_info = next(pieces) if record.stack_info else None
+        record.exc_text = rebuild_exc(pieces) if rebuild_exc is not None else None
+        record.stack_info = rebuild_stack(pieces) if rebuild_stack is not None else None
         for key, rebuild in extras.items():
             setattr(record, key, rebuild(pieces))
         if outcome == "patterns" and self.mark:
@@ -393,21 +506,34 @@ def _uninstall() -> None:
         f.removeFilter(hook.redacting)
 
 
+STRUCTLOG_TRACEBACKS: tuple[str, ...] = ("exception", "stack")
+"""Keys where structlog's ``format_exc_info`` and ``StackInfoRenderer`` put traceback text."""
+
+
 def structlog_processor(
     redacting: RedactingFilter,
 ) -> Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]:
     """A structlog processor redacting every string in the event dict (nested dicts and lists too).
 
-    Put it after ``format_exc_info`` (so the exception is text) and before the renderer. Under the
-    pattern fallback the event gets ``guardrail="patterns"`` and the mark on ``event``.
+    Put it after ``format_exc_info`` (so the exception is text) and before the renderer. The traceback
+    under ``exception`` (and ``stack``) keeps its frame lines. Under the pattern fallback the event gets
+    ``guardrail="patterns"`` and the mark on ``event``.
     """
 
     def process(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        paths: list[tuple[Any, Any]] = []
         texts: list[str] = []
-        _collect(event, paths, texts)
+        tracebacks = {
+            key: _gather_traceback(event[key], texts)  # its frames kept readable
+            for key in STRUCTLOG_TRACEBACKS
+            if isinstance(event.get(key), str)
+        }
+        paths: list[tuple[Any, Any]] = []
+        _collect(event, paths, texts, skip=frozenset(tracebacks))
         done, outcome = redacting.redact_texts(texts)
-        for (container, key), text in zip(paths, done, strict=True):
+        pieces = iter(done)
+        for key, rebuild in tracebacks.items():
+            event[key] = rebuild(pieces)
+        for (container, key), text in zip(paths, pieces, strict=True):
             container[key] = text
         if outcome != "model":
             event["guardrail"] = outcome
@@ -418,10 +544,12 @@ def structlog_processor(
     return process
 
 
-def _collect(node: Any, paths: list[tuple[Any, Any]], texts: list[str]) -> None:
+def _collect(
+    node: Any, paths: list[tuple[Any, Any]], texts: list[str], skip: frozenset[str] = frozenset()
+) -> None:
     items: Sequence[tuple[Any, Any]]
     if isinstance(node, MutableMapping):
-        items = list(node.items())
+        items = [(k, v) for k, v in node.items() if k not in skip]
     elif isinstance(node, list):
         items = list(enumerate(node))
     else:

@@ -437,3 +437,87 @@ def test_a_record_that_cannot_be_read_is_withheld_not_raised(patterns: PatternDe
     logger, out = _logger("t_unreadable", glog.RedactingFilter(_down, patterns=patterns))
     logger.info("mail %s", EMAIL, extra={"who": _Unprintable()})
     assert out.getvalue() == f"INFO {glog.WITHHELD}\n"
+
+
+def _eager(texts: list[str]) -> list[str]:
+    """A detector that reads file paths as passwords and every number as an ID (what a model in the
+    sidecar did to tracebacks) and finds emails."""
+    out = []
+    for t in texts:
+        t = re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[EMAIL]", t)
+        t = re.sub(r"(?:/[\w.-]+)+", "[PASSWORD]", t)
+        out.append(re.sub(r"\d+", "[ID_NUMBER]", t))
+    return out
+
+
+def _charge(card: str) -> None:
+    raise ValueError(f"payment failed for {EMAIL}\ncard ending {card[-4:]}")
+
+
+def test_traceback_keeps_its_frames_and_types_and_loses_its_pii(patterns: PatternDetector) -> None:
+    logger, out = _logger("t_frames", glog.RedactingFilter(_eager, patterns=patterns))
+    try:
+        try:
+            _charge(CARD)
+        except ValueError as e:
+            raise RuntimeError(f"retry for {EMAIL} failed") from e
+    except RuntimeError:
+        logger.exception("charge %s failed", CARD)
+    text = out.getvalue()
+    assert EMAIL not in text and "1111" not in text
+    here = re.escape(__file__)
+    for func in ("_charge", "test_traceback_keeps_its_frames_and_types_and_loses_its_pii"):
+        assert re.search(rf'^  File "{here}", line \d+, in {func}$', text, re.M), func  # verbatim
+    assert "\nValueError: payment failed for [EMAIL]\ncard ending [ID_NUMBER]\n" in text
+    assert "\nRuntimeError: retry for [EMAIL] failed" in text
+    assert "\nThe above exception was the direct cause of the following exception:\n" in text
+    assert text.count("Traceback (most recent call last):") == 2
+    assert "    raise ValueError(" in text  # source lines shown, redacted on their own
+
+    logger.info("where am I", stack_info=True)
+    stack = out.getvalue()[len(text) :]
+    assert "Stack (most recent call last):" in stack
+    assert re.search(rf'^  File "{here}", line \d+, in test_traceback_keeps', stack, re.M)
+
+
+def test_a_message_dressed_as_a_frame_is_still_redacted(patterns: PatternDetector) -> None:
+    logger, out = _logger("t_spoof", glog.RedactingFilter(_eager, patterns=patterns))
+    try:
+        raise LookupError(f'no account\n  File "/home/{EMAIL}/app.py", line 7, in charge')
+    except LookupError:
+        logger.exception("lookup failed")
+    text = out.getvalue()
+    assert EMAIL not in text and "[EMAIL]" in text
+    assert re.search(r'^  File ".*", line \d+, in test_a_message_dressed', text, re.M)  # the real frame
+    # a text without its exception (stack_info, an exc_text formatted elsewhere): a frame line is kept
+    # only where its file exists
+    redacting = glog.RedactingFilter(_eager, patterns=patterns)
+    fake, real = f'  File "/home/{EMAIL}/app.py", line 7, in charge', f'  File "{__file__}", line 3, in f'
+    record = logging.makeLogRecord(
+        {"msg": "x", "stack_info": f"Stack (most recent call last):\n{fake}\n{real}"}
+    )
+    redacting.filter(record)
+    dressed = '  File "[PASSWORD]/[EMAIL][PASSWORD]", line [ID_NUMBER], in charge'
+    assert record.stack_info == f"Stack (most recent call last):\n{dressed}\n{real}"
+
+
+def test_structlog_traceback_keeps_its_frames(patterns: PatternDetector) -> None:
+    import structlog
+
+    out = io.StringIO()
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=[
+            structlog.processors.format_exc_info,
+            glog.structlog_processor(glog.RedactingFilter(_eager, patterns=patterns)),
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    try:
+        _charge(CARD)
+    except ValueError:
+        logger.error("charge failed", card=CARD, exc_info=True)
+    event = json.loads(out.getvalue())
+    assert EMAIL not in out.getvalue() and "1111" not in out.getvalue()
+    assert re.search(rf'^  File "{re.escape(__file__)}", line \d+, in _charge$', event["exception"], re.M)
+    assert "payment failed for [EMAIL]" in event["exception"] and event["card"].count("[ID_NUMBER]") == 4
