@@ -56,8 +56,8 @@ class ProbeGraph(nn.Module):
         if probe.source == "sae" and (probe.sae is None or probe.latents is None):
             raise ExportError("an SAE-feature probe needs its SAE attached (load it with its bundle)")
         self.register_buffer("latents", probe.latents.clone() if probe.latents is not None else None)
-        self.head = probe.head
-        names = ("weight", "bias") if isinstance(probe, Probe) else ("w1", "b1", "w2", "b2")
+        self.probe = probe if isinstance(probe, MlpProbe) else None  # its head_logits, in the graph
+        names = ("weight", "bias") if isinstance(probe, Probe) else ()
         for name in (*names, "mean", "scale"):
             self.register_buffer(name, getattr(probe, name).float().clone())
 
@@ -80,8 +80,8 @@ class ProbeGraph(nn.Module):
             else:
                 parts.append(F.pad(f[:, :off], (0, 0, -off, 0)))
         z = (torch.cat(parts, dim=-1) - self.mean) / self.scale
-        if self.head == "mlp":
-            return torch.softmax(F.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2, dim=-1)
+        if self.probe is not None:
+            return torch.softmax(self.probe.head_logits(z), dim=-1)
         return torch.softmax(z @ self.weight.T + self.bias, dim=-1)
 
 

@@ -266,8 +266,7 @@ class Probe(_Features):
         classes, context, source, latents = _common(meta, t, p.name)
         if w.ndim != 2 or w.shape[0] != len(classes) or b.shape != (len(classes),):
             raise ProbeError(f"{p.name}: weight/bias shapes do not match {len(classes)} classes")
-        if m.shape != (w.shape[1],) or s.shape != (w.shape[1],) or bool((s <= 0).any()):
-            raise ProbeError(f"{p.name}: standardisation arrays do not match the weight")
+        _check_standardisation(m, s, w.shape[1], p.name)
         probe = cls(w, b, m, s, classes, context, source, meta, latents)
         _check_width(probe, p.name)
         return probe
@@ -423,10 +422,13 @@ class MlpProbe(_Features):
     def n_features(self) -> int:
         return int(self.w1.shape[1])
 
+    def head_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[T, C]`` for standardised features ``z`` ``[T, F]`` (the ONNX graph's too)."""
+        return torch.nn.functional.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2
+
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """Class logits ``[T, C]`` for features ``[T, F]``."""
-        z = (feats.float() - self.mean) / self.scale
-        return torch.nn.functional.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2
+        return self.head_logits((feats.float() - self.mean) / self.scale)
 
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[T, C]`` for features ``[T, F]``."""
@@ -437,7 +439,7 @@ class MlpProbe(_Features):
         times input (exact for the linear head; for this one, the first-order share at the token)."""
         with torch.enable_grad():
             z = ((feats.float() - self.mean) / self.scale).detach().requires_grad_(True)
-            h = torch.nn.functional.gelu(z @ self.w1.T + self.b1) @ self.w2.T + self.b2
+            h = self.head_logits(z)
             (grad,) = torch.autograd.grad((h[:, cls] - h[:, 0]).sum(), z)
         return (z * grad).detach()
 
@@ -458,8 +460,7 @@ class MlpProbe(_Features):
             raise ProbeError(f"{p.name}: hidden layer shapes disagree")
         if w2.shape != (len(classes), w1.shape[0]) or b2.shape != (len(classes),):
             raise ProbeError(f"{p.name}: output layer shapes do not match {len(classes)} classes")
-        if m.shape != (w1.shape[1],) or s.shape != (w1.shape[1],) or bool((s <= 0).any()):
-            raise ProbeError(f"{p.name}: standardisation arrays do not match the weight")
+        _check_standardisation(m, s, w1.shape[1], p.name)
         probe = cls(w1, b1, w2, b2, m, s, classes, context, source, meta, latents)
         _check_width(probe, p.name)
         return probe
@@ -552,6 +553,12 @@ def _common(
     if latents is not None and (latents.ndim != 1 or len(latents) == 0 or bool((latents < 0).any())):
         raise ProbeError(f"{where}: malformed latent selection")
     return classes, context, source, latents
+
+
+def _check_standardisation(mean: torch.Tensor, scale: torch.Tensor, width: int, where: str) -> None:
+    """Feature means and scales ``[F]`` that match the head's input width, scales positive."""
+    if mean.shape != (width,) or scale.shape != (width,) or bool((scale <= 0).any()):
+        raise ProbeError(f"{where}: standardisation arrays do not match the weight")
 
 
 def _check_width(probe: AnyProbe, where: str) -> None:
