@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull
+from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull, checkpoint
 from guardrail.spans import Span
 
 
@@ -48,7 +48,7 @@ def test_concurrent_calls_share_batches_and_get_their_own_results() -> None:
     assert out == [[[Span(0, len(f"w{i}"), "PERSON")]] for i in range(len(texts))]
     sizes = [len(c[0]) for c in model.calls]
     assert sum(sizes) == 40 and max(sizes) <= 8 and len(sizes) < 40
-    assert model.threads == {"guardrail-model_0"}  # one model thread, never the event loop
+    assert model.threads == {"guardrail-model"}  # one model thread, never the event loop
 
 
 def test_batch_size_one_and_char_budget() -> None:
@@ -121,3 +121,99 @@ def test_empty_request_needs_no_model() -> None:
         return out
 
     assert run(go()) == [] and model.calls == []
+
+
+class Steady(Model):
+    """A model whose time is ``per_text`` seconds per text, spent in steps that reach a checkpoint."""
+
+    def __init__(self, per_text: float, step: float = 0.01):
+        super().__init__()
+        self.per_text, self.step = per_text, step
+        self.stopped = 0
+
+    def __call__(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
+        self.calls.append((list(texts), labels))
+        end = time.perf_counter() + self.per_text * len(texts)
+        while time.perf_counter() < end:
+            try:
+                checkpoint()
+            except Exception:
+                self.stopped += 1
+                raise
+            time.sleep(self.step)
+        return [[] for _ in texts]
+
+
+def test_overload_refuses_early_and_reads_nothing_for_callers_that_left() -> None:
+    """60 callers at once with 0.6 s deadlines and room for ~12 in that time: those the model cannot
+    serve in time are refused at once (QueueFull), and every text the model reads is for a caller that
+    gets its answer (no batch runs past its callers' deadlines)."""
+    model = Steady(per_text=0.05)
+
+    async def go():
+        b = Batcher(model, max_batch_texts=4, max_wait_s=0.001)
+        b.start()
+        await b.detect(["warm"], timeout=5)  # the batcher learns the model's speed
+        model.calls.clear()
+        loop = asyncio.get_running_loop()
+
+        async def call(i: int):
+            start = loop.time()
+            try:
+                await b.detect([f"t{i}"], timeout=0.6)
+                return "ok", loop.time() - start
+            except (QueueFull, Expired) as e:
+                return type(e).__name__, loop.time() - start
+
+        out = await asyncio.gather(*(call(i) for i in range(60)))
+        await b.close()
+        return out
+
+    out = run(go())
+    ok = {f"t{i}" for i, (what, _) in enumerate(out) if what == "ok"}
+    read = {t for texts, _ in model.calls for t in texts}
+    assert read == ok, "the model read texts whose callers had gone"
+    assert len(ok) >= 6
+    refused = [took for what, took in out if what == "QueueFull"]
+    assert len(refused) >= 30 and max(refused) < 0.1  # refused at once, not timed out late
+
+
+def test_a_batch_whose_callers_left_stops_at_the_next_checkpoint() -> None:
+    """A 20 s request abandoned after 0.2 s stops within a step; the next caller is served at once."""
+    model = Steady(per_text=20.0)
+
+    async def go():
+        b = Batcher(model, max_wait_s=0.0)
+        b.start()
+        loop = asyncio.get_running_loop()
+        with pytest.raises(Expired):
+            await b.detect(["huge"], timeout=0.2)
+        model.per_text = 0.01
+        start = loop.time()
+        await b.detect(["small"], timeout=5)
+        took = loop.time() - start
+        await b.close()
+        return took
+
+    assert run(go()) < 1.0
+    assert model.stopped == 1
+
+
+def test_close_with_a_wait_stops_running_and_queued_work() -> None:
+    model = Steady(per_text=30.0)
+
+    async def go():
+        b = Batcher(model, max_batch_texts=1, max_wait_s=0.0)
+        b.start()
+        running = asyncio.ensure_future(b.detect(["long"]))
+        queued = asyncio.ensure_future(b.detect(["next"]))
+        await asyncio.sleep(0.1)
+        start = asyncio.get_running_loop().time()
+        running.cancel()  # what the server's stop does to its calls after the grace period
+        await b.close(wait_s=2.0)
+        with pytest.raises(Closed):
+            await queued
+        return asyncio.get_running_loop().time() - start
+
+    assert run(go()) < 1.0
+    assert [t for texts, _ in model.calls for t in texts] == ["long"]

@@ -5,17 +5,34 @@ the batch budget (texts and characters) and hands them to the model, which runs 
 so the event loop keeps answering. While the model is idle, a batch waits for company as long as requests
 keep coming within ``max_wait_s`` of each other (at most 4 x ``max_wait_s``); while it is busy, requests
 pile up and the next batch is simply what arrived meanwhile.
-A request whose caller gave up (deadline, cancellation) before its turn is dropped, not computed.
+
+Under overload the model's time goes to callers that can still use it. The batcher learns the model's
+speed (seconds per character) from the batches it runs and:
+
+* refuses a request at once (:class:`QueueFull`, RESOURCE_EXHAUSTED) when the work ahead of it would not
+  end before its deadline, rather than letting it time out late;
+* drops, unread, a request whose caller gave up (cancellation) or whose deadline has passed or would
+  pass before the model could finish it (:class:`Expired`), and ends a batch before a request that
+  would make it finish after the earliest deadline in it;
+* stops a running batch whose callers have all gone at the model's next checkpoint (each forward pass
+  and each block of the backbone calls :func:`checkpoint`): one abandoned large request does not hold
+  the model for everyone else.
+
+The model runs in one daemon thread: a computation still running when the server stops does not keep
+the process alive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.spans import Span
@@ -33,7 +50,78 @@ class Closed(Exception):
 
 
 class Expired(Exception):
-    """The request's deadline passed while it waited; it was dropped unread (DEADLINE_EXCEEDED)."""
+    """The request's deadline passed, or would pass before the model could finish it; it was dropped
+    unread (DEADLINE_EXCEEDED)."""
+
+
+class Abandoned(Exception):
+    """Every caller of the running batch has gone: the model stopped at a checkpoint."""
+
+
+_running = threading.local()
+
+
+def checkpoint() -> None:
+    """Raise :class:`Abandoned` when every caller of the batch computing in this thread has gone.
+
+    The server calls it from the model between units of work (forward pre-hooks on the backbone and its
+    blocks); outside a batch of the batcher's model thread it does nothing.
+    """
+    stop: threading.Event | None = getattr(_running, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Abandoned("every caller of this batch has gone")
+
+
+class _Rate:
+    """Model seconds per input character, an exponential average over finished batches (unknown before
+    the first one). Per character, a batch's fixed cost included: small batches read as slower, which
+    only errs on the safe side while the queue is short."""
+
+    def __init__(self, alpha: float = 0.3, margin: float = 1.1):
+        self.per_char: float | None = None
+        self.alpha = alpha
+        self.margin = margin
+
+    def observe(self, chars: int, seconds: float) -> None:
+        if chars <= 0 or seconds <= 0:
+            return
+        x = seconds / chars
+        self.per_char = x if self.per_char is None else (1 - self.alpha) * self.per_char + self.alpha * x
+
+    def seconds(self, chars: int) -> float:
+        """Expected model time of ``chars`` characters (with a margin); 0 while unknown."""
+        return 0.0 if self.per_char is None else self.margin * chars * self.per_char
+
+
+class _ModelThread:
+    """One daemon thread running the model's calls in turn (an executor's threads are joined at exit,
+    so a long computation would hold up the process after shutdown)."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], concurrent.futures.Future] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((fn, args, future))
+        return future
+
+    def shutdown(self) -> None:
+        """End the thread after the calls submitted so far (without waiting for it)."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, args, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # handed to the caller, like an executor would
+                future.set_exception(e)
 
 
 @dataclass(eq=False)
@@ -69,11 +157,15 @@ class Batcher:
         self._metrics = metrics
         self._queue: deque[_Item] = deque()
         self._queued_texts = 0
+        self._queued_chars = 0
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        self.rate = _Rate()
+        """The model's speed as learnt so far (admission and batch sizing read it)."""
+        self._busy_until = 0.0  # loop time the running batch is expected to end at
         # One thread: the model is one instance, and torch already spreads one call over the cores.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guardrail-model")
+        self._model = _ModelThread("guardrail-model")
 
     @property
     def queued_texts(self) -> int:
@@ -90,7 +182,8 @@ class Batcher:
     ) -> list[list[Span]]:
         """Spans per text, computed in some batch; raises QueueFull, Closed or Expired.
 
-        ``timeout`` (seconds) is the caller's remaining deadline: past it the request is dropped from the
+        ``timeout`` (seconds) is the caller's remaining deadline: a request that the work queued ahead of
+        it would keep past it is refused at once (QueueFull); past it the request is dropped from the
         queue (or its result discarded) and :class:`Expired` raised.
         """
         if self._closing or self._worker is None or self._arrived is None:
@@ -101,10 +194,19 @@ class Batcher:
         if self._queued_texts + len(items) > self.queue_texts:
             raise QueueFull(f"{self._queued_texts} texts are queued; the limit is {self.queue_texts}")
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        now = loop.time()
+        deadline = None if timeout is None else now + timeout
         item = _Item(items, tuple(labels) if labels is not None else None, deadline, loop.create_future())
+        if timeout is not None and self.rate.per_char is not None:
+            wait = max(0.0, self._busy_until - now) + self.rate.seconds(self._queued_chars + item.chars)
+            if wait > timeout:
+                self._count_dropped("refused", len(items))
+                raise QueueFull(
+                    f"the model has about {wait:.1f} s of work for this request and the queue ahead of it; "
+                    f"its deadline is in {timeout:.1f} s"
+                )
         self._queue.append(item)
-        self._set_queued(self._queued_texts + len(items))
+        self._set_queued(self._queued_texts + len(items), self._queued_chars + item.chars)
         self._arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(item.future), timeout)
@@ -112,21 +214,41 @@ class Batcher:
             raise Expired("deadline exceeded while waiting for the model") from None
         finally:
             if not item.future.done():
-                item.future.cancel()  # still queued: the worker skips it; running: its result is dropped
+                item.future.cancel()  # still queued: the worker skips it; running: the model may stop
 
-    async def close(self) -> None:
-        """Take no new work, finish what is queued, stop the worker and its thread."""
+    async def close(self, wait_s: float | None = None) -> None:
+        """Take no new work and stop the worker and its thread.
+
+        ``wait_s`` None: finish what is queued. Else what is queued is failed (:class:`Closed`), the
+        running batch is stopped at the model's next checkpoint, and the worker is waited for at most
+        ``wait_s`` seconds (a model call that never reaches a checkpoint is left to its daemon thread).
+        """
         self._closing = True
+        if wait_s is not None:
+            while self._queue:
+                it = self._queue.popleft()
+                if not it.future.done():
+                    it.future.set_exception(Closed("the server stopped before this request's turn"))
+            self._set_queued(0, 0)
         if self._arrived is not None:
             self._arrived.set()
         if self._worker is not None:
-            await self._worker
-        self._executor.shutdown(wait=True)
+            if wait_s is None:
+                await self._worker
+            else:
+                done, _ = await asyncio.wait({self._worker}, timeout=wait_s)
+                if not done:
+                    self._worker.cancel()
+        self._model.shutdown()
 
-    def _set_queued(self, n: int) -> None:
-        self._queued_texts = n
+    def _set_queued(self, texts: int, chars: int) -> None:
+        self._queued_texts, self._queued_chars = texts, chars
         if self._metrics is not None:
-            self._metrics.queue_texts.set(n)
+            self._metrics.queue_texts.set(texts)
+
+    def _count_dropped(self, reason: str, texts: int) -> None:
+        if self._metrics is not None and texts:
+            self._metrics.dropped_texts.labels(reason=reason).inc(texts)
 
     def _full(self) -> bool:
         texts = chars = 0
@@ -138,25 +260,36 @@ class Batcher:
         return False
 
     def _take(self, now: float) -> list[_Item]:
-        """Pop the next batch off the queue's head, dropping abandoned and expired requests."""
+        """Pop the next batch off the queue's head, dropping abandoned requests and those that cannot end
+        before their deadline; the batch ends before a request that would make it end past the earliest
+        deadline in it."""
         batch: list[_Item] = []
         texts = chars = 0
+        earliest = float("inf")
         while self._queue:
             it = self._queue[0]
             if batch and (
-                texts + len(it.texts) > self.max_batch_texts or chars + it.chars > self.max_batch_chars
+                texts + len(it.texts) > self.max_batch_texts
+                or chars + it.chars > self.max_batch_chars
+                or now + self.rate.seconds(chars + it.chars) > min(earliest, it.deadline or earliest)
             ):
                 break
             self._queue.popleft()
-            self._set_queued(self._queued_texts - len(it.texts))
+            self._set_queued(self._queued_texts - len(it.texts), self._queued_chars - it.chars)
             if it.future.done():
+                self._count_dropped("abandoned", len(it.texts))
                 continue  # the caller gave up already
-            if it.deadline is not None and now >= it.deadline:
-                it.future.set_exception(Expired("deadline exceeded while waiting for the model"))
+            if it.deadline is not None and now + self.rate.seconds(it.chars) >= it.deadline:
+                it.future.set_exception(
+                    Expired("deadline exceeded, or too close for the model to finish the request in time")
+                )
+                self._count_dropped("expired", len(it.texts))
                 continue
             batch.append(it)
             texts += len(it.texts)
             chars += it.chars
+            if it.deadline is not None:
+                earliest = min(earliest, it.deadline)
         return batch
 
     async def _run(self) -> None:
@@ -194,13 +327,39 @@ class Batcher:
         groups: dict[tuple[str, ...] | None, list[_Item]] = {}
         for it in batch:
             groups.setdefault(it.labels, []).append(it)
+        # a group whose callers have all gone is told to stop (see checkpoint)
+        stops = {labels: threading.Event() for labels in groups}
+
+        def gone(_future: asyncio.Future) -> None:
+            for labels, items in groups.items():
+                if all(it.future.done() for it in items):
+                    stops[labels].set()
+
+        for it in batch:
+            it.future.add_done_callback(gone)
+        chars = sum(it.chars for it in batch)
         started = time.perf_counter()
-        outcomes = await loop.run_in_executor(self._executor, self._compute_groups, groups)
+        self._busy_until = loop.time() + self.rate.seconds(chars)
+        try:
+            outcomes = await asyncio.wrap_future(self._model.submit(self._compute_groups, groups, stops))
+        finally:
+            self._busy_until = 0.0
+            for it in batch:
+                it.future.remove_done_callback(gone)
+        seconds = time.perf_counter() - started
+        stopped = [it for it, outcome in outcomes if isinstance(outcome, Abandoned)]
+        ran = [it for it, outcome in outcomes if not isinstance(outcome, Abandoned)]
+        if not stopped:
+            self.rate.observe(chars, seconds)
         if self._metrics is not None:
-            self._metrics.batch_seconds.observe(time.perf_counter() - started)
+            self._metrics.batch_seconds.observe(seconds)
             self._metrics.batch_texts.observe(sum(len(it.texts) for it in batch))
-            self._metrics.batch_chars.observe(sum(it.chars for it in batch))
-            self._metrics.texts.inc(sum(len(it.texts) for it in batch))
+            self._metrics.batch_chars.observe(chars)
+            self._metrics.texts.inc(sum(len(it.texts) for it in ran))
+            self._count_dropped("stopped", sum(len(it.texts) for it in stopped))
+            late = sum(len(it.texts) for it in ran if it.future.done())
+            if late:
+                self._metrics.late_texts.inc(late)
         for it, outcome in outcomes:
             if it.future.done():
                 continue
@@ -210,17 +369,25 @@ class Batcher:
                 it.future.set_result(outcome)
 
     def _compute_groups(
-        self, groups: dict[tuple[str, ...] | None, list[_Item]]
+        self,
+        groups: dict[tuple[str, ...] | None, list[_Item]],
+        stops: dict[tuple[str, ...] | None, threading.Event],
     ) -> list[tuple[_Item, list[list[Span]] | BaseException]]:
         """In the model thread: one detect call per label set; an error fails only its own group."""
         out: list[tuple[_Item, list[list[Span]] | BaseException]] = []
         for labels, items in groups.items():
+            if stops[labels].is_set():
+                out.extend((it, Abandoned("every caller of this batch has gone")) for it in items)
+                continue
             texts = [t for it in items for t in it.texts]
+            _running.stop = stops[labels]
             try:
                 found = self._detect(texts, list(labels) if labels is not None else None)
             except Exception as e:
                 out.extend((it, e) for it in items)
                 continue
+            finally:
+                _running.stop = None
             pos = 0
             for it in items:
                 out.append((it, found[pos : pos + len(it.texts)]))

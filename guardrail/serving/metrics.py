@@ -44,6 +44,17 @@ class ServingMetrics:
         )
         self.queue_texts = Gauge("guardrail_queue_texts", "Texts waiting for the model", registry=r)
         self.texts = Counter("guardrail_texts", "Texts read by the model", registry=r)
+        self.dropped_texts = Counter(
+            "guardrail_dropped_texts",
+            "Texts the model did not read, by reason: refused (its deadline would pass behind the queue), "
+            "abandoned (the caller left while it waited), expired (its deadline passed or was too close), "
+            "stopped (every caller of its batch left during the forward pass)",
+            ["reason"],
+            registry=r,
+        )
+        self.late_texts = Counter(
+            "guardrail_late_texts", "Texts the model read to the end for a caller that had gone", registry=r
+        )
         self.build = Info(
             "guardrail_build",
             "What the sidecar runs: package version, bundle, probe, device, dtype, runtime",

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+import torch
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -31,7 +32,7 @@ from guardrail.pipeline import Guardrail, GuardrailError
 from guardrail.redact import OPERATORS, RedactionError, Redactor
 from guardrail.serving import guardrail_pb2 as pb
 from guardrail.serving import guardrail_pb2_grpc as pb_grpc
-from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull
+from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull, checkpoint
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.serving.settings import ServeSettings
 from guardrail.serving.streaming import StreamRedactor
@@ -61,6 +62,33 @@ def _status(e: BaseException) -> tuple[grpc.StatusCode, str]:
     # An unexpected error may carry text in its message: only its type goes out, and to the log.
     log.error("internal error in a call: %s", type(e).__name__)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__})"
+
+
+def _cancelled(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The code of a call that gRPC cancelled: DEADLINE_EXCEEDED when its deadline had passed (the
+    client timed out), else CANCELLED (the client went away)."""
+    left = context.time_remaining()
+    if left is not None and left <= 0.01:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
+def _at_checkpoint(_module: Any, _args: Any) -> None:
+    checkpoint()
+
+
+def checkpoint_hooks(guard: Guardrail) -> list[Any]:
+    """Forward pre-hooks that call :func:`~guardrail.serving.batching.checkpoint` before each forward
+    pass of ``guard``'s backbone and each of its blocks, so that a batch whose callers have all gone
+    stops there (the torch runtimes; a compiled model is hooked at its forward passes only, the ONNX
+    runtimes not at all: they run a call to its end). Returns the hooks' handles (``.remove()``)."""
+    model = getattr(guard.backbone, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return []
+    modules = [model]
+    if getattr(model, "_orig_mod", None) is None:  # not compiled: traced graphs skip later hooks
+        modules += list(getattr(model, "layers", None) or [])
+    return [m.register_forward_pre_hook(_at_checkpoint) for m in modules]
 
 
 def pb_spans(text: str, spans: Sequence[Span], offset: int = 0, byte_offset: int = 0) -> list[pb.Span]:
@@ -98,7 +126,7 @@ def _observed(method: str):
             try:
                 return await fn(self, request, context)
             except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
+                code = _cancelled(context)
                 raise
             except Exception as e:
                 code, message = _status(e)
@@ -204,7 +232,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             async for response in self._stream(request_iterator, context):
                 yield response
         except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+            code = _cancelled(context)
             raise
         except Exception as e:
             code, message = _status(e)
@@ -406,6 +434,11 @@ def _read(path: Any) -> bytes:
         return f.read()
 
 
+STOP_WAIT_S = 3.0
+"""After the grace period: how long a stop waits for the model to reach a checkpoint (then the model's
+daemon thread is left behind; the process exits without it)."""
+
+
 class Sidecar:
     """One server: the service, health, reflection, the batcher and (optionally) the metrics endpoint."""
 
@@ -419,6 +452,7 @@ class Sidecar:
         self._health: Any = None
         self._metrics_http: Any = None
         self._batcher: Batcher | None = None
+        self._hooks: list[Any] = []
 
     @property
     def batcher(self) -> Batcher:
@@ -448,6 +482,7 @@ class Sidecar:
             metrics=self.metrics,
         )
         self._batcher.start()
+        self._hooks = checkpoint_hooks(self.guard)
         token = s.auth_token.get_secret_value() if s.auth_token else None
         server = grpc.aio.server(
             interceptors=[_Gate(token, self.metrics)],
@@ -489,7 +524,9 @@ class Sidecar:
 
     async def stop(self, drain_s: float | None = None, grace_s: float | None = None) -> None:
         """Graceful stop: health NOT_SERVING, ``drain_s`` of notice, refuse new calls, let in-flight
-        calls finish for up to ``grace_s``, then stop the batcher and the metrics endpoint."""
+        calls finish for up to ``grace_s``; then cancel what is left (queued work is dropped, the running
+        batch stops at the model's next checkpoint, waited for at most ``STOP_WAIT_S``) and stop the
+        metrics endpoint. Returns within ``drain_s + grace_s + STOP_WAIT_S`` (and a little)."""
         s = self.settings
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
@@ -499,7 +536,10 @@ class Sidecar:
         if self._server is not None:
             await self._server.stop(s.grace_s if grace_s is None else grace_s)
         if self._batcher is not None:
-            await self._batcher.close()
+            await self._batcher.close(wait_s=STOP_WAIT_S)
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()

@@ -1,0 +1,218 @@
+"""Fault injection against the sidecar on loopback: overload with short deadlines, an abandoned large
+request, SIGTERM during a long computation, corrupt and bursting streams. Each test is bounded in time.
+
+The model is the tiny test model made slow on purpose: each of its blocks sleeps before it runs (a
+forward pre-hook), so a forward pass costs what a real one costs on a small CPU while the tests stay
+cheap for the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from guardrail.client import AsyncGuardrailClient, GuardrailClient, SidecarError
+from guardrail.pipeline import Guardrail
+from guardrail.serving import guardrail_pb2 as pb
+from guardrail.serving.server import SidecarThread
+from guardrail.serving.settings import ServeSettings
+
+EMAIL = "ana.silva@example.com"
+TEXT = f"please call Ana Silva thanks, mail {EMAIL} or +1 415 555 0100 and see you soon"
+
+
+class Slow:
+    """Seconds each block of the model sleeps before it runs (0: full speed)."""
+
+    def __init__(self, guard: Guardrail):
+        self.per_block = 0.0
+        for block in guard.backbone.model.layers:
+            block.register_forward_pre_hook(self._sleep)
+
+    def _sleep(self, _module: object, _args: object) -> None:
+        if self.per_block:
+            time.sleep(self.per_block)
+
+
+@pytest.fixture(scope="module")
+def guard(tiny_bundle_dir: Path) -> Guardrail:
+    # the probe alone: what is measured is the model's time, which a stop can cut short
+    return Guardrail.load(tiny_bundle_dir, dtype="fp32", patterns=False)
+
+
+@pytest.fixture(scope="module")
+def slow(guard: Guardrail) -> Iterator[Slow]:
+    s = Slow(guard)
+    yield s
+    s.per_block = 0.0
+
+
+@pytest.fixture
+def fast(slow: Slow) -> Iterator[Slow]:
+    yield slow
+    slow.per_block = 0.0
+
+
+def _metric(sc: SidecarThread, name: str, labels: str = "") -> float:
+    url = f"http://127.0.0.1:{sc.sidecar.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = r.read().decode()
+    m = re.search(rf"^{name}{re.escape(labels)} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_abandoned_large_request_does_not_block_the_next_calls(guard: Guardrail, fast: Slow) -> None:
+    """Redact of 3 x 99k characters with a 1 s deadline: DEADLINE_EXCEEDED at 1 s, and the model stops
+    at its next block, so a small call right after is served in about one forward pass (it was queued
+    behind the whole abandoned computation: ~15 forward passes here, ~2 minutes in the issue)."""
+    fast.per_block = 0.25
+    big = [("word " * 20_000)[:99_000]] * 3
+    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        with pytest.raises(SidecarError) as e:
+            c.redact(big, timeout=1.0)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        start = time.monotonic()
+        (small,) = c.redact([TEXT], timeout=4.0)
+        took = time.monotonic() - start
+        assert EMAIL not in small.text
+        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+        assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 3
+        assert _metric(sc, "guardrail_late_texts_total") == 0
+
+
+def test_overload_200_clients_with_short_deadlines(guard: Guardrail, fast: Slow) -> None:
+    """200 closed-loop clients with 1 s deadlines against a model that serves ~40 texts/s: the calls
+    the model cannot serve in time are refused at once (RESOURCE_EXHAUSTED), the model reads (nearly)
+    nothing for callers that have gone, and client timeouts count as DEADLINE_EXCEEDED, not CANCELLED."""
+    fast.per_block = 0.1  # 0.2 s per forward pass of up to 8 texts
+    settings = ServeSettings(port=0, metrics_port=0, max_batch_texts=8, max_wait_ms=2)
+    codes: dict[str, int] = {}
+    refusal_s: list[float] = []
+    with SidecarThread(guard, settings) as sc:
+        target = f"127.0.0.1:{sc.port}"
+
+        async def drive() -> None:
+            async with AsyncGuardrailClient(target, timeout=1.0, retries=0) as client:
+                await client.redact([TEXT])  # the server learns the model's speed
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 5.0
+
+                async def worker(i: int) -> None:
+                    while loop.time() < end:
+                        start = loop.time()
+                        try:
+                            (red,) = await client.redact([f"{TEXT} #{i}"])
+                            assert EMAIL not in red.text
+                            code = "OK"
+                        except SidecarError as e:
+                            code = e.code.name
+                        codes[code] = codes.get(code, 0) + 1
+                        if code == "RESOURCE_EXHAUSTED":
+                            refusal_s.append(loop.time() - start)
+                            await asyncio.sleep(0.2)  # back off, as the message asks
+
+                await asyncio.gather(*(worker(i) for i in range(200)))
+
+        asyncio.run(asyncio.wait_for(drive(), 60))
+        time.sleep(0.5)  # the last calls' metrics
+        read = _metric(sc, "guardrail_texts_total")
+        ok = _metric(sc, "guardrail_requests_total", '{code="OK",method="Redact"}')
+        late = _metric(sc, "guardrail_late_texts_total")
+        cancelled = _metric(sc, "guardrail_requests_total", '{code="CANCELLED",method="Redact"}')
+    assert codes.get("OK", 0) >= 40, codes
+    assert codes.get("RESOURCE_EXHAUSTED", 0) >= 100, codes
+    assert sorted(refusal_s)[len(refusal_s) // 2] < 0.2  # refused early, not timed out late
+    assert late <= 0.05 * read and read - ok <= 0.05 * read + 8, (read, ok, late)  # no wasted model time
+    assert cancelled == 0  # a client's timeout is DEADLINE_EXCEEDED
+
+
+_STUCK_SERVER = """
+import asyncio, sys, time
+from guardrail.pipeline import Guardrail
+from guardrail.serving.server import _serve
+from guardrail.serving.settings import ServeSettings
+
+guard = Guardrail.load(sys.argv[1], dtype="fp32", patterns=False)
+guard.backbone.model.register_forward_pre_hook(lambda _m, _a: time.sleep(120))  # no checkpoint for 2 min
+sys.exit(asyncio.run(_serve(guard, ServeSettings(port=0, drain_s=0.5, grace_s=1.0, warmup=False))))
+"""
+
+
+def test_sigterm_during_a_long_computation_exits_within_drain_and_grace(tiny_bundle_dir: Path) -> None:
+    """SIGTERM while the model is in a 2-minute computation: health NOT_SERVING at once, the call is
+    cancelled after the grace period (never answered with text), and the process exits 0 within
+    drain_s + grace_s + a few seconds (it exited when the computation ended: 87.5 s in the issue)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_SERVER, str(tiny_bundle_dir)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    try:
+        port = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and port is None:
+            line = proc.stderr.readline()
+            if m := re.search(r"listening on [\d.]+:(\d+)", line):
+                port = int(m.group(1))
+            elif not line and proc.poll() is not None:
+                break
+        assert port is not None, "the server did not start"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        with (
+            GuardrailClient(f"127.0.0.1:{port}", retries=0) as c,
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+        ):
+            in_flight = pool.submit(c.redact, [TEXT], timeout=60)
+            time.sleep(0.5)  # the model is stuck in it now
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            assert c.health(timeout=2) == "NOT_SERVING"
+            with pytest.raises(SidecarError) as e:
+                in_flight.result(timeout=30)
+            assert e.value.code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+            assert EMAIL not in e.value.message
+        assert proc.wait(timeout=30) == 0
+        took = time.monotonic() - sent
+        assert took < 0.5 + 1.0 + 5.0, f"exited {took:.1f} s after SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_corrupt_stream_message_ends_the_stream_with_an_error(guard: Guardrail) -> None:
+    """A message that does not decode, between valid chunks: INVALID_ARGUMENT, nothing raw released."""
+    valid = pb.RedactStreamRequest(chunk=TEXT + " ").SerializeToString()
+    corrupt = b"\x12\x04\xff\xfeok"  # the chunk field holding bytes that are not UTF-8
+    after = pb.RedactStreamRequest(chunk=f"then mail {EMAIL} again").SerializeToString()
+    with (
+        SidecarThread(guard, ServeSettings(port=0, max_wait_ms=1)) as sc,
+        grpc.insecure_channel(f"127.0.0.1:{sc.port}") as ch,
+    ):
+        call = ch.stream_stream(
+            "/guardrail.v1.Guardrail/RedactStream",
+            request_serializer=lambda b: b,
+            response_deserializer=pb.RedactStreamResponse.FromString,
+        )
+        released: list[pb.RedactStreamResponse] = []
+        with pytest.raises(grpc.RpcError) as e:
+            released.extend(call(iter([valid, corrupt, after]), timeout=30))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not any(r.final for r in released) and not any(EMAIL in r.text for r in released)
