@@ -63,11 +63,13 @@ def evaluate(bundle: str, probes: list[str] | None = None) -> list[dict[str, Any
     rows = []
     for name in probes or sorted(base.bundle.probes):
         g = Guardrail(base.bundle, base.backbone, probe=name, patterns=True)
+        # one forward pass per set; each rule only re-decodes the scores, exactly as detect would
+        prepared = {ds.name: g.prepare([r.text for r in ds.records]) for ds in sets}
         for rule, alt in _rules(g).items():
             suite.use_rule(g, alt)
             preds = {}
             for ds in sets:
-                found = g.detect([r.text for r in ds.records])
+                found = g.spans_of(prepared[ds.name])
                 preds[ds.name] = {r.id: spans for r, spans in zip(ds.records, found, strict=True)}
             res = suite.evaluate(sets, preds)
             scores = [fbeta(res["sets"][d.name]) for d in sets]
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 e.thresholds = dict(alt["thresholds"])
                 e.lone_min_score = float(alt["lone_min_score"])
                 e.lone_min_unspaced = alt.get("lone_min_unspaced")
+                e.thresholds_unspaced = alt.get("thresholds_unspaced")
                 e.metrics["calib_probe_only"] = alt["calib_probe_only"]
                 e.metrics["calibration"] = own["rule"]
         m.metrics["probe_choice"] = {

@@ -69,16 +69,19 @@ class ProbeEntry(BaseModel):
     head: Literal["linear", "forest", "mlp"] = "linear"
     thresholds: dict[str, float] = {}
     """Per label, on P(not O)."""
+    thresholds_unspaced: dict[str, float] | None = None
+    """Per label, for tokens written in a script without spaces (Chinese, Japanese, Thai), calibrated on
+    those tokens alone (None: ``thresholds``; a label missing here takes its ``thresholds`` value)."""
     lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
+    """Score a one-token span needs."""
     lone_min_unspaced: float | None = Field(None, ge=0.0, le=1.0)
     """The score a one-token span written in a script without spaces needs (None: ``lone_min_score``)."""
-    """Score a one-token span needs."""
     metrics: dict[str, object] = {}
 
-    @field_validator("thresholds")
+    @field_validator("thresholds", "thresholds_unspaced")
     @classmethod
-    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
+    def _thresholds(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for k, x in (v or {}).items():
             if k not in CANONICAL or not 0.0 <= x <= 1.0:
                 raise ValueError(f"threshold for {k!r} must be a canonical label with a value in [0, 1]")
         return v
@@ -545,6 +548,13 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
             + (
                 f" ({e.lone_min_unspaced:.2f} in Chinese/Japanese/Thai script)"
                 if e.lone_min_unspaced is not None
+                else ""
+            )
+            + (
+                "; in Chinese/Japanese/Thai script "
+                + ", ".join(f"{k} {v:.3f}" for k, v in sorted(e.thresholds_unspaced.items()))
+                + f" (calibrated on those tokens: `{e.metrics.get('calibration', '?')}`)"
+                if e.thresholds_unspaced
                 else ""
             )
             for name, e in sorted(m.probes.items())

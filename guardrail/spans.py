@@ -182,7 +182,8 @@ def _run_label(labels: list[str], scores: list[float]) -> str:
     return min(totals, key=lambda lab: (-totals[lab], _label_key(lab)))
 
 
-def _is_unspaced_token(text: str, start: int, end: int) -> bool:
+def is_unspaced_token(text: str, start: int, end: int) -> bool:
+    """Whether every letter of ``text[start:end]`` is of a script written without spaces."""
     letters = [ch for ch in text[start:end] if not _is_edge_junk(ch)]
     return bool(letters) and all(is_unspaced(ch) for ch in letters)
 
@@ -202,6 +203,7 @@ def decode(
     *,
     lone_min_score: float | Mapping[str, float] = 0.0,
     lone_min_unspaced: float | None = None,
+    thresholds_unspaced: Mapping[str, float] | None = None,
     word_cover: float = WORD_COVER,
     default_threshold: float = 0.5,
 ) -> list[Span]:
@@ -212,7 +214,8 @@ def decode(
     ``classes[0] == "O"``. A token is flagged when ``1 - probs[t, 0]`` reaches the threshold of its
     best non-O class; flagged tokens separated only by whitespace form one run, one span. A run of one
     token needs ``lone_min_score``; one token written in a script without spaces (a character or two of
-    Chinese or Japanese) needs ``lone_min_unspaced`` instead, when given. A span in Japanese or Chinese
+    Chinese or Japanese) needs ``lone_min_unspaced`` instead, when given; such a token is flagged by
+    ``thresholds_unspaced`` (per label) instead of ``thresholds``, when given. A span in Japanese or Chinese
     is set on dictionary word edges (:func:`on_words` with ``word_cover``; 0 grows it over every word it
     touches and never drops a flagged character).
     """
@@ -227,6 +230,7 @@ def decode(
         thresholds,
         lone_min_score=lone_min_score,
         lone_min_unspaced=lone_min_unspaced,
+        thresholds_unspaced=thresholds_unspaced,
         word_cover=word_cover,
         default_threshold=default_threshold,
     )[0]
@@ -241,6 +245,7 @@ def decode_batch(
     *,
     lone_min_score: float | Mapping[str, float] = 0.0,
     lone_min_unspaced: float | None = None,
+    thresholds_unspaced: Mapping[str, float] | None = None,
     word_cover: float = WORD_COVER,
     default_threshold: float = 0.5,
 ) -> list[list[Span]]:
@@ -277,9 +282,29 @@ def decode_batch(
     best = probs[:, 1:].argmax(axis=1) + 1
     thr = np.array([thresholds.get(c, default_threshold) for c in classes], dtype=np.float64)
     flagged = np.flatnonzero((pii >= thr[best]) & (offs[:, 0] < offs[:, 1]))
+    ends_at = np.cumsum(sizes)
+    if thresholds_unspaced is not None:
+        # Scripts without spaces have their own thresholds: of the tokens that pass the lower of the
+        # two, each one is held to its own script's (a few Python checks, on candidates only).
+        thr_u = np.array(
+            [thresholds_unspaced.get(c, thresholds.get(c, default_threshold)) for c in classes],
+            dtype=np.float64,
+        )
+        cand = np.flatnonzero((pii >= np.minimum(thr, thr_u)[best]) & (offs[:, 0] < offs[:, 1]))
+        who = np.searchsorted(ends_at, cand, side="right")
+        unspaced = np.fromiter(
+            (
+                is_unspaced_token(texts[w], s, e)
+                for w, s, e in zip(who.tolist(), offs[cand, 0].tolist(), offs[cand, 1].tolist(), strict=True)
+            ),
+            dtype=bool,
+            count=len(cand),
+        )
+        b = best[cand]
+        flagged = cand[pii[cand] >= np.where(unspaced, thr_u[b], thr[b])]
     if not len(flagged):
         return out
-    owner = np.searchsorted(np.cumsum(sizes), flagged, side="right")  # text of each flagged token
+    owner = np.searchsorted(ends_at, flagged, side="right")  # text of each flagged token
     # Text order, not token order (windowed or byte-level tokenizers may repeat or reorder offsets):
     # one stable sort of all flagged tokens by (text, start, end).
     order = np.lexsort((offs[flagged, 1], offs[flagged, 0], owner))
@@ -336,7 +361,7 @@ def _spans(
         # A single token is the weakest evidence there is: one stray subword should not redact a word.
         if b - a == 1:
             need = _lone_min(lone_min_score, label)
-            if lone_min_unspaced is not None and _is_unspaced_token(text, starts[a], ends[a]):
+            if lone_min_unspaced is not None and is_unspaced_token(text, starts[a], ends[a]):
                 need = lone_min_unspaced  # one token of Chinese or Japanese is often one character
             if score < need:
                 continue

@@ -26,9 +26,10 @@ from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
 from guardrail.probe import AnyProbe, Probe, fit, fit_mlp, rms_normalise, sae_features, token_features
-from guardrail.spans import Span, decode, is_unspaced
+from guardrail.spans import Span, decode, is_unspaced, is_unspaced_token
 
 if TYPE_CHECKING:
+    from guardrail.pipeline import Guardrail
     from guardrail.prune import Pruning
     from guardrail.sae import Sae
 
@@ -280,6 +281,29 @@ CALIBRATIONS: tuple[str, ...] = ("recall", "f2", "f1.5", "f1")
 """Threshold rules: ``recall`` keeps ``recall_target`` of each label's calibration tokens; ``fB`` maximises
 the token F-beta with beta B (recall counts B times as much as precision)."""
 
+UNSPACED_CALIBRATIONS: tuple[str, ...] = ("f3", "recall0.97", "recall0.95")
+"""Rules for a second set of thresholds, calibrated on the tokens of scripts written without spaces
+alone (Chinese, Japanese, Thai): each is stored on top of every rule of :data:`CALIBRATIONS` as
+``"<rule>+unspaced-<this>"``, and the dev suite decides (``benchmarks/probe_choice.py``). One such token
+is a character or two, so a missed token leaks part of a name: these rules lean further to recall."""
+
+MIN_UNSPACED_TOKENS = 2000
+"""Calibration tokens of scripts without spaces needed before they get thresholds of their own."""
+
+
+def _rule(mode: str, target: float) -> tuple[str, float]:
+    """``("recall", target)`` or ``("f", beta)`` for a rule name: ``recall``, ``recall0.97``, ``f2``..."""
+    try:
+        if mode.startswith("recall"):
+            t = float(mode[6:]) if len(mode) > 6 else target
+            if 0.0 < t <= 1.0:
+                return "recall", t
+        elif mode.startswith("f") and float(mode[1:]) > 0:
+            return "f", float(mode[1:])
+    except ValueError:
+        pass
+    raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)} (or fB / recallT), got {mode!r}")
+
 
 def calibrate(
     probs: Sequence[np.ndarray],
@@ -290,12 +314,12 @@ def calibrate(
 ) -> dict[str, float]:
     """Per-label threshold on ``1 - P(O)``.
 
-    ``mode="recall"``: the lowest score that keeps ``target`` of the label's gold tokens.
-    ``mode="f2"`` / ``"f1.5"`` / ``"f1"``: the score that maximises the label's token F-beta (tokens whose
-    best reported class is the label count as its predictions). Masked tokens (label < 0) are left out.
+    ``mode="recall"``: the lowest score that keeps ``target`` of the label's gold tokens (``recall0.97``:
+    0.97 of them). ``mode="f2"`` / ``"f1.5"`` / ``"f1"`` (any ``fB``): the score that maximises the label's
+    token F-beta (tokens whose best reported class is the label count as its predictions). Masked tokens
+    (label < 0) are left out.
     """
-    if mode not in CALIBRATIONS:
-        raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {mode!r}")
+    kind, value = _rule(mode, target)
     classes = list(PROBE_CLASSES)
     pp = np.concatenate([collapse(p, classes, keep)[0] for p in probs if len(p)])
     yy = np.concatenate([y for y in labels if len(y)])
@@ -310,11 +334,11 @@ def calibrate(
         if s.size < 20:
             out[lab] = 0.5
             continue
-        if mode == "recall":
+        if kind == "recall":
             # the (1 - target) quantile lets `target` of this label's tokens through
-            thr = float(np.quantile(s, 1.0 - target, method="lower"))
+            thr = float(np.quantile(s, 1.0 - value, method="lower"))
         else:
-            beta2 = float(mode[1:]) ** 2
+            beta2 = value**2
             mine = best == i
             if not mine.any():  # the probe never prefers this label: nothing to trade off
                 out[lab] = 0.5
@@ -338,13 +362,21 @@ def spans_of(
     thresholds: dict[str, float],
     lone_min_score: float,
     lone_min_unspaced: float | None = None,
+    thresholds_unspaced: Mapping[str, float] | None = None,
 ) -> dict[str, list[Span]]:
     """Decoded probe spans (no patterns) per record id."""
     out = {}
     for r, o, p in zip(records, acts.offsets, probs, strict=True):
         cp, cl = collapse(p, list(PROBE_CLASSES), keep)
         out[r.id] = decode(
-            r.text, o, cp, cl, thresholds, lone_min_score=lone_min_score, lone_min_unspaced=lone_min_unspaced
+            r.text,
+            o,
+            cp,
+            cl,
+            thresholds,
+            lone_min_score=lone_min_score,
+            lone_min_unspaced=lone_min_unspaced,
+            thresholds_unspaced=thresholds_unspaced,
         )
     return out
 
@@ -371,27 +403,30 @@ def choose_lone_min(
     keep: Sequence[str],
     thresholds: dict[str, float],
     max_recall_drop: float = 0.01,
+    thresholds_unspaced: Mapping[str, float] | None = None,
+    lone: float | None = None,
 ) -> tuple[float, float | None, dict[str, float]]:
     """The score a one-token span needs: the best F1 on the calibration set among values that cost at
-    most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm); then,
-    on the calibration records written in scripts without spaces, the score one such token needs (one
-    token there is often one character: None when the set has no such records)."""
+    most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm; ``lone``
+    given: that one); then, on the calibration records written in scripts without spaces, the score one
+    such token needs (one token there is often one character: None when the set has no such records)."""
     from guardrail.metrics import score
 
     def scorer(idx: Sequence[int]) -> Callable[..., dict[str, float]]:
         recs = [records[i] for i in idx]
-        sub = Activations([acts.resid[i] for i in idx], [acts.offsets[i] for i in idx], [], 0.0, 0)
+        sub = Activations([], [acts.offsets[i] for i in idx], [], 0.0, 0)  # offsets are all it reads
         pr = [probs[i] for i in idx]
 
         def run(lone: float, unspaced: float | None = None) -> dict[str, float]:
-            found = spans_of(recs, sub, pr, keep, thresholds, lone, unspaced)
+            found = spans_of(recs, sub, pr, keep, thresholds, lone, unspaced, thresholds_unspaced)
             o = score(recs, found, labels=PRIVACY)["overall"]
             return {k: float(o[k] or 0.0) for k in ("leakage", "recall_partial", "precision", "f1")}
 
         return run
 
     every = range(len(records))
-    lone, _ = _best_lone(scorer(every), max_recall_drop)
+    if lone is None:
+        lone, _ = _best_lone(scorer(every), max_recall_drop)
     cjk = [i for i in every if any(is_unspaced(ch) for ch in records[i].text)]
     unspaced: float | None = None
     if len(cjk) >= 50:
@@ -410,8 +445,17 @@ def calibrations(
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Thresholds and lone-token scores by every calibration rule: the ``chosen`` rule's
     (``thresholds``, ``lone_min_score``, ``lone_min_unspaced``, ``calib_probe_only``), and all rules'
-    (for the manifest: the dev suite picks the rule, ``benchmarks/devsuite.py NAME:PROBE@RULE``)."""
+    (for the manifest: the dev suite picks the rule, ``benchmarks/devsuite.py NAME:PROBE@RULE``).
+
+    With :data:`MIN_UNSPACED_TOKENS` calibration tokens of scripts without spaces, every rule also comes
+    as ``"<rule>+unspaced-<u>"`` for each ``u`` of :data:`UNSPACED_CALIBRATIONS`: the same thresholds,
+    plus ``thresholds_unspaced`` calibrated by ``u`` on those tokens alone (and their lone-token score)."""
     out: dict[str, dict[str, Any]] = {}
+    unspaced_tok = [
+        np.fromiter((is_unspaced_token(r.text, int(a), int(b)) for a, b in o), dtype=bool, count=len(o))
+        for r, o in zip(records, acts.offsets, strict=True)
+    ]
+    n_unspaced = int(sum(int((m & (y >= 0)).sum()) for m, y in zip(unspaced_tok, acts.labels, strict=True)))
     for mode in CALIBRATIONS:
         thr = calibrate(probs, acts.labels, keep, target, mode)
         lone, unspaced, met = choose_lone_min(records, acts, probs, keep, thr)
@@ -422,7 +466,95 @@ def calibrations(
             "calib_probe_only": met,
         }
         log.info("calibration %s: %s", mode, met)
+        if n_unspaced < MIN_UNSPACED_TOKENS:
+            continue
+        for u in UNSPACED_CALIBRATIONS:
+            thr_u = calibrate(
+                [p[m] for p, m in zip(probs, unspaced_tok, strict=True)],
+                [y[m] for y, m in zip(acts.labels, unspaced_tok, strict=True)],
+                keep,
+                target,
+                u,
+            )
+            _, unspaced_u, met_u = choose_lone_min(
+                records, acts, probs, keep, thr, thresholds_unspaced=thr_u, lone=lone
+            )
+            out[f"{mode}+unspaced-{u}"] = {
+                "thresholds": thr,
+                "thresholds_unspaced": thr_u,
+                "lone_min_score": lone,
+                "lone_min_unspaced": unspaced_u,
+                "calib_probe_only": met_u,
+            }
     return out[chosen], out
+
+
+def calibration_records(manifest: Manifest, real_dir: Path | None = None) -> TrainingData:
+    """The calibration records a bundle was trained with, drawn again from its manifest (synthetic
+    ``calib`` family at the training seed + 1; the real corpora's held-out slice at the stored mix)."""
+    t = manifest.training
+    sources = t.get("sources", {})
+    if not isinstance(sources, dict) or "synthetic" not in sources or "seed" not in t:
+        raise ValueError(f"bundle {manifest.name!r} does not record how its calibration set was drawn")
+    n_synth = int(sources["synthetic"]["calib_records"])
+    real = sources.get("real") or {}
+    return training_data(
+        0, n_synth, int(t["seed"]), 0, int(real.get("calib_records", 0)), real.get("mix"), real_dir
+    )
+
+
+def probe_scores(
+    guard: Guardrail, records: Sequence[Record], annotates: Mapping[str, frozenset[str]], batch_size: int = 16
+) -> tuple[Activations, list[np.ndarray]]:
+    """Token offsets and labels (:func:`collect`'s masking) and the class probabilities of ``guard``'s
+    probe for each record, as ``detect`` computes them (the bundle's runtime, its pruned backbone)."""
+    from guardrail.realdata import MASKED, trust_mask
+
+    t0 = time.perf_counter()
+    offs, labs, probs = [], [], []
+    with tqdm(total=len(records), desc="scores", unit="rec") as bar:
+        for i in range(0, len(records), 256):
+            part = records[i : i + 256]
+            scored = guard.scores([r.text for r in part], batch_size=batch_size)
+            probs += [s.probs for s in scored]
+            for r, o in ((r, s.offsets) for r, s in zip(part, scored, strict=True)):
+                y = token_labels(r.text, o, r.spans, PROBE_CLASSES)
+                corpus = r.extra.get("corpus")
+                if corpus in annotates:
+                    y[~trust_mask(r.text, r.spans, o, annotates[corpus])] = MASKED
+                offs.append(np.asarray(o))
+                labs.append(y)
+            bar.update(len(part))
+    return Activations([], offs, labs, time.perf_counter() - t0, sum(len(y) for y in labs)), probs
+
+
+def recalibrate(
+    bundle: str | Path, probes: Sequence[str] | None = None, real_dir: Path | None = None
+) -> Bundle:
+    """Calibrate a finished bundle's probes again, by every rule :func:`calibrations` knows today, on
+    the calibration records it was trained with; stored as each probe's ``metrics.calibrations``. The
+    shipped thresholds are left as they are: ``benchmarks/probe_choice.py --write`` picks among rules."""
+    from guardrail.pipeline import Guardrail
+
+    base = Guardrail.load(bundle, patterns=False)
+    m = base.bundle.manifest
+    data = calibration_records(m, real_dir)
+    target = m.recall_target
+    for name in probes or [m.default_probe]:
+        if name not in m.probes:
+            raise ValueError(
+                f"bundle {m.name!r} has no probe {name!r} (it has {', '.join(sorted(m.probes))})"
+            )
+        guard = Guardrail(base.bundle, base.backbone, probe=name, patterns=False)
+        acts, probs = probe_scores(guard, data.calib, data.annotates)
+        rule = str(m.probes[name].metrics.get("calibration", m.training.get("calibration", "f2")))
+        if "+" in rule:
+            rule = rule.split("+")[0]
+        _, alternatives = calibrations(data.calib, acts, probs, list(m.detect_labels), target, rule)
+        m.probes[name].metrics["calibrations"] = alternatives
+        log.info("%s: %d rules calibrated on %d records", name, len(alternatives), len(data.calib))
+    base.bundle.save_manifest()
+    return base.bundle
 
 
 def train(cfg: TrainConfig) -> Bundle:

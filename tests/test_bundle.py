@@ -108,3 +108,17 @@ def test_shipped_fast_bundle_prunes_and_runs_int8() -> None:
     assert b.pruning is not None and b.pruning.down is not None
     assert [len(k) for k in b.pruning.keep] == [1024] * 3 and b.pruning.down[0].shape == (640, 1024)
     assert "pruned backbone" in (b.folder / "MODEL_CARD.md").read_text()
+
+
+def test_thresholds_of_unspaced_scripts_round_trip_checked_and_carded(tmp_path) -> None:
+    b = _bundle(tmp_path / "b")
+    assert b.manifest.probes["raw"].thresholds_unspaced is None  # older bundles: one set of thresholds
+    b.manifest.probes["raw"].thresholds_unspaced = {"PERSON": 0.12}
+    b.manifest.probes["raw"].metrics["calibration"] = "f2+unspaced-f3"
+    b.save()
+    again = Bundle.load(tmp_path / "b").manifest.probes["raw"]
+    assert again.thresholds_unspaced == {"PERSON": 0.12}
+    assert "in Chinese/Japanese/Thai script PERSON 0.120" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    for bad in ({"NOPE": 0.1}, {"PERSON": 1.5}):
+        with pytest.raises(ValueError, match="canonical label"):
+            ProbeEntry(prefix="raw.", thresholds_unspaced=bad)

@@ -284,3 +284,18 @@ def test_real_default_soft_hyphen_inside_a_name(real_guardrail: Guardrail) -> No
     expected = [r.text for r in real_guardrail.redact(plain) for _ in INVISIBLE]
     red = [r.text for r in real_guardrail.redact(texts)]
     assert red == expected and all("[PERSON]" in r for r in red)
+
+
+def test_prepare_then_spans_of_is_detect_at_any_thresholds(tiny_guard: Guardrail) -> None:
+    texts = ["email Ana Silva at ana@x.org", "王小明 lives in 北京", "nothing here", ""]
+    prepared = tiny_guard.prepare(texts)
+    assert tiny_guard.spans_of(prepared) == tiny_guard.detect(texts)
+    old = (dict(tiny_guard.thresholds), tiny_guard.thresholds_unspaced)
+    try:
+        # unspaced tokens at a threshold of their own: re-decoding the prepared scores still is detect
+        tiny_guard.thresholds_unspaced = dict.fromkeys(tiny_guard.thresholds, 0.02)
+        assert tiny_guard.spans_of(prepared) == tiny_guard.detect(texts)
+        tiny_guard.thresholds = dict.fromkeys(tiny_guard.thresholds, 0.99)
+        assert tiny_guard.spans_of(prepared, labels=["EMAIL"]) == tiny_guard.detect(texts, labels=["EMAIL"])
+    finally:
+        tiny_guard.thresholds, tiny_guard.thresholds_unspaced = old

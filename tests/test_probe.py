@@ -254,3 +254,15 @@ def test_mlp_load_refuses_mismatched_shapes(tmp_path) -> None:
     probe.save(tmp_path / "p.safetensors")
     with pytest.raises(ProbeError, match="output layer"):
         load_probe(tmp_path / "p.safetensors")
+
+
+def test_flush_denormal_is_on_inside_and_put_back_after() -> None:
+    from guardrail.probe import flush_denormal
+
+    tiny = torch.tensor([1e-40], dtype=torch.float32)  # subnormal in float32
+    supported = torch.set_flush_denormal(False)  # off, as a process starts; False where unsupported
+    assert float(tiny * 1.0) != 0.0
+    with flush_denormal():
+        if supported:
+            assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) != 0.0

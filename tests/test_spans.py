@@ -594,3 +594,32 @@ def test_lone_unspaced_token_needs_its_own_score() -> None:
     assert [text[s.start : s.end] for s in only] == ["Ana"]
     # None: the one lone rule for every script
     assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}, lone_min_score=0.8) == []
+
+
+def test_unspaced_tokens_have_thresholds_of_their_own() -> None:
+    text = "王小明 met Ana Lee and 李"
+    pieces = ["王小明", " met", " Ana", " Lee", " and", " 李"]
+    probs = probs_for(
+        ["PERSON", None, "PERSON", "PERSON", None, "PERSON"], pii=[0.3, 0.0, 0.3, 0.3, 0.0, 0.3]
+    )
+    off = tokens(text, pieces)
+    assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}) == []
+    # the same scores: only the Chinese tokens pass the lower threshold of their script
+    low = decode(text, off, probs, CLASSES, {"PERSON": 0.5}, thresholds_unspaced={"PERSON": 0.2})
+    assert [text[s.start : s.end] for s in low] == ["王小明", "李"]
+    # and a higher one holds them back where the Latin tokens pass
+    high = decode(text, off, probs, CLASSES, {"PERSON": 0.25}, thresholds_unspaced={"PERSON": 0.4})
+    assert [text[s.start : s.end] for s in high] == ["Ana Lee"]
+    # a label it does not name keeps its one threshold; many texts at once agree with one at a time
+    assert decode(text, off, probs, CLASSES, {"PERSON": 0.25}, thresholds_unspaced={"EMAIL": 0.9}) == decode(
+        text, off, probs, CLASSES, {"PERSON": 0.25}
+    )
+    batch = decode_batch(
+        [text, "Ana", text],
+        [off, np.array([[0, 3]]), off],
+        np.concatenate([probs, probs_for(["PERSON"], 0.3), probs]),
+        CLASSES,
+        {"PERSON": 0.5},
+        thresholds_unspaced={"PERSON": 0.2},
+    )
+    assert batch == [low, [], low]

@@ -12,17 +12,22 @@ import torch
 
 from guardrail import features
 from guardrail.bundle import Bundle
+from guardrail.data import Record
 from guardrail.labels import PROBE_CLASSES
 from guardrail.pipeline import Guardrail
 from guardrail.probe import token_features
 from guardrail.sae import Sae
 from guardrail.spans import Span
 from guardrail.train import (
+    CALIBRATIONS,
+    UNSPACED_CALIBRATIONS,
     Activations,
     SaeProbeConfig,
     SaeTrainConfig,
     TrainConfig,
     calibrate,
+    calibrations,
+    recalibrate,
     token_labels,
     token_rows,
     train,
@@ -56,8 +61,14 @@ def test_calibrate_meets_the_token_recall_target() -> None:
     # masked tokens (-1) count neither way
     masked = np.where(rng.random(n) < 0.5, -1, labels)
     assert calibrate([probs], [masked], ["PERSON"], 0.95, "f1")["PERSON"] == pytest.approx(f1, abs=0.1)
-    with pytest.raises(ValueError, match="calibration"):
-        calibrate([probs], [labels], ["PERSON"], 0.95, "f3")
+    # any F-beta, and a recall rule with its own target
+    f3 = calibrate([probs], [labels], ["PERSON"], 0.95, "f3")["PERSON"]
+    assert f3 <= f2
+    r90 = calibrate([probs], [labels], ["PERSON"], 0.99, "recall0.9")["PERSON"]
+    assert np.mean(pii[labels == 1] >= r90) == pytest.approx(0.9, abs=0.01)
+    for bad in ("g3", "f", "f-1", "recall1.5", "recallx"):
+        with pytest.raises(ValueError, match="calibration"):
+            calibrate([probs], [labels], ["PERSON"], 0.95, bad)
 
 
 def _corpora(folder: Path) -> Path:
@@ -210,6 +221,22 @@ def test_train_an_mlp_head_end_to_end(tiny_model_dir, tmp_path) -> None:
     assert probs.shape[1] == len(PROBE_CLASSES) and np.allclose(probs.sum(1), 1, atol=1e-4)
     with pytest.raises(ValueError, match="head must be"):
         train(replace(cfg, head="tree", out=tmp_path / "x"))
+    # calibrated again on the records it was trained with: the same thresholds by the same rule, stored
+    # beside the shipped ones (which stay), and the CLI's refusals are one line
+    shipped = dict(b.manifest.probes["raw"].thresholds)
+    b.manifest.probes["raw"].metrics["calibrations"] = {}
+    b.save_manifest()
+    again = recalibrate(cfg.out).manifest.probes["raw"]
+    assert again.thresholds == shipped
+    assert set(again.metrics["calibrations"]) >= set(CALIBRATIONS)
+    assert again.metrics["calibrations"]["f2"]["thresholds"] == pytest.approx(shipped, abs=1e-6)
+    assert (
+        Bundle.load(cfg.out).manifest.probes["raw"].metrics["calibrations"] == again.metrics["calibrations"]
+    )
+    from guardrail.cli import main
+
+    assert main(["calibrate", "--bundle", str(cfg.out), "--probes", "nope"]) == 2
+    assert main(["calibrate", "--bundle", str(cfg.out)]) == 0
 
 
 def test_token_rows_equal_token_features_text_by_text() -> None:
@@ -244,3 +271,41 @@ def test_code_stats_match_dense_codes() -> None:
         if (y == k).any():
             assert np.allclose(means[k], codes[y == k].mean(0))
     assert np.allclose(std, codes.std(0))
+
+
+def _scored_corpus(n: int, rng: np.random.Generator) -> tuple[list[Record], Activations, list[np.ndarray]]:
+    """``n`` records "<name> met <name>" in Chinese then Latin script, one token a character in Chinese;
+    the probe scores Chinese names lower than Latin ones (as a probe that saw less Chinese would)."""
+    recs, offs, labs, probs = [], [], [], []
+    for i in range(n):
+        text = "王小明见了李华 and Ana Lee met Bo Kim"
+        spans = [Span(0, 3, "PERSON"), Span(5, 7, "PERSON"), Span(12, 19, "PERSON"), Span(24, 30, "PERSON")]
+        o = [(j, j + 1) for j in range(7)] + [(7, 11), (11, 15), (15, 19), (19, 23), (23, 26), (26, 30)]
+        y = token_labels(text, np.array(o), spans, PROBE_CLASSES)
+        pii = np.where(y > 0, rng.beta(6, 2, len(y)), rng.beta(1, 6, len(y)))
+        pii[:7] = np.where(y[:7] > 0, rng.beta(3, 3, 7), rng.beta(1, 8, 7))  # Chinese: weaker evidence
+        p = np.zeros((len(y), len(PROBE_CLASSES)))
+        p[:, 0], p[:, 1] = 1 - pii, pii
+        recs.append(Record(f"r{i}", text, spans))
+        offs.append(np.array(o))
+        labs.append(y)
+        probs.append(p)
+    return recs, Activations([], offs, labs, 0.0, sum(len(y) for y in labs)), probs
+
+
+def test_calibrations_give_unspaced_scripts_thresholds_of_their_own() -> None:
+    rng = np.random.default_rng(0)
+    recs, acts, probs = _scored_corpus(400, rng)  # 2,800 Chinese tokens
+    chosen, rules = calibrations(recs, acts, probs, ["PERSON"], 0.99, "f2")
+    assert "thresholds_unspaced" not in chosen  # the base rules are as they were
+    for base in CALIBRATIONS:
+        for u in UNSPACED_CALIBRATIONS:
+            r = rules[f"{base}+unspaced-{u}"]
+            assert r["thresholds"] == rules[base]["thresholds"]
+            assert r["lone_min_score"] == rules[base]["lone_min_score"]
+            assert 0.0 < r["thresholds_unspaced"]["PERSON"] < 1.0
+    # calibrated on the Chinese tokens alone: they get a lower threshold than the mixed set's
+    assert rules["f2+unspaced-f3"]["thresholds_unspaced"]["PERSON"] < rules["f2"]["thresholds"]["PERSON"]
+    # too few such tokens: no per-script rules at all
+    few_recs, few_acts, few_probs = _scored_corpus(100, rng)
+    assert set(calibrations(few_recs, few_acts, few_probs, ["PERSON"], 0.99, "f2")[1]) == set(CALIBRATIONS)
