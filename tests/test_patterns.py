@@ -25,6 +25,8 @@ from guardrail.patterns import (
     any_email_spans,
     drop_contained,
     fewest_phone_digits,
+    has_phone_shape,
+    longest_number_run,
     min_score_for,
 )
 
@@ -220,3 +222,145 @@ def test_any_email_spans_leaves_code_and_handles_alone(detector: PatternDetector
     for text in ('File "/srv/app.py", line 3, in <module>', "    @property", "meet @ 5pm", "@ana hi"):
         assert any_email_spans(text) == []
     assert [s.label for s in detector.detect("mail bob@mail.local now")] == []  # detect stays as it was
+
+
+# Phones and person identifiers of the project's languages (en, ja, zh, de, fr, es; it beside es). The
+# identifiers are the documented examples of python-stdnum, Presidio and the issuing authorities.
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("手机13800138000，随时联系", "13800138000"),  # Chinese mobile, no separators, after hanzi
+        ("手机 138 0013 8000", "138 0013 8000"),
+        ("电话：010-12345678", "010-12345678"),  # Beijing landline
+        ("llama al 612 34 56 78", "612 34 56 78"),  # Spanish mobile, grouped as in Spain
+        ("o al fijo 91 123 45 67", "91 123 45 67"),  # Madrid landline
+        ("Mi móvil es el 612345678", "612345678"),  # a bare run, after a phone word
+        ("llámame al 612 345 678", "612 345 678"),
+        ("WhatsApp: 612345678", "612345678"),
+    ],
+)
+def test_phones_of_the_project_regions(detector: PatternDetector, text: str, phone: str) -> None:
+    assert found(detector, text) == [("PHONE", phone)]
+
+
+@pytest.mark.parametrize(
+    ("text", "phone"),
+    [
+        ("電話は03-1234-5678です", "03-1234-5678"),
+        ("携帯：０９０－１２３４－５６７８まで", "０９０－１２３４－５６７８"),  # full-width forms
+        ("代表（０３）１２３４－５６７８", "（０３）１２３４－５６７８"),
+        ("联系 +86 138 0013 8000", "+86 138 0013 8000"),
+        ("appelez le 06 12 34 56 78", "06 12 34 56 78"),
+        ("llama al +34 612 34 56 78", "+34 612 34 56 78"),
+        ("ruf 030 1234567 an", "030 1234567"),
+    ],
+)
+def test_phones_in_local_and_full_width_forms(detector: PatternDetector, text: str, phone: str) -> None:
+    assert found(detector, text) == [("PHONE", phone)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "im Jahr 2024 und 2025",
+        "kostet 1.234,56 € statt 1.499,00 €",
+        "am 12.06.2024 um 18:30",
+        "das Spiel endete 3-1 (1-0)",
+        "12 345 Einwohner, 10 Häuser",
+        "| 2019 | 1234 | 5678 | 91011 |",
+        "version 2.10.3, build 20240612",
+        "ticket 987654328",  # 9 digits from 6 to 9: a Spanish number in shape only
+        "población de 987 654 321 habitantes",
+        "cuesta 612.345.678 euros",
+        "Calle Mayor 612345678",
+        "郵政編碼為012105。",  # an Italian fixed line in shape only
+        "2024年6月12日、1999年から2005年まで",
+        "价格 12,345.67 元，人口 1,400,000",
+        "3:1 (1:0) vor 12.345 Zuschauern",
+    ],
+)
+def test_plain_numbers_are_no_phones_or_ids(detector: PatternDetector, text: str) -> None:
+    assert [label for label, _ in found(detector, text) if label in ("PHONE", "ID_NUMBER")] == []
+
+
+def test_cued_regions_need_a_phone_shape_or_a_phone_word() -> None:
+    assert has_phone_shape("612 34 56 78") and has_phone_shape("(+34) 612345678")
+    assert has_phone_shape("347-123-4567")
+    for plain in ("612345678", "987 654 321", "612.345.678", "612,345,678", "012105", "01 - 25 01"):
+        assert not has_phone_shape(plain), plain
+    es = GatedPhoneRecognizer(supported_regions=(), cued_regions=("ES",))
+    spans = lambda text: [text[r.start : r.end] for r in es.analyze(text, ["PHONE_NUMBER"])]  # noqa: E731
+    assert spans("ticket 987654328") == [] and spans("tel. 987654328") == ["987654328"]
+    assert spans("número de móvil: 612 345 678") == ["612 345 678"]
+    assert spans("Calle Mayor 612345678") == []  # "calle" is a street, not "call"
+    assert spans("ref 612 34 56 78") == ["612 34 56 78"]
+
+
+def test_phone_gate_counts_digits_in_one_run() -> None:
+    assert longest_number_run("in 2019 and 2020, 3 of 4") == 4
+    assert longest_number_run("call (415) 555-0100 or +49 30 1234567") == 11
+    assert longest_number_run("０９０－１２３４－５６７８") == 11
+    assert longest_number_run("no digits") == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("Steuer-ID 86095742719", "86095742719"),  # de: Steueridentifikationsnummer
+        ("RVNR 65170839J003", "65170839J003"),  # de: Rentenversicherungsnummer
+        ("KVNR A123456780", "A123456780"),  # de: Krankenversichertennummer
+        ("DNI 12345678Z", "12345678Z"),  # es: NIF
+        ("NIE X1234567L", "X1234567L"),  # es: NIE
+        ("CF RSSMRA85T10A562S", "RSSMRA85T10A562S"),  # it: codice fiscale
+        ("NIR 2 95 10 99 126 111 93", "2 95 10 99 126 111 93"),  # fr: NIR
+        ("n° sécu 295109912611193", "295109912611193"),
+        ("NIR 253072B07300470", "253072B07300470"),  # born in Corsica
+        ("マイナンバーは621498320257です", "621498320257"),  # ja: My Number
+        ("個人番号：６２１４－９８３２－０２５７", "６２１４－９８３２－０２５７"),
+        ("身份证号360426199101010071。", "360426199101010071"),  # zh: resident ID
+        ("身份证 36042619910101104X", "36042619910101104X"),
+    ],
+)
+def test_national_identifiers_with_valid_check(detector: PatternDetector, text: str, number: str) -> None:
+    assert found(detector, text) == [("ID_NUMBER", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Steuer-ID 86095742718",
+        "RVNR 65170839J004",
+        "KVNR A123456781",
+        "DNI 12345678A",
+        "NIE X1234567A",
+        "CF RSSMRA85T10A562T",
+        "NIR 295109912611199",
+        "個人番号 6214 9832 0258",
+        "身份证号360426199101010072",
+        "身份证号36042619910101007X",
+        "card 6214 9832 0257 0000",  # a valid My Number as 12 of 16 digits: not one
+        "XRSSMRA85T10A562S",  # a fiscal code inside a longer token
+    ],
+)
+def test_national_identifiers_failing_their_check_are_dropped(detector: PatternDetector, text: str) -> None:
+    assert [label for label, _ in found(detector, text) if label == "ID_NUMBER"] == []
+
+
+def test_identifiers_without_a_check_digit_need_a_lower_min_score(detector: PatternDetector) -> None:
+    unchecked = {
+        "DeFuehrerscheinRecognizer",
+        "EsPassportRecognizer",
+        "ItDriverLicenseRecognizer",
+        "ItIdentityCardRecognizer",
+        "ItPassportRecognizer",
+    }
+    names = {type(r).__name__ for r in detector.recognizers}
+    assert not unchecked & names
+    assert {"DeTaxIdRecognizer", "EsNifRecognizer", "FrNirRecognizer", "CnResidentIdRecognizer"} <= names
+    left_out = {"DeIdCardRecognizer", "DePassportRecognizer", "DeTaxNumberRecognizer", "DeKfzRecognizer"}
+    assert not left_out & names
+    weak = PatternDetector(labels=["ID_NUMBER"], min_score=0.0)
+    assert unchecked <= {type(r).__name__ for r in weak.recognizers}
+    assert all(r.supported_language == "en" for r in weak.recognizers)
