@@ -216,3 +216,39 @@ def test_corrupt_stream_message_ends_the_stream_with_an_error(guard: Guardrail) 
             released.extend(call(iter([valid, corrupt, after]), timeout=30))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not any(r.final for r in released) and not any(EMAIL in r.text for r in released)
+
+
+def test_stream_burst_is_read_window_by_window(guard: Guardrail) -> None:
+    """Four 40,000-character chunks sent at once: no forward pass reads more than the stream window
+    (8,192 characters; one read all 160,000 at the first release and at the flush), nothing raw out."""
+    chunk = f"mail {EMAIL} now " * 1660  # 39,840 characters
+    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", timeout=60) as c:
+        out = "".join(c.redact_stream([chunk] * 4))
+        batches = _metric(sc, "guardrail_batch_chars_count")
+        within = _metric(sc, "guardrail_batch_chars_bucket", '{le="16384.0"}')
+    assert EMAIL not in out and "@example.com" not in out
+    assert batches > 4 and within == batches  # every detection within a window
+
+
+def test_streams_beyond_the_limit_are_refused(guard: Guardrail, fast: Slow) -> None:
+    """Open streams count against ``max_streams``: one more is RESOURCE_EXHAUSTED with a reason."""
+    settings = ServeSettings(port=0, max_wait_ms=1, max_streams=2)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        gates = [threading.Event() for _ in range(2)]
+
+        def held(gate: threading.Event) -> Iterator[str]:
+            yield "hello there "
+            gate.wait(10)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            open_streams = [pool.submit(lambda g=g: list(c.redact_stream(held(g)))) for g in gates]
+            time.sleep(0.5)
+            with pytest.raises(SidecarError) as e:
+                list(c.redact_stream(["one more"]))
+            for g in gates:
+                g.set()
+            assert all(f.result(timeout=10) is not None for f in open_streams)
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "streams" in e.value.message
+        # the slots are free again
+        assert "".join(c.redact_stream(["after ", "them"])) == c.redact(["after them"])[0].text

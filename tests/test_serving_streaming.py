@@ -114,9 +114,63 @@ def test_output_is_released_before_the_stream_ends(client: GuardrailClient) -> N
 
 def test_long_stream_slides_its_window(guard: Guardrail) -> None:
     parts = [f"note {i}: mail ana{i}@example.com please " for i in range(150)]  # ~6000 chars
-    out = "".join(_stream(guard, parts, hold_words=4, hold_chars=16, max_hold_chars=256, window_chars=1024))
+    kw = {"hold_words": 4, "hold_chars": 16, "max_hold_chars": 256, "window_chars": 1024}
+    out = "".join(_stream(guard, parts, context_chars=256, **kw))
     assert "@example.com" not in out
-    assert out.count("[EMAIL]") == 150 and out.endswith("149: mail [EMAIL] please ")
+    unary = guard.redact(["".join(parts)])[0].text
+    assert out.count("[EMAIL]") == 150 and out[-200:] == unary[-200:]  # the last records: as unary
+
+
+def _counted(guard: Guardrail, reads: list[int]):
+    async def detect(text: str):
+        reads.append(len(text))
+        return guard.detect([text])[0]
+
+    return detect
+
+
+def test_word_by_word_stream_costs_at_most_3x_unary(guard: Guardrail) -> None:
+    """2,100 characters sent one word at a time: the detector reads at most 3x the text (it read the
+    whole text so far at each word: 56x in the issue), and the output still equals unary here (the
+    released part stays within the context)."""
+    text = " ".join([TEXT] * 23)[:2100]
+    words = re.findall(r"\S+\s*", text)
+    reads: list[int] = []
+
+    async def run() -> str:
+        s = StreamRedactor(_counted(guard, reads), Redactor("placeholder"))
+        out = []
+        for w in words:
+            s.feed(w)
+            if (piece := await s.release()) is not None:
+                out.append(piece.text)
+        out.append((await s.finish()).text)
+        return "".join(out)
+
+    out = asyncio.run(run())
+    assert sum(reads) <= 3 * len(text), f"read {sum(reads)} characters for {len(text)}"
+    assert not any(v in out for v in VALUES) and out.count("[EMAIL]") == text.count("@example.com")
+
+
+def test_a_burst_is_read_window_by_window(guard: Guardrail) -> None:
+    """Four 40,000-character chunks at once: no detection reads more than the window (it read all
+    160,000 characters at the first release and at the flush), nothing raw goes out."""
+    chunk = "mail ana.silva@example.com now " * 1290  # 39,990 characters
+    reads: list[int] = []
+
+    async def run() -> str:
+        s = StreamRedactor(_counted(guard, reads), Redactor("placeholder"), window_chars=8192)
+        out = []
+        for _ in range(4):
+            s.feed(chunk)
+        if (piece := await s.release()) is not None:
+            out.append(piece.text)
+        out.append((await s.finish()).text)
+        return "".join(out)
+
+    out = asyncio.run(run())
+    assert max(reads) <= 8192 and sum(reads) <= 3 * 4 * len(chunk)
+    assert "@example.com" not in out and out.count("[EMAIL]") >= 4 * chunk.count("@example.com")
 
 
 def test_stream_errors_and_empty_stream(client: GuardrailClient) -> None:

@@ -49,11 +49,15 @@ class Invalid(Exception):
     """A request the server refuses to read (INVALID_ARGUMENT); the message never quotes its text."""
 
 
+class StreamsFull(Exception):
+    """As many streams are open as the settings allow (RESOURCE_EXHAUSTED)."""
+
+
 def _status(e: BaseException) -> tuple[grpc.StatusCode, str]:
     """Status code and message for an error raised while serving a call."""
     if isinstance(e, Invalid | GuardrailError | RedactionError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(e)
-    if isinstance(e, QueueFull):
+    if isinstance(e, QueueFull | StreamsFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {e}; retry with backoff"
     if isinstance(e, Expired):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(e)
@@ -147,6 +151,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
+        self._streams = 0  # RedactStream calls open now
 
     # -- request checks -------------------------------------------------------------------------
     def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
@@ -229,8 +234,14 @@ class GuardrailService(pb_grpc.GuardrailServicer):
     ) -> AsyncIterator[pb.RedactStreamResponse]:
         started, code = time.perf_counter(), grpc.StatusCode.OK
         try:
-            async for response in self._stream(request_iterator, context):
-                yield response
+            if (limit := self.settings.max_streams) <= self._streams:
+                raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
+            self._streams += 1
+            try:
+                async for response in self._stream(request_iterator, context):
+                    yield response
+            finally:
+                self._streams -= 1
         except asyncio.CancelledError:
             code = _cancelled(context)
             raise
@@ -245,8 +256,11 @@ class GuardrailService(pb_grpc.GuardrailServicer):
     ) -> AsyncIterator[pb.RedactStreamResponse]:
         s = self.settings
         # None: the client's stream ended; an exception: it could not be read further (raised in order,
-        # after the chunks before it, so that a broken stream ends with an error, never as a success)
-        inbox: asyncio.Queue[pb.RedactStreamRequest | Exception | None] = asyncio.Queue()
+        # after the chunks before it, so that a broken stream ends with an error, never as a success).
+        # Bounded: a client that sends faster than the model redacts is held back by flow control.
+        inbox: asyncio.Queue[pb.RedactStreamRequest | Exception | None] = asyncio.Queue(
+            s.stream_queue_messages
+        )
 
         async def read() -> None:
             n = 0
@@ -279,19 +293,27 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             async def detect(text: str) -> list[Span]:
                 return (await self._detect([text], labels, context))[0]
 
+            max_hold = max(s.stream_hold_chars, 1024)
             stream = StreamRedactor(
                 detect,
                 redactor,
                 hold_words=s.stream_hold_words,
                 hold_chars=s.stream_hold_chars,
-                max_hold_chars=max(s.stream_hold_chars, 1024),
-                window_chars=max(s.stream_window_chars, 2 * max(s.stream_hold_chars, 1024)),
+                max_hold_chars=max_hold,
+                window_chars=max(s.stream_window_chars, 2 * (s.stream_context_chars + max_hold)),
+                context_chars=s.stream_context_chars,
             )
             bytes_out = 0  # UTF-8 bytes of the input released so far: the byte offset of the next piece
             pending: list[pb.RedactStreamRequest | Exception | None] = [first]
             while True:
-                while not inbox.empty():  # chunks that came in while the model ran: one detection for all
-                    pending.append(inbox.get_nowait())
+                # chunks that came in while the model ran: one detection for all, up to a window's worth
+                # (the rest waits in the bounded inbox, and then in the client)
+                buffered = sum(len(r.chunk) for r in pending if isinstance(r, pb.RedactStreamRequest))
+                while not inbox.empty() and stream.pending + buffered < stream.window_chars:
+                    request = inbox.get_nowait()
+                    pending.append(request)
+                    if isinstance(request, pb.RedactStreamRequest):
+                        buffered += len(request.chunk)
                 ended = False
                 for request in pending:
                     if request is None:

@@ -89,7 +89,16 @@ class ServeSettings(BaseSettings):
     stream_hold_chars: int = Field(64, ge=0)
     """At least this many trailing characters are held back too (long identifiers have few spaces)."""
     stream_window_chars: int = Field(8192, ge=256)
-    """Input a stream's detection reads at most; longer streams are read in a sliding window."""
+    """Input one detection of a stream reads at most (at least 2 x (context + 1024)): a burst of chunks
+    is read, and released, window by window."""
+    stream_context_chars: int = Field(1024, ge=0)
+    """Released text a stream's detection reads again as context; streams whose released part is shorter
+    equal unary ``Redact`` exactly."""
+    stream_queue_messages: int = Field(8, ge=1)
+    """Messages of a stream read ahead of its redaction at most; then the server stops reading and gRPC
+    flow control holds the client back."""
+    max_streams: int = Field(256, ge=1)
+    """Streams open at once; more are answered RESOURCE_EXHAUSTED."""
 
     # security
     tls_cert: Path | None = None
