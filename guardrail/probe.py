@@ -618,9 +618,9 @@ def fit(
 
 @contextlib.contextmanager
 def flush_denormal() -> Iterator[None]:
-    """Subnormal floats flushed to zero while inside. Adam's moment estimates decay into them, and x86
-    computes them in microcode: an MLP fit on the pruned int8 backbone's residuals ran 1.45x faster
-    (15.2 s -> 10.5 s, same data). torch has no getter: the process default (off) is put back."""
+    """Subnormal floats flushed to zero while inside: Adam's moment estimates and small gradients can
+    decay into them, and x86 computes them on a slow microcode path (a probe cannot tell the
+    difference). torch has no getter: the process default (off) is put back."""
     flushed = torch.set_flush_denormal(True)
     try:
         yield
