@@ -11,6 +11,16 @@ latencies (a window is long enough for 2 x concurrency calls, so slow levels are
 
 Writes ``report.md``, ``load.json`` and ``load.png`` (matplotlib). Timed on whatever else the machine is
 doing: the report records the load average before and after.
+
+``--overload`` measures the sidecar past its capacity instead, on one batched server: the throughput of
+32 clients (deadline ``--timeout-s``), then 200 clients (``--overload-clients``) whose calls have a 5 s
+deadline (``--deadline-s``) and who back off after a RESOURCE_EXHAUSTED (exponential from ``--backoff-s``,
+at most 8x that, full jitter). It reports goodput (calls
+that succeeded within their deadline, per second) against the 32-client throughput (target >= 80%),
+calls that succeeded after their deadline (target 0), and where the model's time went (texts read,
+read for callers that had gone, dropped unread by reason). Writes ``overload.md`` and ``overload.json``.
+
+    python benchmarks/load.py --overload --warmup-s 5 --measure-s 20
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import subprocess
 import sys
@@ -102,9 +113,13 @@ class Server:
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()
 
     def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of ``/metrics``: ``name{labels}`` -> value."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            m = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
-        return float(m.group(1)) if m else 0.0
+            body = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", body, re.M)}
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -115,14 +130,24 @@ class Server:
 
 
 async def level(
-    target: str, texts: list[str], concurrency: int, warmup_s: float, measure_s: float, timeout: float
+    target: str,
+    texts: list[str],
+    concurrency: int,
+    warmup_s: float,
+    measure_s: float,
+    timeout: float,
+    backoff_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``concurrency`` closed-loop clients; stats of the calls that finished in the measured window.
 
     Warm-up lasts ``warmup_s`` and until every client has finished a call (the queue is in its steady
     state); the window lasts ``measure_s`` and until ``2 x concurrency`` calls finished in it (at most
-    10 x ``measure_s``), so that slow levels still give a p99 of their own calls.
+    10 x ``measure_s``), so that slow levels still give a p99 of their own calls. ``backoff_s`` > 0: a
+    client refused with RESOURCE_EXHAUSTED waits before its next call, up to ``backoff_s`` x 2^(refusals
+    in a row) (at most 8 x ``backoff_s``), a random share of it. Calls that
+    succeeded after their deadline (``timeout``) are counted apart (``late``), not in the throughput.
     """
+    late = 0
     lat: list[float] = []
     errors: dict[str, int] = {}
     loop = asyncio.get_running_loop()
@@ -133,7 +158,9 @@ async def level(
     async with AsyncGuardrailClient(target, timeout=timeout, retries=0) as client:
 
         async def worker(w: int) -> None:
+            nonlocal late
             i = w
+            refused = 0  # refusals in a row
             while not done.is_set():
                 start = loop.time()
                 code = None
@@ -143,6 +170,12 @@ async def level(
                     code = e.code.name
                 end = loop.time()
                 i += concurrency
+                if backoff_s and code == "RESOURCE_EXHAUSTED":
+                    # exponential back-off with full jitter, as gRPC's own retries do
+                    await asyncio.sleep(random.uniform(0, min(8 * backoff_s, backoff_s * 2**refused)))
+                    refused += 1
+                else:
+                    refused = 0
                 if not window:
                     warm.add(w)
                     if len(warm) == concurrency and end - began >= warmup_s:
@@ -150,12 +183,14 @@ async def level(
                     continue
                 if start < window[0]:
                     continue  # started during warm-up
-                if code is None:
+                if code is None and end - start > timeout:
+                    late += 1
+                elif code is None:
                     lat.append(end - start)
                 else:
                     errors[code] = errors.get(code, 0) + 1
                 span = end - window[0]
-                finished = len(lat) + sum(errors.values())
+                finished = len(lat) + late + sum(errors.values())
                 if (span >= measure_s and finished >= 2 * concurrency) or span >= 10 * measure_s:
                     window.append(end)
                     done.set()
@@ -176,6 +211,7 @@ async def level(
         "p50_ms": float(np.percentile(arr, 50)) if len(arr) else None,
         "p99_ms": float(np.percentile(arr, 99)) if len(arr) else None,
         "errors": errors,
+        "late": late,
     }
 
 
@@ -241,6 +277,139 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _model_work(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Where the model's time went between two metric snapshots."""
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    work = {
+        "texts_read": delta("guardrail_texts_total"),
+        "late_texts": delta("guardrail_late_texts_total"),
+        "ok_calls": delta('guardrail_requests_total{code="OK",method="Redact"}'),
+        "batches": delta("guardrail_batch_texts_count"),
+        "batch_texts": delta("guardrail_batch_texts_sum"),
+        "model_seconds": delta("guardrail_batch_seconds_sum"),
+    }
+    for reason in ("refused", "abandoned", "expired", "stopped"):
+        work[f"dropped_{reason}"] = delta(f'guardrail_dropped_texts_total{{reason="{reason}"}}')
+    for code in ("DEADLINE_EXCEEDED", "CANCELLED", "RESOURCE_EXHAUSTED"):
+        work[f"calls_{code}"] = delta(f'guardrail_requests_total{{code="{code}",method="Redact"}}')
+    return work
+
+
+def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Levels run several times as one: calls and windows summed, latency percentiles averaged."""
+    calls = sum(r["calls"] for r in rows)
+    window = sum(r["window_s"] for r in rows)
+    errors: dict[str, int] = {}
+    for r in rows:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    p50 = [r["p50_ms"] for r in rows if r["p50_ms"] is not None]
+    p99 = [r["p99_ms"] for r in rows if r["p99_ms"] is not None]
+    return {
+        "concurrency": rows[0]["concurrency"],
+        "calls": calls,
+        "window_s": round(window, 2),
+        "throughput_rps": calls / window if window else 0.0,
+        "p50_ms": float(np.mean(p50)) if p50 else None,
+        "p99_ms": float(np.mean(p99)) if p99 else None,
+        "errors": errors,
+        "late": sum(r["late"] for r in rows),
+        "rounds": rows,
+    }
+
+
+def overload(a: argparse.Namespace, texts: list[str], out: Path) -> int:
+    """``--overload``: 32-client throughput, then goodput at ``a.overload_clients`` with short deadlines."""
+    load_before = os.getloadavg()
+    server = Server(a.bundle, a.max_batch_texts, a.max_wait_ms, a.serve_arg)
+    target = f"127.0.0.1:{server.port}"
+    bases: list[dict[str, Any]] = []
+    overs: list[dict[str, Any]] = []
+    works: list[dict[str, float]] = []
+    try:
+        # the two levels alternate (--rounds): a shared machine's speed drifts over minutes
+        for _ in range(a.rounds):
+            bases.append(asyncio.run(level(target, texts, 32, a.warmup_s, a.measure_s, a.timeout_s)))
+            time.sleep(1.0)
+            before = server.metrics()
+            began = time.monotonic()
+            n, deadline = a.overload_clients, a.deadline_s
+            overs.append(
+                asyncio.run(level(target, texts, n, a.warmup_s, a.measure_s, deadline, backoff_s=a.backoff_s))
+            )
+            elapsed = time.monotonic() - began
+            time.sleep(1.0)
+            works.append(_model_work(before, server.metrics()))
+            works[-1]["busy_share"] = works[-1]["model_seconds"] / elapsed
+    finally:
+        server.stop()
+    base, over, work = _pool(bases), _pool(overs), {k: sum(w[k] for w in works) for k in works[0]}
+    work["busy_share"] /= len(works)
+    load_after = os.getloadavg()
+    ratio = over["throughput_rps"] / base["throughput_rps"] if base["throughput_rps"] else 0.0
+    read = work["texts_read"]
+    wasted = (work["late_texts"] / read) if read else 0.0
+    result = {
+        "date": dt.date.today().isoformat(),
+        "bundle": a.bundle,
+        "chars": len(texts[0]),
+        "serve_args": a.serve_arg,
+        "machine": {
+            "cpu": a.machine or machine_name(),
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in load_after],
+        },
+        "baseline": base,
+        "overload": over,
+        "deadline_s": a.deadline_s,
+        "backoff_s": a.backoff_s,
+        "goodput_ratio": ratio,
+        "model_work": work,
+        "wasted_share": wasted,
+    }
+    e = over["errors"]
+    lines = [
+        f"# Sidecar under overload — {result['date']}",
+        "",
+        f"Machine: {result['machine']['cpu']}, {os.cpu_count()} CPUs; load average before "
+        f"{result['machine']['load_before']}, after {result['machine']['load_after']}. Bundle `{a.bundle}`; "
+        f"`Redact` of one {len(texts[0])}-character message per call; warm-up >= {a.warmup_s} s, measured "
+        f">= {a.measure_s} s per level, the two levels alternating {a.rounds} times (pooled below); server "
+        "and clients on the same machine (loopback).",
+        "",
+        f"- 32 clients (deadline {a.timeout_s:.0f} s): **{base['throughput_rps']:.2f} calls/s**, p50 "
+        f"{base['p50_ms'] or float('nan'):.0f} ms, p99 {base['p99_ms'] or float('nan'):.0f} ms, errors "
+        f"{base['errors'] or 0}.",
+        f"- {a.overload_clients} clients, deadline {a.deadline_s:.0f} s, exponential back-off "
+        f"({a.backoff_s:g}-{8 * a.backoff_s:g} s, jitter) after RESOURCE_EXHAUSTED: goodput "
+        f"**{over['throughput_rps']:.2f} calls/s = "
+        f"{ratio:.0%}** of the 32-client throughput (target >= 80%); p50 "
+        f"{over['p50_ms'] or float('nan'):.0f} ms, p99 {over['p99_ms'] or float('nan'):.0f} ms of the "
+        f"calls that succeeded; succeeded after their "
+        f"deadline: **{over['late']}** (target 0); refused RESOURCE_EXHAUSTED "
+        f"{e.get('RESOURCE_EXHAUSTED', 0)}, DEADLINE_EXCEEDED {e.get('DEADLINE_EXCEEDED', 0)}, other "
+        f"{sum(v for k, v in e.items() if k not in ('RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED'))}.",
+        f"- The model during the {a.overload_clients}-client levels (warm-ups included): read "
+        f"{read:.0f} texts in {work['batches']:.0f} batches (mean "
+        f"{work['batch_texts'] / max(1.0, work['batches']):.1f} texts), busy {work['busy_share']:.0%} of "
+        f"the time; {work['late_texts']:.0f} texts ({wasted:.1%}) read for callers that had gone; "
+        f"dropped unread: refused {work['dropped_refused']:.0f}, abandoned {work['dropped_abandoned']:.0f}, "
+        f"expired {work['dropped_expired']:.0f}, stopped mid-batch {work['dropped_stopped']:.0f}; server "
+        f"counted DEADLINE_EXCEEDED {work['calls_DEADLINE_EXCEEDED']:.0f}, CANCELLED "
+        f"{work['calls_CANCELLED']:.0f}.",
+        "",
+    ]
+    (out / "overload.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "overload.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=DEFAULT_BUNDLE)
@@ -264,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--machine", default=None, help="machine name in the report (default: CPU model and count)"
     )
+    p.add_argument("--overload", action="store_true", help="goodput past capacity (see the docstring)")
+    p.add_argument("--overload-clients", type=int, default=200)
+    p.add_argument("--deadline-s", type=float, default=5.0, help="client deadline under --overload")
+    p.add_argument("--rounds", type=int, default=2, help="--overload: times the two levels alternate")
+    p.add_argument("--backoff-s", type=float, default=0.5, help="--overload: first back-off after a refusal")
     a = p.parse_args(argv)
     levels = [int(x) for x in a.concurrency.split(",")]
     texts = json.loads(a.messages.read_text()) if a.messages else messages(64, a.chars)
@@ -272,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.date.today().isoformat()
     out = Path(a.out) if a.out else ROOT / "results" / f"{date}-load-{a.machine or machine_name()}"
     out.mkdir(parents=True, exist_ok=True)
+    if a.overload:
+        return overload(a, texts, out)
     load_before = os.getloadavg()
     modes = {"batched": a.max_batch_texts, "batch size 1": 1}
     # Both servers are up the whole time and the modes alternate level by level (in alternating order):

@@ -217,3 +217,16 @@ def test_close_with_a_wait_stops_running_and_queued_work() -> None:
 
     assert run(go()) < 1.0
     assert [t for texts, _ in model.calls for t in texts] == ["long"]
+
+
+def test_the_model_speed_is_learnt_as_a_fixed_and_a_per_character_time() -> None:
+    from guardrail.serving.batching import _Rate
+
+    rate = _Rate(margin=1.0)
+    assert rate.seconds(1000) == 0.0  # unknown: no refusals before a batch has run
+    rate.observe(100, 0.3)
+    assert rate.seconds(200) == pytest.approx(0.6)  # one size: all of it per character (the safe side)
+    for chars in (100, 800, 300, 1600, 50):
+        rate.observe(chars, 0.2 + 0.001 * chars)
+    assert rate.fixed == pytest.approx(0.2, abs=0.05) and rate.per_char == pytest.approx(0.001, rel=0.1)
+    assert rate.seconds(1000, batches=2) == pytest.approx(2 * rate.fixed + 1000 * rate.per_char)

@@ -9,8 +9,8 @@ pile up and the next batch is simply what arrived meanwhile.
 Under overload the model's time goes to callers that can still use it. The batcher learns the model's
 speed (seconds per character) from the batches it runs and:
 
-* refuses a request at once (:class:`QueueFull`, RESOURCE_EXHAUSTED) when the work ahead of it would not
-  end before its deadline, rather than letting it time out late;
+* refuses a request at once (:class:`QueueFull`, RESOURCE_EXHAUSTED) when the work ahead of it and a
+  full batch would not end before its deadline, rather than letting it time out late;
 * drops, unread, a request whose caller gave up (cancellation) or whose deadline has passed or would
   pass before the model could finish it (:class:`Expired`), and ends a batch before a request that
   would make it finish after the earliest deadline in it;
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import queue
 import threading
 import time
@@ -73,24 +74,49 @@ def checkpoint() -> None:
 
 
 class _Rate:
-    """Model seconds per input character, an exponential average over finished batches (unknown before
-    the first one). Per character, a batch's fixed cost included: small batches read as slower, which
-    only errs on the safe side while the queue is short."""
+    """Model seconds of a batch of ``c`` characters, ``a + b * c``: a least-squares fit to the batches
+    run so far, recent ones weighing most (unknown before the first). While the batches seen had nearly
+    one size, all of their time is taken as per character (``a = 0``), the safe side for larger ones.
+    Estimates carry a margin: ``margin`` plus twice the recent share by which batches overran their
+    estimate (a machine shared with other work is slower at times, and a late batch is wasted)."""
 
-    def __init__(self, alpha: float = 0.3, margin: float = 1.1):
-        self.per_char: float | None = None
-        self.alpha = alpha
+    def __init__(self, decay: float = 0.9, margin: float = 1.1):
+        self.decay = decay
         self.margin = margin
+        self._sums = [0.0] * 5  # weight, x, y, x*x, x*y (x: characters, y: seconds)
+        self.overrun = 0.0
+        """Recent share by which batches took longer than fitted (an exponential average)."""
+        self.fixed = 0.0
+        """``a``: seconds per batch."""
+        self.per_char: float | None = None
+        """``b``: seconds per character (None: nothing measured yet)."""
 
     def observe(self, chars: int, seconds: float) -> None:
         if chars <= 0 or seconds <= 0:
             return
-        x = seconds / chars
-        self.per_char = x if self.per_char is None else (1 - self.alpha) * self.per_char + self.alpha * x
+        if self.per_char is not None:
+            expected = self.fixed + self.per_char * chars
+            overrun = max(0.0, seconds / expected - 1.0) if expected > 0 else 0.0
+            self.overrun = self.decay * self.overrun + (1 - self.decay) * min(overrun, 1.0)
+        for i, v in enumerate((1.0, chars, seconds, chars * chars, chars * seconds)):
+            self._sums[i] = self.decay * self._sums[i] + v
+        w, x, y, xx, xy = self._sums
+        spread = w * xx - x * x
+        if spread <= 0.01 * x * x:  # one size: no way to tell fixed from per-character time
+            self.fixed, self.per_char = 0.0, y / x
+            return
+        b = max(0.0, (w * xy - x * y) / spread)
+        a = (y - b * x) / w
+        if a < 0:
+            a, b = 0.0, y / x
+        self.fixed, self.per_char = a, b
 
-    def seconds(self, chars: int) -> float:
-        """Expected model time of ``chars`` characters (with a margin); 0 while unknown."""
-        return 0.0 if self.per_char is None else self.margin * chars * self.per_char
+    def seconds(self, chars: float, batches: int = 1) -> float:
+        """Expected model time of ``chars`` characters in ``batches`` batches (with a margin); 0 while
+        unknown or for no characters."""
+        if self.per_char is None or chars <= 0:
+            return 0.0
+        return (self.margin + 2 * self.overrun) * (batches * self.fixed + chars * self.per_char)
 
 
 class _ModelThread:
@@ -164,6 +190,7 @@ class Batcher:
         self.rate = _Rate()
         """The model's speed as learnt so far (admission and batch sizing read it)."""
         self._busy_until = 0.0  # loop time the running batch is expected to end at
+        self._text_chars = 0.0  # characters per text, an exponential average over requests
         # One thread: the model is one instance, and torch already spreads one call over the cores.
         self._model = _ModelThread("guardrail-model")
 
@@ -197,8 +224,19 @@ class Batcher:
         now = loop.time()
         deadline = None if timeout is None else now + timeout
         item = _Item(items, tuple(labels) if labels is not None else None, deadline, loop.create_future())
+        self._text_chars += 0.1 * (item.chars / len(items) - self._text_chars)
         if timeout is not None and self.rate.per_char is not None:
-            wait = max(0.0, self._busy_until - now) + self.rate.seconds(self._queued_chars + item.chars)
+            # The work ahead, then this request's batch: a full one behind a long queue, so that admitted
+            # requests reach the model with time for a full batch left (batches cut short by deadlines
+            # would run the model below its speed, and cut the next ones shorter still).
+            full = max(1.0, min(self.max_batch_chars, self.max_batch_texts * self._text_chars))
+            ahead = self._queued_chars
+            own = max(item.chars, full) if ahead >= full else item.chars
+            wait = (
+                max(0.0, self._busy_until - now)
+                + self.rate.seconds(ahead, math.ceil(ahead / full))
+                + self.rate.seconds(own)
+            )
             if wait > timeout:
                 self._count_dropped("refused", len(items))
                 raise QueueFull(
