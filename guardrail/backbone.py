@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from guardrail import cpu
 
 if TYPE_CHECKING:
     from guardrail.bundle import Bundle
@@ -185,29 +188,58 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+class SlowPathWarning(RuntimeWarning):
+    """An explicitly asked dtype or runtime that this CPU runs slowly (warned once per process each)."""
 
 
-def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    """bf16 where the hardware has it, fp32 otherwise; never fp16 (residuals reach ~1e4)."""
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+_warned: set[str] = set()
+
+
+def _warn_slow(key: str, message: str) -> None:
+    """Warn about slow path ``key`` once per process (never an error: the user asked for it)."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, SlowPathWarning, stacklevel=3)
+
+
+def dtype_choice(device: torch.device, dtype: str = "auto") -> tuple[torch.dtype, str]:
+    """:func:`pick_dtype` with its reason. An explicit ``bf16`` on a CPU without fast bf16 products is
+    kept, with a :class:`SlowPathWarning` (once)."""
     table = {
         "bf16": torch.bfloat16,
         "bfloat16": torch.bfloat16,
         "fp32": torch.float32,
         "float32": torch.float32,
     }
-    if dtype not in table:
+    if dtype != "auto" and dtype not in table:
         raise BackboneError(f"dtype must be auto, bf16 or fp32 (fp16 overflows the residual), got {dtype!r}")
-    return table[dtype]
+    if device.type == "cuda":
+        if dtype != "auto":
+            return table[dtype], f"{dtype}: as asked"
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bf16: the GPU has it"
+        return torch.float32, "fp32: the GPU has no bf16"
+    caps = cpu.probe()
+    if dtype == "auto":
+        if caps.fast_bf16:
+            return torch.bfloat16, f"bf16: fast bf16 products here ({caps.bf16_why})"
+        return torch.float32, f"fp32: no fast bf16 here ({caps.bf16_why})"
+    dt = table[dtype]
+    if dt == torch.bfloat16 and not caps.fast_bf16 and device.type == "cpu":
+        _warn_slow(
+            "dtype-bf16",
+            f"dtype {dtype} on this CPU is emulated, several times slower than fp32 ({caps.bf16_why}); "
+            "dtype auto picks fp32 here",
+        )
+        return dt, f"{dtype}: as asked (slow here: {caps.bf16_why})"
+    return dt, f"{dtype}: as asked"
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """bf16 where the hardware has it, fp32 otherwise; never fp16 (residuals reach ~1e4). On the CPU,
+    "has it" means fast bf16 products that torch and oneDNN will use (:mod:`guardrail.cpu`)."""
+    return dtype_choice(device, dtype)[0]
 
 
 @dataclass(slots=True)
@@ -260,14 +292,99 @@ def window_plan(
 RUNTIMES = ("torch", "torch-int8", "onnx-int8")
 """``torch``: the model in torch (bf16 where the hardware has it, else fp32; CPU or CUDA). ``torch-int8``
 (CPU): the same model with int8 weights and per-token int8 activations in every block's linear layers
-(:mod:`guardrail.quant`), always compiled (about a minute at start, then the fastest CPU runtime: 1.45x
-torch on the dev VM, spans nearly the bundle's). ``onnx-int8``: the truncated model exported once to
-ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX Runtime on the CPU; residuals within
-~0.997 cosine of torch's, but its spans differ from the bundle's (its thresholds were set on torch's
-activations). Measured: 1.32x torch bf16 on the 2-core AVX512-BF16 dev VM, 0.6x on a 16-core Xeon with
-AMX (README, "Which runtime where")."""
+(:mod:`guardrail.quant`), compiled when warmed up (servers: about a minute at start, then the fastest CPU
+runtime where the CPU has VNNI or AMX: 1.45x torch on the dev VM, spans nearly the bundle's) or asked
+(``compile=True``), eager otherwise (one-shot CLI calls skip that minute); without VNNI/AMX
+``torch._int_mm`` is slow, and ``auto`` does not pick it (:func:`choose`). ``onnx-int8``: the truncated
+model exported once to ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX Runtime on the
+CPU (it has AVX2 int8 kernels); residuals within ~0.997 cosine of torch's, but its spans differ from the
+bundle's (its thresholds were set on torch's activations). Measured: 1.32x torch bf16 on the 2-core
+AVX512-BF16 dev VM, 0.6x on a 16-core Xeon with AMX (README, "Which runtime where")."""
 CPU_RUNTIMES = ("torch-int8", "onnx-int8")
 """Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The runtime and dtype a backbone runs in, and why (for logs, ``guardrail doctor``, ``GetInfo``)."""
+
+    runtime: str
+    dtype: torch.dtype
+    why: str
+
+
+def onnx_int8_support(pruned: bool = False, exported: bool = False) -> str | None:
+    """Why the ``onnx-int8`` runtime cannot run a backbone here, or None when it can: ONNX Runtime must
+    be installed, and to export the model the first time (``exported``: the int8 graph is cached
+    already) onnx and onnxscript too; a pruned backbone runs in torch only."""
+    import importlib.util
+
+    if pruned:
+        return "onnx-int8 does not run a pruned backbone"
+    need = ("onnxruntime",) if exported else ("onnxruntime", "onnx", "onnxscript")
+    if missing := [m for m in need if importlib.util.find_spec(m) is None]:
+        return f"onnx-int8 needs {', '.join(missing)} (pip install 'guardrail[onnx]')"
+    return None
+
+
+def choose(
+    device: torch.device,
+    fitted: str = "torch",
+    runtime: str | None = None,
+    dtype: str = "auto",
+    *,
+    pruned: bool = False,
+    exported: bool = False,
+) -> Choice:
+    """The runtime and dtype to run a backbone in whose probe was fitted on runtime ``fitted``.
+
+    ``runtime`` None or ``auto``: by what this device does fast (:func:`guardrail.cpu.probe`), never a
+    slow path: a bundle fitted on ``torch-int8`` runs it where the CPU has VNNI or AMX, else
+    ``onnx-int8`` where ONNX Runtime can run it (:func:`onnx_int8_support`), else ``torch``; one fitted
+    on ``onnx-int8`` runs it where ONNX Runtime is installed, else ``torch``; a GPU runs ``torch``. An
+    explicit runtime or dtype is kept, with a :class:`SlowPathWarning` (once) where this CPU runs it slowly
+    (``torch-int8`` without VNNI/AMX, ``bf16`` without AVX512-BF16/AMX). ``pruned``: the backbone keeps
+    only some MLP neurons; ``exported``: its ONNX graph is in the cache.
+    """
+    if runtime in (None, "auto"):
+        caps = cpu.probe()
+        why = f"fitted on {fitted}"
+        if fitted not in RUNTIMES:
+            raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {fitted!r}")
+        if device.type != "cpu":
+            runtime = "torch"
+            if fitted in CPU_RUNTIMES:
+                why += f", which runs on the CPU only: torch on {device.type}"
+        elif fitted == "torch-int8":
+            if caps.fast_int8:
+                runtime, why = fitted, f"{why}, fast int8 products here ({caps.int8_why})"
+            elif (no_onnx := onnx_int8_support(pruned, exported)) is None:
+                runtime = "onnx-int8"
+                why += f", but torch._int_mm is slow here ({caps.int8_why}); ONNX Runtime has int8 kernels"
+            else:
+                runtime = "torch"
+                why += f", but torch._int_mm is slow here ({caps.int8_why}) and {no_onnx}"
+        elif fitted == "onnx-int8" and (no_onnx := onnx_int8_support(pruned, exported)) is not None:
+            runtime, why = "torch", f"{why}, but {no_onnx}"
+        else:
+            runtime = fitted
+    else:
+        if runtime not in RUNTIMES:
+            raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        why = "as asked"
+        caps = cpu.probe()
+        if runtime == "torch-int8" and device.type == "cpu" and not caps.fast_int8:
+            _warn_slow(
+                "runtime-torch-int8",
+                f"runtime torch-int8 on this CPU is slow: torch._int_mm has no fast kernel without VNNI "
+                f"or AMX ({caps.int8_why}); runtime auto picks onnx-int8 or torch here",
+            )
+            why += f" (slow here: {caps.int8_why})"
+    if runtime.startswith("torch"):
+        dt, dtype_why = dtype_choice(device, dtype)
+    else:
+        dt, dtype_why = torch.float32, "fp32: ONNX Runtime's activations (weights int8)"
+    return Choice(runtime, dt, f"runtime {runtime}: {why}; dtype {dtype_why}")
 
 
 def _onnx_path(path: str, layer: int) -> Path:
@@ -411,6 +528,7 @@ class Backbone:
         d_model: int,
         session=None,
         runtime: str | None = None,
+        why: str = "",
     ):
         self.model = model
         self._eager = getattr(model, "_orig_mod", model)
@@ -424,6 +542,11 @@ class Backbone:
         self.dtype = dtype
         self.d_model = d_model
         self.runtime = runtime or ("onnx-int8" if session is not None else "torch")
+        self.why = why or f"runtime {self.runtime}"
+        """Why this runtime and dtype (:class:`Choice`): logged at load, shown by ``guardrail doctor``."""
+        self.compile_on_warmup = False
+        """``torch.compile`` the model in :meth:`warmup` (torch-int8 not compiled at load): a server warms
+        up and compiles, a one-shot CLI call runs eager and starts in seconds."""
         self.bos_id = tokenizer.bos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -438,7 +561,8 @@ class Backbone:
             raise BackboneError(f"cannot load the tokenizer of {model_id!r}: {e}") from e
         info = {**info, "n_layers": str(config.num_hidden_layers)}
         cpu = torch.device("cpu")
-        return cls(None, tokenizer, layer, info, cpu, torch.float32, int(config.hidden_size), runtime="onnx")
+        why = "runtime onnx: the exported probe graph (guardrail export-onnx) runs the model"
+        return cls(None, tokenizer, layer, info, cpu, torch.float32, int(config.hidden_size), "onnx", why)
 
     @classmethod
     def load(
@@ -450,25 +574,41 @@ class Backbone:
         runtime: str = "torch",
         compile: bool = False,
         pruning: Pruning | None = None,
+        fitted: str | None = None,
     ) -> Backbone:
         """Load a backbone truncated after ``layer`` blocks (embeddings + blocks ``0..layer-1``).
 
         ``pruning``: the MLP neurons each block keeps (and their refitted down projection), from a
         bundle trained on a pruned backbone (:mod:`guardrail.prune`); the others are never computed.
 
+        ``runtime``: one of :data:`RUNTIMES`, or ``auto``: what :func:`choose` picks on this machine for a
+        probe fitted on ``fitted`` (default ``torch``); the choice and its reason are :attr:`why` (logged
+        at INFO). An explicit runtime or ``dtype`` this CPU runs slowly is kept, with a warning.
+
         ``compile`` wraps the torch model in ``torch.compile`` (dynamic shapes): ~1 minute once per
-        process, then ~20% more throughput on CPU — for servers, not for one-shot CLI calls.
+        process, then ~20% more throughput on CPU — for servers, not for one-shot CLI calls. Without it
+        ``torch-int8`` compiles in :meth:`warmup` (which servers call; the CLI does not).
         """
         from transformers import AutoModel
 
-        if runtime not in RUNTIMES:
-            raise BackboneError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime not in (*RUNTIMES, "auto"):
+            raise BackboneError(f"runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
         path, info = resolve(model_id)
         dev = pick_device(device)
         if pruning is not None and runtime == "onnx-int8":
             raise BackboneError("a pruned backbone runs in torch (runtime torch or torch-int8)")
         if runtime in CPU_RUNTIMES and dev.type != "cpu":
             raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
+        onnx_file = _onnx_path(path, layer)
+        choice = choose(
+            dev,
+            fitted or (runtime if runtime != "auto" else "torch"),
+            runtime,
+            dtype,
+            pruned=pruning is not None,
+            exported=onnx_file.is_file(),
+        )
+        runtime = choice.runtime
         try:
             config = _config(path)
             n_layers = int(config.num_hidden_layers)
@@ -477,10 +617,9 @@ class Backbone:
             config.num_hidden_layers = layer
             if getattr(config, "layer_types", None):
                 config.layer_types = list(config.layer_types[:layer])
-            dt = pick_dtype(dev, dtype) if runtime.startswith("torch") else torch.float32
+            dt = choice.dtype
             tokenizer = _tokenizer(path, model_id)
             info = {**info, "n_layers": str(n_layers)}
-            onnx_file = _onnx_path(path, layer)
             model = None
             if runtime != "onnx-int8" or not onnx_file.is_file():
                 import transformers.utils.logging as tlog
@@ -509,9 +648,12 @@ class Backbone:
                 from guardrail.quant import quantize_linear
 
                 quantize_linear(model.layers)
-            if compile or runtime == "torch-int8":
+            if compile:
                 model = torch.compile(model, dynamic=True)
-            return cls(model, tokenizer, layer, info, dev, dt, d_model, runtime=runtime)
+            log.info("backbone %s at layer %d: %s", model_id, layer, choice.why)
+            bb = cls(model, tokenizer, layer, info, dev, dt, d_model, runtime=runtime, why=choice.why)
+            bb.compile_on_warmup = runtime == "torch-int8" and not compile
+            return bb
         try:
             import onnxruntime  # noqa: F401
         except ImportError as e:
@@ -523,15 +665,17 @@ class Backbone:
             export_onnx(model, onnx_file)
             del model
         session = ort_session(onnx_file, ["CPUExecutionProvider"])
-        return cls(None, tokenizer, layer, info, dev, torch.float32, d_model, session)
+        log.info("backbone %s at layer %d: %s", model_id, layer, choice.why)
+        return cls(None, tokenizer, layer, info, dev, torch.float32, d_model, session, why=choice.why)
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, model: str | None = None, **kwargs: object) -> Backbone:
         """The backbone a bundle's probes read: its model (or ``model``, see ``Guardrail.load``) cut at
-        its layer, pruned as it was trained, in its runtime unless ``kwargs`` name another (the rest of
-        ``kwargs`` go to :meth:`load`)."""
+        its layer, pruned as it was trained, in its runtime unless ``kwargs`` name another (``auto``: the
+        one :func:`choose` picks for it here; the rest of ``kwargs`` go to :meth:`load`)."""
         ref = bundle.manifest.backbone
         kwargs.setdefault("runtime", ref.runtime)
+        kwargs.setdefault("fitted", ref.runtime)
         return cls.load(model or ref.id, layer=ref.layer, pruning=bundle.pruning, **kwargs)  # type: ignore[arg-type]
 
     @property
@@ -658,7 +802,10 @@ class Backbone:
         """Run each batch shape a request may bring once, so that none pays for setting up kernels (on
         CPU bf16 the first call of a shape can be 10-50x slower than the next; a compiled model traces
         once per kind of call): one window alone, a batch per length bucket, packed rows in a batch and
-        alone."""
+        alone. A torch-int8 model not compiled at load is compiled here first (:attr:`compile_on_warmup`)."""
+        if self.compile_on_warmup and self.model is not None:
+            self.model = torch.compile(self.model, dynamic=True)
+            self.compile_on_warmup = False
         filler = np.full(WINDOW - 1, self.bos_id, dtype=np.int64)
         self._forward([[filler[:5]]])
         for bucket in LENGTH_BUCKETS:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 CHUNK_CHARS = 100_000
@@ -64,7 +65,9 @@ def _load(args: argparse.Namespace):
     return Guardrail.load(
         args.bundle,
         device=args.device,
+        dtype=args.dtype,
         runtime=args.runtime,
+        compile=args.compile,
         probe=args.probe,
         patterns=not args.no_patterns,
         model=args.model,
@@ -395,6 +398,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         key=args.key,
         labels=args.labels.split(",") if args.labels else None,
         device=args.device,
+        dtype=args.dtype,
         runtime=args.runtime,
         model=args.model,
         onnx_dir=args.onnx_dir,
@@ -455,6 +459,90 @@ _MODEL_HELP = (
 )
 
 
+def doctor_report(device: str = "auto", bundles: Sequence[str] | None = None) -> dict[str, Any]:
+    """What ``guardrail doctor`` prints: versions, the CPU as torch and oneDNN will use it, and per bundle
+    the runtime and dtype ``auto`` picks (:func:`guardrail.backbone.choose`) and why. Reads manifests
+    only: no model is loaded."""
+    import importlib.metadata
+
+    import torch
+
+    import guardrail
+    from guardrail import cpu
+    from guardrail.backbone import choose, pick_device
+    from guardrail.bundle import find, probes_root, read_manifest
+
+    def version(*dists: str) -> str | None:
+        for d in dists:
+            try:
+                return importlib.metadata.version(d)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    caps = cpu.probe()
+    dev = pick_device(device)
+    if bundles is None:
+        root = probes_root()
+        folders = sorted(f for f in root.iterdir() if (f / "guard.json").is_file()) if root.is_dir() else []
+    else:
+        folders = [find(b) for b in bundles]
+    rows = []
+    for folder in folders:
+        ref = read_manifest(folder).backbone
+        c = choose(dev, ref.runtime, "auto", "auto", pruned=ref.mlp_keep is not None)
+        rows.append(
+            {
+                "bundle": folder.name,
+                "fitted": ref.runtime,
+                "runtime": c.runtime,
+                "dtype": str(c.dtype).removeprefix("torch."),
+                "why": c.why,
+            }
+        )
+    return {
+        "guardrail": guardrail.__version__,
+        "torch": torch.__version__,
+        "onnxruntime": version("onnxruntime", "onnxruntime-gpu"),
+        "device": str(dev),
+        "cpu": caps.model,
+        "arch": caps.arch,
+        "threads": torch.get_num_threads(),
+        "capability": caps.capability,
+        "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "onednn_max_cpu_isa": caps.onednn_max_isa,
+        "flags": None if caps.flags is None else list(caps.flags),
+        "int8": caps.int8,
+        "int8_why": caps.int8_why,
+        "bf16": caps.bf16,
+        "bf16_why": caps.bf16_why,
+        "bundles": rows,
+    }
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    r = doctor_report(args.device, args.bundle)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return EXIT_OK
+    flags = r["flags"]
+    shown = "unknown" if flags is None else (" ".join(flags) or "none that matter here")
+    ort = r["onnxruntime"] or "not installed"
+    print(f"guardrail {r['guardrail']}, torch {r['torch']}, onnxruntime {ort}")
+    print(f"cpu: {r['cpu'] or '?'} ({r['arch']}), {r['threads']} torch threads; device {r['device']}")
+    print(
+        f"torch capability: {r['capability']} (ATEN_CPU_CAPABILITY={r['aten_cpu_capability'] or 'unset'}); "
+        f"ONEDNN_MAX_CPU_ISA={r['onednn_max_cpu_isa'] or 'unset'}"
+    )
+    print(f"cpu flags: {shown}")
+    for kind in ("int8", "bf16"):
+        speed = "fast" if r[kind] else "slow"
+        print(f"{kind} products: {speed} ({r[kind + '_why']})")
+    for b in r["bundles"]:
+        print(f"{b['bundle']} (fitted on {b['fitted']}): {b['why']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
@@ -477,16 +565,31 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--runtime",
             default=None,
-            choices=GUARDRAIL_RUNTIMES,
-            help="default: the one the bundle was fitted on (torch for the default bundle); torch, "
-            "torch-int8 (int8 products, compiled: fastest on CPU after a ~1 min start), onnx-int8 (the "
-            "backbone in ONNX Runtime, CPU) or onnx (the graph of guardrail export-onnx in --onnx-dir)",
+            choices=("auto", *GUARDRAIL_RUNTIMES),
+            help="auto (default): the one the bundle was fitted on where this machine runs it fast, else "
+            "the fastest it has (guardrail doctor shows the pick); torch, torch-int8 (int8 products; fast "
+            "with VNNI/AMX only), onnx-int8 (the backbone in ONNX Runtime, CPU) or onnx (the graph of "
+            "guardrail export-onnx in --onnx-dir). A runtime slow on this CPU warns",
+        )
+        sp.add_argument(
+            "--dtype",
+            default="auto",
+            choices=("auto", "bf16", "fp32"),
+            help="auto (default): bf16 where the CPU has AVX512-BF16/AMX (or the GPU bf16), else fp32; "
+            "bf16 elsewhere is emulated and warns",
         )
         sp.add_argument("--onnx-dir", default=None, help="folder written by guardrail export-onnx")
         sp.add_argument("--probe", default=None, help="probe in the bundle (default: the manifest's)")
         sp.add_argument("--labels", default=None, help="comma list of labels to report (default: bundle's)")
         sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
         sp.add_argument("--model", default=None, help=_MODEL_HELP)
+
+    def compiled(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--compile",
+            action="store_true",
+            help="torch.compile the backbone (about a minute at start; pays off on large inputs only)",
+        )
 
     r = sub.add_parser(
         "redact",
@@ -497,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
     r.add_argument("--key", default=None, help="HMAC key for --operator hash (or GUARDRAIL_HASH_KEY)")
     common(r)
+    compiled(r)
     r.set_defaults(func=cmd_redact)
 
     d = sub.add_parser(
@@ -514,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bad lines: fail (exit 2, write nothing) or report (an 'error' line each, exit 3)",
     )
     common(d)
+    compiled(d)
     d.set_defaults(func=cmd_detect)
 
     t = sub.add_parser(
@@ -631,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain (stdin when none)")
     e.add_argument("--json", action="store_true", help="one JSON list of spans (with features) per text")
     common(e)
+    compiled(e)
     e.set_defaults(func=cmd_explain)
 
     b = sub.add_parser(
@@ -723,6 +829,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8", action="store_true", help="quantise MatMul weights to int8 (smaller, CPU-faster)"
     )
     x.set_defaults(func=cmd_export_onnx)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="show what this machine runs fast and what each bundle would run on",
+        description="Print the torch version, the CPU's instruction sets that matter (as torch and oneDNN "
+        "will use them: ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA cap them) and, for each shipped bundle, "
+        "the runtime and dtype that runtime auto picks and why. Loads no model.",
+    )
+    dr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    dr.add_argument(
+        "--bundle",
+        action="append",
+        default=None,
+        help=f"a bundle name or folder (repeatable; default: every bundle under {probes_root()})",
+    )
+    dr.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    dr.set_defaults(func=cmd_doctor)
 
     from guardrail.bench.command import add_arguments as bench_arguments
 

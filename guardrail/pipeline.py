@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from guardrail.backbone import CPU_RUNTIMES, Backbone, pick_device, pick_dtype
 from guardrail.backbone import RUNTIMES as BACKBONE_RUNTIMES
+from guardrail.backbone import Backbone, pick_dtype
 from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.invisible import strip_invisible, to_original
 from guardrail.labels import CANONICAL, OUTSIDE
@@ -165,10 +165,12 @@ class Guardrail:
     ) -> Guardrail:
         """Load a bundle by name (``probes/<name>``) or path, and the backbone it names.
 
-        ``runtime``: by default the one the bundle's probe was fitted on (``backbone.runtime`` of the
-        manifest; ``torch`` where that one is CPU-only and the device is a GPU); ``torch``,
-        ``torch-int8`` (int8 products, compiled; CPU), ``onnx-int8`` (the backbone alone in ONNX
-        Runtime, CPU only; see ``backbone.RUNTIMES``) or ``onnx``: the whole probe as the graph
+        ``runtime``: by default (None or ``auto``) the one the bundle's probe was fitted on
+        (``backbone.runtime`` of the manifest) where this machine runs it fast, else the best it does
+        (``backbone.choose``: a torch-int8 bundle runs onnx-int8 or torch on a CPU without VNNI/AMX,
+        ``torch`` on a GPU); the choice and why are ``backbone.why``. ``torch``, ``torch-int8`` (int8
+        products, compiled in :meth:`warmup` or with ``compile``; CPU), ``onnx-int8`` (the backbone
+        alone in ONNX Runtime, CPU only; see ``backbone.RUNTIMES``) or ``onnx``: the whole probe as the graph
         ``guardrail export-onnx`` wrote into ``onnx_dir`` (ONNX Runtime's CUDA provider where
         ``onnxruntime-gpu`` and a GPU are there, else the CPU's; only the tokenizer is loaded here; no
         explanations).
@@ -181,11 +183,8 @@ class Guardrail:
         folder without provenance is loaded with a warning.
         """
         bundle = Bundle.load(name_or_path)
-        ref = bundle.manifest.backbone
         if runtime is None:
-            runtime = ref.runtime
-            if runtime in CPU_RUNTIMES and pick_device(device).type != "cpu":
-                runtime = "torch"
+            runtime = "auto"  # the bundle's runtime where it is fast here (Backbone.for_bundle)
         if runtime == "onnx":
             return cls._load_graph(bundle, onnx_dir, device, probe, patterns, model)
         if onnx_dir is not None:

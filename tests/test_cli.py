@@ -171,3 +171,64 @@ def test_train_data_options_fail_before_any_work(tmp_path, capsys, args: list[st
 def test_train_without_corpora_is_a_clear_error(tmp_path, capsys) -> None:
     assert cli.main(["train", "--out", str(tmp_path / "b"), "--real-dir", str(tmp_path / "none")]) == 2
     assert "no training corpora" in capsys.readouterr().err
+
+
+def _cpu_as(monkeypatch, flags: set[str], capability: str) -> None:
+    from guardrail import cpu
+
+    caps = cpu.caps_from(flags, capability)
+    monkeypatch.setattr(cpu, "probe", lambda: caps)
+
+
+def test_doctor_prints_the_pick_per_shipped_bundle(monkeypatch, capsys) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _cpu_as(monkeypatch, {"avx2", "fma"}, "AVX2")
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "torch capability: AVX2" in out and "cpu flags: avx2 fma" in out
+    assert "int8 products: slow" in out and "bf16 products: slow" in out
+    fast = next(x for x in out.splitlines() if x.startswith("gemma-3-270m-fast "))
+    assert "fitted on torch-int8" in fast and "runtime torch:" in fast and "dtype fp32" in fast
+    _cpu_as(monkeypatch, {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "AVX512")
+    assert cli.main(["doctor", "--json", "--bundle", "gemma-3-270m-fast", "--bundle", "gemma-3-270m"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["int8"] == "avx512_vnni" and report["torch"] == torch.__version__
+    picks = {b["bundle"]: (b["runtime"], b["dtype"]) for b in report["bundles"]}
+    assert picks == {"gemma-3-270m-fast": ("torch-int8", "bfloat16"), "gemma-3-270m": ("torch", "bfloat16")}
+
+
+def test_cli_explicit_slow_runtime_warns_once_and_never_compiles(tmp_path, monkeypatch, bundle_dir) -> None:
+    import warnings
+
+    import torch
+
+    from guardrail import backbone
+    from guardrail.pipeline import Guardrail
+
+    _cpu_as(monkeypatch, {"avx2", "fma"}, "AVX2")
+    monkeypatch.setattr(backbone, "_warned", set())
+    compiled: list[object] = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(kw) or model)
+    loaded: list[Guardrail] = []
+    real_load = Guardrail.load.__func__  # type: ignore[attr-defined]
+
+    def load(cls, *a, **k):
+        loaded.append(real_load(cls, *a, **k))
+        return loaded[-1]
+
+    monkeypatch.setattr(Guardrail, "load", classmethod(load))
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 0, "text": "I met Jun Sato thanks"}) + "\n")
+    args = ["detect", "--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--bundle", bundle_dir]
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            assert cli.main([*args, "--runtime", "torch-int8", "--dtype", "bf16"]) == 0
+    slow = [str(w.message) for w in got if issubclass(w.category, backbone.SlowPathWarning)]
+    assert len(slow) == 2 and any("torch-int8" in m for m in slow) and any("bf16" in m for m in slow)
+    assert not compiled and loaded[-1].backbone.runtime == "torch-int8"
+    assert loaded[-1].backbone.dtype == torch.bfloat16
+    assert cli.main([*args, "--runtime", "torch-int8", "--compile"]) == 0
+    assert compiled == [{"dynamic": True}]  # asked for: compiled
