@@ -230,3 +230,28 @@ def test_the_model_speed_is_learnt_as_a_fixed_and_a_per_character_time() -> None
         rate.observe(chars, 0.2 + 0.001 * chars)
     assert rate.fixed == pytest.approx(0.2, abs=0.05) and rate.per_char == pytest.approx(0.001, rel=0.1)
     assert rate.seconds(1000, batches=2) == pytest.approx(2 * rate.fixed + 1000 * rate.per_char)
+
+
+def test_a_request_too_large_for_its_deadline_fails_at_once_and_an_abandoned_batch_blocks_no_one() -> None:
+    model = Steady(per_text=0.05)
+
+    async def go():
+        b = Batcher(model, max_wait_s=0.0)
+        b.start()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(b.detect(["a"], timeout=5), b.detect(["b", "c", "d"], timeout=5))  # learnt
+        start = loop.time()
+        with pytest.raises(Expired, match="needs about"):  # DEADLINE_EXCEEDED now, not in 0.5 s
+            await b.detect(["x" * 50] * 40, timeout=0.5)
+        assert loop.time() - start < 0.05
+        big = asyncio.ensure_future(b.detect(["big"] * 200, timeout=60))  # ~10 s of work, admitted
+        await asyncio.sleep(0.1)
+        big.cancel()  # its caller leaves: the model stops at its next checkpoint
+        await asyncio.sleep(0.01)
+        start = loop.time()
+        await b.detect(["small"], timeout=1.0)  # not refused for the abandoned batch's estimate
+        took = loop.time() - start
+        await b.close()
+        return took
+
+    assert run(go()) < 0.5

@@ -190,6 +190,7 @@ class Batcher:
         self.rate = _Rate()
         """The model's speed as learnt so far (admission and batch sizing read it)."""
         self._busy_until = 0.0  # loop time the running batch is expected to end at
+        self._running: list[threading.Event] = []  # stop events of the running batch's groups
         self._text_chars = 0.0  # characters per text, an exponential average over requests
         # One thread: the model is one instance, and torch already spreads one call over the cores.
         self._model = _ModelThread("guardrail-model")
@@ -232,11 +233,15 @@ class Batcher:
             full = max(1.0, min(self.max_batch_chars, self.max_batch_texts * self._text_chars))
             ahead = self._queued_chars
             own = max(item.chars, full) if ahead >= full else item.chars
-            wait = (
-                max(0.0, self._busy_until - now)
-                + self.rate.seconds(ahead, math.ceil(ahead / full))
-                + self.rate.seconds(own)
-            )
+            if self.rate.seconds(item.chars) > timeout:  # too large for its deadline, however idle
+                self._count_dropped("expired", len(items))
+                raise Expired(
+                    f"the model needs about {self.rate.seconds(item.chars):.1f} s for this request; its "
+                    f"deadline is in {timeout:.1f} s"
+                )
+            # a running batch whose callers have all gone stops at its next checkpoint
+            busy = 0.0 if all(e.is_set() for e in self._running) else max(0.0, self._busy_until - now)
+            wait = busy + self.rate.seconds(ahead, math.ceil(ahead / full)) + self.rate.seconds(own)
             if wait > timeout:
                 self._count_dropped("refused", len(items))
                 raise QueueFull(
@@ -378,10 +383,12 @@ class Batcher:
         chars = sum(it.chars for it in batch)
         started = time.perf_counter()
         self._busy_until = loop.time() + self.rate.seconds(chars)
+        self._running = list(stops.values())
         try:
             outcomes = await asyncio.wrap_future(self._model.submit(self._compute_groups, groups, stops))
         finally:
             self._busy_until = 0.0
+            self._running = []
             for it in batch:
                 it.future.remove_done_callback(gone)
         seconds = time.perf_counter() - started
