@@ -290,6 +290,10 @@ is a character or two, so a missed token leaks part of a name: these rules lean 
 MIN_UNSPACED_TOKENS = 2000
 """Calibration tokens of scripts without spaces needed before they get thresholds of their own."""
 
+MIN_UNSPACED_LABEL_TOKENS = 50
+"""Tokens of a label, in scripts without spaces, needed before that label gets a threshold of its own
+there (the others keep their one threshold)."""
+
 
 def _rule(mode: str, target: float) -> tuple[str, float]:
     """``("recall", target)`` or ``("f", beta)`` for a rule name: ``recall``, ``recall0.97``, ``f2``..."""
@@ -449,13 +453,19 @@ def calibrations(
 
     With :data:`MIN_UNSPACED_TOKENS` calibration tokens of scripts without spaces, every rule also comes
     as ``"<rule>+unspaced-<u>"`` for each ``u`` of :data:`UNSPACED_CALIBRATIONS`: the same thresholds,
-    plus ``thresholds_unspaced`` calibrated by ``u`` on those tokens alone (and their lone-token score)."""
+    plus ``thresholds_unspaced`` calibrated by ``u`` on those tokens alone (and their lone-token score),
+    for the labels with :data:`MIN_UNSPACED_LABEL_TOKENS` such tokens, and never above the label's
+    threshold for every other token."""
     out: dict[str, dict[str, Any]] = {}
     unspaced_tok = [
         np.fromiter((is_unspaced_token(r.text, int(a), int(b)) for a, b in o), dtype=bool, count=len(o))
         for r, o in zip(records, acts.offsets, strict=True)
     ]
     n_unspaced = int(sum(int((m & (y >= 0)).sum()) for m, y in zip(unspaced_tok, acts.labels, strict=True)))
+    gold_u = np.concatenate(
+        [y[m] for y, m in zip(acts.labels, unspaced_tok, strict=True)] or [np.zeros(0, int)]
+    )
+    unspaced_counts = {lab: int((gold_u == PROBE_CLASSES.index(lab)).sum()) for lab in keep}
     for mode in CALIBRATIONS:
         thr = calibrate(probs, acts.labels, keep, target, mode)
         lone, unspaced, met = choose_lone_min(records, acts, probs, keep, thr)
@@ -476,6 +486,13 @@ def calibrations(
                 target,
                 u,
             )
+            # a label seen too rarely in these scripts keeps its one threshold, and these rules only
+            # ever lean to recall: never stricter than the label's threshold everywhere else
+            thr_u = {
+                k: min(v, thr[k])
+                for k, v in thr_u.items()
+                if unspaced_counts.get(k, 0) >= MIN_UNSPACED_LABEL_TOKENS
+            }
             _, unspaced_u, met_u = choose_lone_min(
                 records, acts, probs, keep, thr, thresholds_unspaced=thr_u, lone=lone
             )
