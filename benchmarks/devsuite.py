@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--update-card",
         action="store_true",
-        help="store the first bundle's rows (and Presidio's) in its manifest as metrics.dev_suite",
+        help="store each bundle's rows (and Presidio's) in its manifest as metrics.dev_suite",
     )
     a = ap.parse_args(argv)
     bundles = a.bundle or ["gemma-3-270m"]
@@ -119,17 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.update_card:
         from guardrail.bundle import Bundle
 
-        spec = bundles[0]
-        b = Bundle.load(spec.partition(":")[0])
-        keep = [spec] + (["presidio_spacy_sm"] if "presidio_spacy_sm" in res["methods"] else [])
-        b.manifest.metrics["dev_suite"] = {
-            "date": res["date"],
-            "command": "python benchmarks/devsuite.py " + " ".join(f"--bundle {x}" for x in bundles),
-            "records": res["records"],
-            "machine": res["machine"],
-            "rows": {k: res["methods"][k] for k in keep},
-        }
-        b.save_manifest()
+        presidio = ["presidio_spacy_sm"] if "presidio_spacy_sm" in res["methods"] else []
+        for name in dict.fromkeys(spec.partition(":")[0] for spec in bundles):  # each bundle, once
+            b = Bundle.load(name)
+            mine = [spec for spec in bundles if spec.partition(":")[0] == name]
+            b.manifest.metrics["dev_suite"] = {
+                "date": res["date"],
+                "command": "python benchmarks/devsuite.py " + " ".join(f"--bundle {x}" for x in bundles),
+                "records": res["records"],
+                "machine": res["machine"],
+                "rows": {k: res["methods"][k] for k in mine + presidio},
+            }
+            b.save_manifest()
     return 0
 
 
