@@ -141,14 +141,14 @@ def test_overload_200_clients_with_short_deadlines(guard: Guardrail, fast: Slow)
 
 
 _STUCK_SERVER = """
-import asyncio, sys, time
+import sys, time
 from guardrail.pipeline import Guardrail
-from guardrail.serving.server import _serve
+from guardrail.serving.server import serve_guard
 from guardrail.serving.settings import ServeSettings
 
 guard = Guardrail.load(sys.argv[1], dtype="fp32", patterns=False)
 guard.backbone.model.register_forward_pre_hook(lambda _m, _a: time.sleep(120))  # no checkpoint for 2 min
-sys.exit(asyncio.run(_serve(guard, ServeSettings(port=0, drain_s=0.5, grace_s=1.0, warmup=False))))
+sys.exit(serve_guard(guard, ServeSettings(port=0, drain_s=0.5, grace_s=1.0, warmup=False)))
 """
 
 

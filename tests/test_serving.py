@@ -465,9 +465,9 @@ def test_cli_serve_model_and_no_patterns(
 
     served: list[tuple[Guardrail, ServeSettings]] = []
 
-    async def fake_serve(guard: Guardrail, settings: ServeSettings) -> int:
+    async def fake_serve(guard: Guardrail, settings: ServeSettings) -> tuple[int, bool]:
         served.append((guard, settings))
-        return 0
+        return 0, True
 
     monkeypatch.setattr(server, "_serve", fake_serve)
     monkeypatch.setenv("GUARDRAIL_WARMUP", "false")

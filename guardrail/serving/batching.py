@@ -259,12 +259,13 @@ class Batcher:
             if not item.future.done():
                 item.future.cancel()  # still queued: the worker skips it; running: the model may stop
 
-    async def close(self, wait_s: float | None = None) -> None:
-        """Take no new work and stop the worker and its thread.
+    async def close(self, wait_s: float | None = None) -> bool:
+        """Take no new work and stop the worker and its thread; returns whether the model is idle.
 
         ``wait_s`` None: finish what is queued. Else what is queued is failed (:class:`Closed`), the
         running batch is stopped at the model's next checkpoint, and the worker is waited for at most
-        ``wait_s`` seconds (a model call that never reaches a checkpoint is left to its daemon thread).
+        ``wait_s`` seconds (a model call that reaches no checkpoint by then is left to its daemon thread,
+        and False returned).
         """
         self._closing = True
         if wait_s is not None:
@@ -282,7 +283,10 @@ class Batcher:
                 done, _ = await asyncio.wait({self._worker}, timeout=wait_s)
                 if not done:
                     self._worker.cancel()
+                    self._model.shutdown()
+                    return False
         self._model.shutdown()
+        return True
 
     def _set_queued(self, texts: int, chars: int) -> None:
         self._queued_texts, self._queued_chars = texts, chars

@@ -13,6 +13,7 @@ import functools
 import hmac
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -545,11 +546,12 @@ class Sidecar:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return port
 
-    async def stop(self, drain_s: float | None = None, grace_s: float | None = None) -> None:
+    async def stop(self, drain_s: float | None = None, grace_s: float | None = None) -> bool:
         """Graceful stop: health NOT_SERVING, ``drain_s`` of notice, refuse new calls, let in-flight
         calls finish for up to ``grace_s``; then cancel what is left (queued work is dropped, the running
         batch stops at the model's next checkpoint, waited for at most ``STOP_WAIT_S``) and stop the
-        metrics endpoint. Returns within ``drain_s + grace_s + STOP_WAIT_S`` (and a little)."""
+        metrics endpoint. Returns within ``drain_s + grace_s + STOP_WAIT_S`` (and a little): True, or
+        False when a model call was left running (in its daemon thread)."""
         s = self.settings
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
@@ -558,15 +560,18 @@ class Sidecar:
             await asyncio.sleep(drain)
         if self._server is not None:
             await self._server.stop(s.grace_s if grace_s is None else grace_s)
+        idle = True
         if self._batcher is not None:
-            await self._batcher.close(wait_s=STOP_WAIT_S)
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
+            idle = await self._batcher.close(wait_s=STOP_WAIT_S)
+        if idle:
+            for hook in self._hooks:
+                hook.remove()
+            self._hooks = []
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
             self._metrics_http = None
+        return idle
 
 
 class SidecarThread:
@@ -636,10 +641,25 @@ def serve(settings: ServeSettings) -> int:
     )
     if settings.warmup:
         guard.warmup()
-    return asyncio.run(_serve(guard, settings))
+    return serve_guard(guard, settings)
 
 
-async def _serve(guard: Guardrail, settings: ServeSettings) -> int:
+def serve_guard(guard: Guardrail, settings: ServeSettings) -> int:
+    """Serve ``guard`` until SIGTERM/SIGINT, then stop within ``drain_s + grace_s + STOP_WAIT_S``;
+    returns 0 (or leaves the process with 0 when a model call could not be stopped)."""
+    code, idle = asyncio.run(_serve(guard, settings))
+    if not idle:
+        # A model call that reached no checkpoint is still running in its daemon thread: the interpreter's
+        # exit would wait on, or abort in, the native code it runs. Leave now, everything said and flushed.
+        print("guardrail serve: a model call still running was abandoned", file=sys.stderr, flush=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+async def _serve(guard: Guardrail, settings: ServeSettings) -> tuple[int, bool]:
+    """Serve until SIGTERM/SIGINT; returns the exit code and whether the model was left idle."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -664,6 +684,6 @@ async def _serve(guard: Guardrail, settings: ServeSettings) -> int:
     log.info("settings: %s", settings.public())
     await stop.wait()
     print("guardrail serve: stopping (NOT_SERVING, finishing in-flight calls)", file=sys.stderr, flush=True)
-    await sidecar.stop()
+    idle = await sidecar.stop()
     print("guardrail serve: stopped", file=sys.stderr, flush=True)
-    return 0
+    return 0, idle
