@@ -252,3 +252,29 @@ def test_streams_beyond_the_limit_are_refused(guard: Guardrail, fast: Slow) -> N
         assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "streams" in e.value.message
         # the slots are free again
         assert "".join(c.redact_stream(["after ", "them"])) == c.redact(["after them"])[0].text
+
+
+def test_a_call_cancelled_while_queued_is_never_read(guard: Guardrail, fast: Slow) -> None:
+    """A client that cancels its call (no deadline) while it waits behind a running batch: gRPC cancels
+    the handler, the request leaves the queue unread, and the call counts as CANCELLED."""
+    fast.per_block = 0.5  # a forward pass of 1 s
+    settings = ServeSettings(port=0, metrics_port=0, max_batch_texts=1, max_wait_ms=1)
+    with (
+        SidecarThread(guard, settings) as sc,
+        grpc.insecure_channel(f"127.0.0.1:{sc.port}") as ch,
+    ):
+        redact = ch.unary_unary(
+            "/guardrail.v1.Guardrail/Redact",
+            request_serializer=pb.RedactRequest.SerializeToString,
+            response_deserializer=pb.RedactResponse.FromString,
+        )
+        running = redact.future(pb.RedactRequest(texts=["first text"]))
+        time.sleep(0.2)
+        queued = redact.future(pb.RedactRequest(texts=[TEXT]))
+        time.sleep(0.2)
+        queued.cancel()
+        assert EMAIL not in running.result(timeout=10).results[0].text
+        time.sleep(0.3)
+        assert _metric(sc, "guardrail_dropped_texts_total", '{reason="abandoned"}') == 1
+        assert _metric(sc, "guardrail_texts_total") == 1  # the model read the first text only
+        assert _metric(sc, "guardrail_requests_total", '{code="CANCELLED",method="Redact"}') == 1
