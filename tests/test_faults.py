@@ -278,3 +278,43 @@ def test_a_call_cancelled_while_queued_is_never_read(guard: Guardrail, fast: Slo
         assert _metric(sc, "guardrail_dropped_texts_total", '{reason="abandoned"}') == 1
         assert _metric(sc, "guardrail_texts_total") == 1  # the model read the first text only
         assert _metric(sc, "guardrail_requests_total", '{code="CANCELLED",method="Redact"}') == 1
+
+
+def test_logging_hook_through_an_overloaded_sidecar_falls_back_to_patterns(
+    guard: Guardrail, fast: Slow
+) -> None:
+    """The sidecar refuses at once while the model is busy (RESOURCE_EXHAUSTED): the logging hook
+    writes the record redacted by its pattern fallback, marked, never raw; once the sidecar is free
+    again the record goes through it."""
+    import io
+    import logging
+
+    import guardrail.logging as glog
+    from guardrail.patterns import PatternDetector
+
+    fast.per_block = 0.5
+    settings = ServeSettings(port=0, max_batch_texts=1, max_wait_ms=1, queue_texts=1)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        busy = concurrent.futures.ThreadPoolExecutor(1).submit(c.redact, [TEXT], timeout=30)
+        time.sleep(0.3)  # the model is busy with it; the queue holds one text
+        queued = concurrent.futures.ThreadPoolExecutor(1).submit(c.redact, ["queued text"], timeout=30)
+        time.sleep(0.2)
+        redacting = glog.RedactingFilter(
+            glog.through_sidecar(f"127.0.0.1:{sc.port}", timeout=0.5),
+            patterns=PatternDetector(labels=glog.FALLBACK_LABELS),
+        )
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.addFilter(redacting)
+        logger = logging.getLogger("t_faults_overloaded")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.warning("refund for %s", EMAIL)
+        assert out.getvalue() == f"{glog.PATTERNS_ONLY_MARK}refund for [EMAIL]\n"
+        busy.result(timeout=30)
+        queued.result(timeout=30)
+        fast.per_block = 0.0
+        out.truncate(0)
+        out.seek(0)
+        logger.warning("refund for %s", EMAIL)
+        assert EMAIL not in out.getvalue() and glog.PATTERNS_ONLY_MARK not in out.getvalue()

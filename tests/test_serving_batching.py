@@ -240,10 +240,13 @@ def test_a_request_too_large_for_its_deadline_fails_at_once_and_an_abandoned_bat
         b.start()
         loop = asyncio.get_running_loop()
         await asyncio.gather(b.detect(["a"], timeout=5), b.detect(["b", "c", "d"], timeout=5))  # learnt
+        running = asyncio.ensure_future(b.detect(["r"], timeout=5))
+        await asyncio.sleep(0.01)
         start = loop.time()
         with pytest.raises(Expired, match="needs about"):  # DEADLINE_EXCEEDED now, not in 0.5 s
             await b.detect(["x" * 50] * 40, timeout=0.5)
         assert loop.time() - start < 0.05
+        await running
         big = asyncio.ensure_future(b.detect(["big"] * 200, timeout=60))  # ~10 s of work, admitted
         await asyncio.sleep(0.1)
         big.cancel()  # its caller leaves: the model stops at its next checkpoint
@@ -255,3 +258,20 @@ def test_a_request_too_large_for_its_deadline_fails_at_once_and_an_abandoned_bat
         return took
 
     assert run(go()) < 0.5
+
+
+def test_an_estimate_from_a_slow_moment_does_not_lock_out_short_deadlines() -> None:
+    """The model was slow (0.5 s a text) and is fast again: an idle batcher still takes a call whose
+    deadline the old estimate says it cannot meet, and learns the new speed from it."""
+    model = Steady(per_text=0.5)
+
+    async def go():
+        b = Batcher(model, max_wait_s=0.0)
+        b.start()
+        await b.detect(["slow"], timeout=5)
+        model.per_text = 0.01
+        out = [await b.detect([f"fast {i}"], timeout=0.2) for i in range(3)]
+        await b.close()
+        return out
+
+    assert run(go()) == [[[]]] * 3

@@ -10,7 +10,8 @@ Under overload the model's time goes to callers that can still use it. The batch
 speed (seconds per character) from the batches it runs and:
 
 * refuses a request at once (:class:`QueueFull`, RESOURCE_EXHAUSTED) when the work ahead of it and a
-  full batch would not end before its deadline, rather than letting it time out late;
+  full batch would not end before its deadline, rather than letting it time out late (an idle model
+  takes anything: an estimate from a slow moment must not lock short deadlines out);
 * drops, unread, a request whose caller gave up (cancellation) or whose deadline has passed or would
   pass before the model could finish it (:class:`Expired`), and ends a batch before a request that
   would make it finish after the earliest deadline in it;
@@ -226,14 +227,17 @@ class Batcher:
         deadline = None if timeout is None else now + timeout
         item = _Item(items, tuple(labels) if labels is not None else None, deadline, loop.create_future())
         self._text_chars += 0.1 * (item.chars / len(items) - self._text_chars)
-        if timeout is not None and self.rate.per_char is not None:
+        # An idle model takes anything (its caller's deadline bounds the cost: the model stops once it
+        # has gone): an estimate learnt in a slow moment would otherwise refuse short deadlines forever.
+        idle = not self._queue and not self._running
+        if timeout is not None and self.rate.per_char is not None and not idle:
             # The work ahead, then this request's batch: a full one behind a long queue, so that admitted
             # requests reach the model with time for a full batch left (batches cut short by deadlines
             # would run the model below its speed, and cut the next ones shorter still).
             full = max(1.0, min(self.max_batch_chars, self.max_batch_texts * self._text_chars))
             ahead = self._queued_chars
             own = max(item.chars, full) if ahead >= full else item.chars
-            if self.rate.seconds(item.chars) > timeout:  # too large for its deadline, however idle
+            if self.rate.seconds(item.chars) > timeout:  # too large for its deadline, even alone
                 self._count_dropped("expired", len(items))
                 raise Expired(
                     f"the model needs about {self.rate.seconds(item.chars):.1f} s for this request; its "
@@ -326,7 +330,12 @@ class Batcher:
             if it.future.done():
                 self._count_dropped("abandoned", len(it.texts))
                 continue  # the caller gave up already
-            if it.deadline is not None and now + self.rate.seconds(it.chars) >= it.deadline:
+            # by the estimate only when others could use the model instead (see detect: an idle model
+            # takes anything)
+            if it.deadline is not None and (
+                now >= it.deadline
+                or ((batch or self._queue) and now + self.rate.seconds(it.chars) >= it.deadline)
+            ):
                 it.future.set_exception(
                     Expired("deadline exceeded, or too close for the model to finish the request in time")
                 )
