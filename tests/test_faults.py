@@ -94,6 +94,55 @@ def test_abandoned_large_request_does_not_block_the_next_calls(guard: Guardrail,
         assert _metric(sc, "guardrail_late_texts_total") == 0
 
 
+class SlowSession:
+    """An ONNX Runtime session whose every run first sleeps ``per_run`` seconds (a window batch that costs
+    what it costs on a small CPU), then runs."""
+
+    def __init__(self, session: object, per_run: float):
+        self.session, self.per_run = session, per_run
+
+    def run(self, *args: object) -> object:
+        time.sleep(self.per_run)
+        return self.session.run(*args)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def onnx_guard(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Guardrail:
+    """The tiny bundle as an exported graph (runtime ``onnx``), its runs made slow."""
+    pytest.importorskip("onnxruntime")
+    from guardrail.export import export
+
+    out = export(
+        Guardrail.load(tiny_bundle_dir, dtype="fp32", patterns=False), tmp_path_factory.mktemp("g") / "g"
+    )
+    g = Guardrail.load(tiny_bundle_dir, runtime="onnx", onnx_dir=out, patterns=False)
+    assert g.graph is not None
+    g.graph.session = SlowSession(g.graph.session, 0.25)
+    return g
+
+
+def test_abandoned_large_request_on_the_onnx_runtime_does_not_block_the_next_calls(
+    onnx_guard: Guardrail,
+) -> None:
+    """The exported graph (ONNX Runtime, which runs a call to its end) stops an abandoned request at its
+    next window batch too: before, the 3 x 99k request ran all its window batches (~100 here, 25 s)."""
+    big = [("word " * 20_000)[:99_000]] * 3
+    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
+    with SidecarThread(onnx_guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        with pytest.raises(SidecarError) as e:
+            c.redact(big, timeout=1.0)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        start = time.monotonic()
+        (small,) = c.redact(["please call Ana Silva thanks"], timeout=4.0)
+        took = time.monotonic() - start
+        assert "Ana Silva" not in small.text
+        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+        assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 3
+        assert _metric(sc, "guardrail_late_texts_total") == 0
+    # the sidecar's hook is gone after a stop: the session is the one it was given
+    assert isinstance(onnx_guard.graph.session, SlowSession)
+
+
 def test_overload_200_clients_with_short_deadlines(guard: Guardrail, fast: Slow) -> None:
     """200 closed-loop clients with 1 s deadlines against a model that serves ~40 texts/s: the calls
     the model cannot serve in time are refused at once (RESOURCE_EXHAUSTED), the model reads (nearly)

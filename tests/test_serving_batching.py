@@ -277,3 +277,150 @@ def test_an_estimate_from_a_slow_moment_does_not_lock_out_short_deadlines() -> N
         return out
 
     assert run(go()) == [[[]]] * 3
+
+
+def _slow_onnx_session(seconds_per_node: float = 0.0):
+    """An ONNX Runtime session of a chain of 400 MatMuls (~0.5 s a run on one core here)."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = 256
+    nodes = [helper.make_node("MatMul", [f"h{i}" if i else "x", "w"], [f"h{i + 1}"]) for i in range(400)]
+    nodes.append(helper.make_node("Identity", ["h400"], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, d])],
+        [numpy_helper.from_array(np.eye(d, dtype=np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return session, {"x": np.ones((2048, d), dtype=np.float32)}
+
+
+class OnnxModel(Model):
+    """A detector that runs an ONNX Runtime session ``runs`` times per batch (window batches), through
+    a :class:`StoppableSession` as the sidecar hooks it; records each run's end (``done``/``failed``)."""
+
+    def __init__(self, session, feed, runs: int):
+        from guardrail.serving.batching import StoppableSession
+
+        super().__init__()
+        self.session, self.feed, self.runs = StoppableSession(session), feed, runs
+        self.started = 0
+        self.errors: list[BaseException] = []
+
+    def __call__(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
+        self.calls.append((list(texts), labels))
+        try:
+            for _ in range(self.runs):
+                self.started += 1
+                self.session.run(None, self.feed)
+        except BaseException as e:
+            self.errors.append(e)
+            raise
+        return [[] for _ in texts]
+
+
+def test_an_onnx_runtime_call_is_terminated_when_its_callers_leave() -> None:
+    """ONNX Runtime runs a call to its end unless told: an abandoned batch's running call is terminated
+    (RunOptions.terminate, set by the batch's stop) and ends as a stop, not an error; the session serves
+    the next call as before."""
+    from guardrail.serving.batching import Abandoned
+
+    session, feed = _slow_onnx_session()
+    started = time.perf_counter()
+    session.run(None, feed)
+    one_run = time.perf_counter() - started
+    model = OnnxModel(session, feed, runs=20)
+
+    async def go():
+        b = Batcher(model, max_wait_s=0.0)
+        b.start()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(Expired):
+            await b.detect(["huge"], timeout=0.2 * one_run)
+        model.runs = 1
+        await b.detect(["small"], timeout=30)
+        took = loop.time() - t0
+        await b.close()
+        return took
+
+    took = run(go())
+    # the abandoned call stopped inside its first run (20 runs were asked for), then one whole run
+    assert model.started == 2
+    assert len(model.errors) == 1 and isinstance(model.errors[0], Abandoned)
+    assert took < 2.5 * one_run + 0.5, f"{took:.2f} s for a 20-run call abandoned early and one run"
+
+
+def test_an_onnx_runtime_batch_stops_between_runs_and_sets_terminate() -> None:
+    """Between window batches the checkpoint stops an abandoned batch before its next run; a run that
+    starts while the stop is set (or is running when it is set) gets RunOptions.terminate."""
+    from guardrail.serving.batching import Abandoned, Stop, StoppableSession, _running
+
+    seen = []
+
+    class Fake:
+        def run(self, outputs, feed, opts=None):
+            seen.append(opts)
+            stop.set()  # every caller leaves during this run
+            return [0]
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    pytest.importorskip("onnxruntime")
+    wrapped = StoppableSession(Fake())
+    assert wrapped.get_providers() == ["CPUExecutionProvider"]
+    stop = Stop()
+    assert wrapped.run(None, {}) == [0] and seen == [None]  # outside a batch: the session as it is
+    stop = Stop()
+    _running.stop = stop
+    try:
+        assert wrapped.run(None, {}) == [0]
+        assert seen[-1] is not None and seen[-1].terminate  # set from the stop during the run
+        with pytest.raises(Abandoned):
+            wrapped.run(None, {})  # the next window batch does not start
+        assert len(seen) == 2
+    finally:
+        _running.stop = None
+
+
+def test_a_stop_calls_back_once_and_forgets_what_is_unregistered() -> None:
+    from guardrail.serving.batching import Stop
+
+    stop, calls = Stop(), []
+    forget = stop.on_set(lambda: calls.append("a"))
+    stop.on_set(lambda: calls.append("b"))
+    forget()
+    stop.set()
+    stop.set()
+    assert calls == ["b"] and stop.is_set()
+    stop.on_set(lambda: calls.append("late"))  # set already: called at once
+    assert calls == ["b", "late"]
+
+
+def test_checkpoint_hooks_wrap_the_onnx_int8_backbone_and_the_graph_sessions_and_undo() -> None:
+    """The sidecar's hooks reach both ONNX Runtime paths: the ``onnx-int8`` backbone's session and the
+    exported graph's; removing the hooks gives each its own session back."""
+    from types import SimpleNamespace
+
+    from guardrail.serving.batching import StoppableSession
+    from guardrail.serving.server import checkpoint_hooks
+
+    a, b = object(), object()
+    guard = SimpleNamespace(backbone=SimpleNamespace(session=a, model=None), graph=SimpleNamespace(session=b))
+    hooks = checkpoint_hooks(guard)  # type: ignore[arg-type]
+    assert isinstance(guard.backbone.session, StoppableSession) and guard.backbone.session.session is a
+    assert isinstance(guard.graph.session, StoppableSession) and guard.graph.session.session is b
+    assert len(checkpoint_hooks(guard)) == 0  # type: ignore[arg-type]  # not wrapped twice
+    for h in hooks:
+        h.remove()
+    assert guard.backbone.session is a and guard.graph.session is b

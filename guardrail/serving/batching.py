@@ -16,8 +16,9 @@ speed (seconds per character) from the batches it runs and:
   pass before the model could finish it (:class:`Expired`), and ends a batch before a request that
   would make it finish after the earliest deadline in it;
 * stops a running batch whose callers have all gone at the model's next checkpoint (each forward pass
-  and each block of the backbone calls :func:`checkpoint`): one abandoned large request does not hold
-  the model for everyone else.
+  and each block of the torch backbone, each ONNX Runtime call and each text of the pattern stage calls
+  :func:`checkpoint`; an ONNX Runtime call is also terminated mid-run, see :class:`StoppableSession`):
+  one abandoned large request does not hold the model for everyone else.
 
 The model runs in one daemon thread: a computation still running when the server stops does not keep
 the process alive.
@@ -60,18 +61,104 @@ class Abandoned(Exception):
     """Every caller of the running batch has gone: the model stopped at a checkpoint."""
 
 
+class Stop:
+    """The stop signal of a running batch: set (from the event loop) once every caller of it has gone.
+
+    The one place a stop is told: :func:`checkpoint` reads it between units of work, and work that cannot
+    look (a native call such as ONNX Runtime's ``run``) registers a callback with :meth:`on_set` that
+    tells the native side to stop (see :class:`StoppableSession`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        with self._lock:
+            if self._set:
+                return
+            self._set = True
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn()
+
+    def on_set(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` (in the thread that sets the stop, or now if it is set) when the stop is set;
+        returns a function that unregisters it."""
+        with self._lock:
+            if not self._set:
+                self._callbacks.append(fn)
+
+                def forget() -> None:
+                    with self._lock:
+                        if fn in self._callbacks:
+                            self._callbacks.remove(fn)
+
+                return forget
+        fn()
+        return lambda: None
+
+
 _running = threading.local()
+
+
+def current_stop() -> Stop | None:
+    """The stop signal of the batch computing in this thread; None outside a batch of the batcher's
+    model thread."""
+    return getattr(_running, "stop", None)
 
 
 def checkpoint() -> None:
     """Raise :class:`Abandoned` when every caller of the batch computing in this thread has gone.
 
     The server calls it from the model between units of work (forward pre-hooks on the backbone and its
-    blocks); outside a batch of the batcher's model thread it does nothing.
+    blocks, each ONNX Runtime call, each text of the pattern stage); outside a batch of the batcher's
+    model thread it does nothing.
     """
-    stop: threading.Event | None = getattr(_running, "stop", None)
+    stop = current_stop()
     if stop is not None and stop.is_set():
         raise Abandoned("every caller of this batch has gone")
+
+
+class StoppableSession:
+    """An ONNX Runtime ``InferenceSession`` whose ``run`` stops when the batch it computes for is
+    abandoned: a :func:`checkpoint` before the call (between window batches), and during it the run's
+    ``RunOptions.terminate`` is set by the :class:`Stop` (ONNX Runtime checks it between graph nodes).
+    A run so terminated raises :class:`Abandoned`, as the torch checkpoints do. Outside a batch it runs
+    the session as it is. Every other attribute is the session's."""
+
+    def __init__(self, session: Any):
+        self.session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        stop = current_stop()
+        if stop is None:
+            return self.session.run(output_names, input_feed, run_options)
+        checkpoint()
+        if run_options is None:
+            import onnxruntime as ort
+
+            run_options = ort.RunOptions()
+
+        def terminate(opts: Any = run_options) -> None:
+            opts.terminate = True  # thread-safe in ONNX Runtime: read by the running call
+
+        forget = stop.on_set(terminate)
+        try:
+            return self.session.run(output_names, input_feed, run_options)
+        except Exception:
+            if stop.is_set():  # terminated (its message says so, and holds no input)
+                raise Abandoned("every caller of this batch has gone") from None
+            raise
+        finally:
+            forget()
 
 
 class _Rate:
@@ -191,7 +278,7 @@ class Batcher:
         self.rate = _Rate()
         """The model's speed as learnt so far (admission and batch sizing read it)."""
         self._busy_until = 0.0  # loop time the running batch is expected to end at
-        self._running: list[threading.Event] = []  # stop events of the running batch's groups
+        self._running: list[Stop] = []  # stop events of the running batch's groups
         self._text_chars = 0.0  # characters per text, an exponential average over requests
         # One thread: the model is one instance, and torch already spreads one call over the cores.
         self._model = _ModelThread("guardrail-model")
@@ -384,7 +471,7 @@ class Batcher:
         for it in batch:
             groups.setdefault(it.labels, []).append(it)
         # a group whose callers have all gone is told to stop (see checkpoint)
-        stops = {labels: threading.Event() for labels in groups}
+        stops = {labels: Stop() for labels in groups}
 
         def gone(_future: asyncio.Future) -> None:
             for labels, items in groups.items():
@@ -429,7 +516,7 @@ class Batcher:
     def _compute_groups(
         self,
         groups: dict[tuple[str, ...] | None, list[_Item]],
-        stops: dict[tuple[str, ...] | None, threading.Event],
+        stops: dict[tuple[str, ...] | None, Stop],
     ) -> list[tuple[_Item, list[list[Span]] | BaseException]]:
         """In the model thread: one detect call per label set; an error fails only its own group."""
         out: list[tuple[_Item, list[list[Span]] | BaseException]] = []

@@ -33,7 +33,14 @@ from guardrail.pipeline import Guardrail, GuardrailError
 from guardrail.redact import OPERATORS, RedactionError, Redactor
 from guardrail.serving import guardrail_pb2 as pb
 from guardrail.serving import guardrail_pb2_grpc as pb_grpc
-from guardrail.serving.batching import Batcher, Closed, Expired, QueueFull, checkpoint
+from guardrail.serving.batching import (
+    Batcher,
+    Closed,
+    Expired,
+    QueueFull,
+    StoppableSession,
+    checkpoint,
+)
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.serving.settings import ServeSettings
 from guardrail.serving.streaming import StreamRedactor
@@ -83,18 +90,38 @@ def _at_checkpoint(_module: Any, _args: Any) -> None:
     checkpoint()
 
 
+class _SessionHook:
+    """The handle of an ONNX Runtime session wrapped in a :class:`StoppableSession` (``.remove()``)."""
+
+    def __init__(self, owner: Any, attr: str = "session"):
+        self.owner, self.attr = owner, attr
+        self.session = getattr(owner, attr)
+        setattr(owner, attr, StoppableSession(self.session))
+
+    def remove(self) -> None:
+        if isinstance(getattr(self.owner, self.attr), StoppableSession):
+            setattr(self.owner, self.attr, self.session)
+
+
 def checkpoint_hooks(guard: Guardrail) -> list[Any]:
-    """Forward pre-hooks that call :func:`~guardrail.serving.batching.checkpoint` before each forward
-    pass of ``guard``'s backbone and each of its blocks, so that a batch whose callers have all gone
-    stops there (the torch runtimes; a compiled model is hooked at its forward passes only, the ONNX
-    runtimes not at all: they run a call to its end). Returns the hooks' handles (``.remove()``)."""
+    """Hook ``guard``'s model so that a batch whose callers have all gone stops at its next checkpoint
+    (:func:`~guardrail.serving.batching.checkpoint`): forward pre-hooks before each forward pass of the
+    torch backbone and each of its blocks (a compiled model: at its forward passes only), and the ONNX
+    Runtime sessions (the ``onnx-int8`` backbone, the exported ``onnx`` graph) wrapped in a
+    :class:`~guardrail.serving.batching.StoppableSession` (a checkpoint before each window batch, and the
+    running call terminated). Returns the hooks' handles (``.remove()``)."""
+    hooks: list[Any] = []
+    for owner in (guard.backbone, guard.graph):
+        session = getattr(owner, "session", None)
+        if session is not None and not isinstance(session, StoppableSession):
+            hooks.append(_SessionHook(owner))
     model = getattr(guard.backbone, "model", None)
     if not isinstance(model, torch.nn.Module):
-        return []
+        return hooks
     modules = [model]
     if getattr(model, "_orig_mod", None) is None:  # not compiled: traced graphs skip later hooks
         modules += list(getattr(model, "layers", None) or [])
-    return [m.register_forward_pre_hook(_at_checkpoint) for m in modules]
+    return hooks + [m.register_forward_pre_hook(_at_checkpoint) for m in modules]
 
 
 def pb_spans(text: str, spans: Sequence[Span], offset: int = 0, byte_offset: int = 0) -> list[pb.Span]:
