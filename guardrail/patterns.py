@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import phonenumbers
@@ -586,6 +586,17 @@ class PatternDetector:
         ]
         return drop_contained(spans)
 
-    def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
-        """:meth:`detect` for each text (patterns need no batching: there is no model to amortise)."""
-        return [self.detect(t) for t in texts]
+    def detect_batch(
+        self, texts: Sequence[str], checkpoint: Callable[[], None] | None = None
+    ) -> list[list[Span]]:
+        """:meth:`detect` for each text (patterns need no batching: there is no model to amortise).
+
+        ``checkpoint`` is called before each text and may raise to stop the batch there (the sidecar's
+        :func:`guardrail.serving.batching.checkpoint`: a batch whose callers have all gone)."""
+        if checkpoint is None:
+            return [self.detect(t) for t in texts]
+        out = []
+        for t in texts:
+            checkpoint()
+            out.append(self.detect(t))
+        return out

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -300,6 +300,7 @@ class Guardrail:
         labels: Iterable[str] | None = None,
         batch_size: int | None = None,
         explain: bool = False,
+        checkpoint: Callable[[], None] | None = None,
     ) -> list[list[Span]]:
         """Spans of PII per text (sorted, non-overlapping, offsets in Python code points).
 
@@ -310,7 +311,10 @@ class Guardrail:
         widens the reported labels (default: the bundle's ``detect_labels``). ``explain=True`` fills each
         probe span's ``features`` with the SAE latents behind it (needs an SAE-feature probe).
         ``batch_size``: rows of <= 128 token slots per forward pass, short windows sharing a row
-        (default: 16 on the CPU, 256 on a GPU).
+        (default: 16 on the CPU, 256 on a GPU). ``checkpoint`` is called between texts of the pattern
+        stage and before tokenisation, and may raise to stop the call there (the sidecar stops a batch
+        whose callers have all gone; the model's own checkpoints are hooks, see
+        :func:`guardrail.serving.server.checkpoint_hooks`).
         """
         items = _as_texts(texts)
         keep = self._labels(labels)
@@ -323,16 +327,27 @@ class Guardrail:
                 f"explanations read SAE features; probe {self.probe_name!r} reads the raw residual "
                 "(load the bundle with probe='sae')"
             )
-        return self.spans_of(self.prepare(items, batch_size=batch_size), keep, explain)
+        return self.spans_of(self.prepare(items, batch_size=batch_size, checkpoint=checkpoint), keep, explain)
 
-    def prepare(self, texts: Sequence[str], *, batch_size: int | None = None) -> Prepared:
+    def prepare(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> Prepared:
         """The work of :meth:`detect` that does not depend on thresholds: the probe's token scores and
         the pattern spans of each text. :meth:`spans_of` turns them into spans at the current thresholds
         (a benchmark tries many operating points on one forward pass)."""
         # invisible characters (a soft hyphen inside a name) must not split a value: detect without them
         stripped = [strip_invisible(t) for t in texts]
         seen = [t for t, _ in stripped]
-        pattern_spans = self.patterns.detect_batch(seen) if self.patterns else [[] for _ in seen]
+        if self.patterns is not None:
+            pattern_spans = self.patterns.detect_batch(seen, checkpoint=checkpoint)
+        else:
+            pattern_spans = [[] for _ in seen]
+        if checkpoint is not None:
+            checkpoint()
         encoded = self.backbone.encode(seen)
         offsets, feats, probs = self._probe(encoded, self._batch(batch_size))
         return Prepared(seen, [kept for _, kept in stripped], pattern_spans, offsets, feats, probs)

@@ -143,6 +143,36 @@ def test_abandoned_large_request_on_the_onnx_runtime_does_not_block_the_next_cal
     assert isinstance(onnx_guard.graph.session, SlowSession)
 
 
+def test_abandoned_many_texts_stop_in_the_pattern_stage(tiny_bundle_dir: Path) -> None:
+    """The pattern stage runs before the model's first checkpoint: a request of 80 texts whose patterns
+    take 0.1 s each, abandoned after 1 s, stops there (it read all 80, 8 s, before the model stopped it)
+    and a small call right after is served."""
+    g = Guardrail.load(tiny_bundle_dir, dtype="fp32")
+    assert g.patterns is not None
+    read: list[str] = []
+    detect = g.patterns.detect
+
+    def slow(text: str) -> list:
+        read.append(text)
+        time.sleep(0.1)
+        return detect(text)
+
+    g.patterns.detect = slow  # type: ignore[method-assign]
+    texts = [f"{TEXT} #{i}" for i in range(80)]
+    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
+    with SidecarThread(g, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        with pytest.raises(SidecarError) as e:
+            c.redact(texts, timeout=1.0)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        start = time.monotonic()
+        (small,) = c.redact([TEXT], timeout=4.0)
+        took = time.monotonic() - start
+        assert EMAIL not in small.text
+        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+        assert len([t for t in read if t != TEXT]) <= 15, f"{len(read)} texts read for a caller gone"
+        assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 80
+
+
 def test_overload_200_clients_with_short_deadlines(guard: Guardrail, fast: Slow) -> None:
     """200 closed-loop clients with 1 s deadlines against a model that serves ~40 texts/s: the calls
     the model cannot serve in time are refused at once (RESOURCE_EXHAUSTED), the model reads (nearly)

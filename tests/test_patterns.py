@@ -130,6 +130,36 @@ def test_detect_batch_matches_detect(detector: PatternDetector) -> None:
     assert detector.detect_batch(texts) == [detector.detect(t) for t in texts]
 
 
+def test_detect_batch_calls_its_checkpoint_before_each_text_and_stops_when_it_raises(
+    detector: PatternDetector,
+) -> None:
+    """The sidecar's stop reaches the pattern stage: a checkpoint that raises stops the batch before the
+    next text; one that does not leaves the spans as they are."""
+    texts = ["mail a@b.com", "card 4111 1111 1111 1111", "nothing here", "ip 10.0.0.1"]
+    calls: list[int] = []
+    assert detector.detect_batch(texts, checkpoint=lambda: calls.append(1)) == detector.detect_batch(texts)
+    assert len(calls) == len(texts)
+
+    class Stopped(Exception):
+        pass
+
+    def stop_after_two() -> None:
+        if len(seen) == 2:
+            raise Stopped
+        seen.append(1)
+
+    seen: list[int] = []
+    read: list[str] = []
+    detect = detector.detect
+    detector.detect = lambda t: read.append(t) or detect(t)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Stopped):
+            detector.detect_batch(texts, checkpoint=stop_after_two)
+    finally:
+        del detector.detect
+    assert read == texts[:2]
+
+
 def test_detect_is_thread_safe(detector: PatternDetector) -> None:
     texts = [
         f"user{i}@example.com paid with 4111 1111 1111 1111 from 10.0.{i % 256}.1,"

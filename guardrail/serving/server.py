@@ -512,7 +512,13 @@ class Sidecar:
 
     def _detect(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
         # all windows of the batch in one forward pass when the budget allows
-        return self.guard.detect(texts, labels=labels, batch_size=max(16, self.settings.max_batch_texts))
+        # the pattern stage and tokenisation stop an abandoned batch too (the model: checkpoint_hooks)
+        return self.guard.detect(
+            texts,
+            labels=labels,
+            batch_size=max(16, self.settings.max_batch_texts),
+            checkpoint=checkpoint,
+        )
 
     async def start(self) -> int:
         """Bind, start serving (health SERVING), return the gRPC port."""
