@@ -235,7 +235,20 @@ class Guardrail:
     def describe(self) -> dict[str, str]:
         """What runs, as strings (``GetInfo`` and the sidecar's build metric): bundle, backbone, probe,
         device (``cpu``, ``cuda:0 NVIDIA H200``), dtype (``bfloat16``, ``float32``), runtime (``torch``,
-        ``onnx-int8``), patterns (``true``/``false``)."""
+        ``onnx-int8``), patterns (``true``/``false``), why (the runtime and dtype picked and why:
+        :attr:`Backbone.why <guardrail.backbone.Backbone.why>`) and cpu (the CPU as the model's libraries
+        see it, :func:`guardrail.cpu.probe`: ``x86_64 <model>; capability AVX2; int8 slow (no ...);
+        bf16 slow (...)``)."""
+        from guardrail import cpu
+
+        c = cpu.probe()
+        caps = [f"{c.arch} {c.model}".strip(), f"capability {c.capability}"]
+        if c.onednn_max_isa:
+            caps.append(f"ONEDNN_MAX_CPU_ISA={c.onednn_max_isa}")
+        caps += [
+            f"{kind} {fast}" if fast else f"{kind} slow ({why})"
+            for kind, fast, why in (("int8", c.int8, c.int8_why), ("bf16", c.bf16, c.bf16_why))
+        ]
         return {
             "bundle": self.bundle.manifest.name,
             "backbone": self.backbone.info.get("id", self.bundle.manifest.backbone.id),
@@ -244,6 +257,8 @@ class Guardrail:
             "dtype": self.backbone.dtype_name,
             "runtime": self.backbone.runtime,
             "patterns": "true" if self.patterns is not None else "false",
+            "why": self.backbone.why,
+            "cpu": "; ".join(caps),
         }
 
     def _device_name(self) -> str:

@@ -242,7 +242,13 @@ def test_model_override_of_another_width_is_refused(tiny_guard: Guardrail, wide_
 
 
 def test_describe_and_no_patterns(tiny_guard: Guardrail, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tiny_guard.describe() == {
+    from guardrail import cpu
+
+    d = tiny_guard.describe()
+    caps = cpu.probe()
+    assert d.pop("why") == tiny_guard.backbone.why and "runtime torch" in tiny_guard.backbone.why
+    assert d.pop("cpu").startswith(f"{caps.arch} {caps.model}; capability {caps.capability}; int8 ")
+    assert d == {
         "bundle": "tiny",
         "backbone": tiny_guard.bundle.manifest.backbone.id,
         "probe": "raw",

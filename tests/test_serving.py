@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import guardrail
+from guardrail import cpu
 from guardrail.client import GuardrailClient, SidecarError
 from guardrail.pipeline import Guardrail
 from guardrail.serving import guardrail_pb2 as pb
@@ -141,8 +142,26 @@ def test_build_info_metric(sidecar: SidecarThread, guard: Guardrail) -> None:
         "device": _device(),
         "dtype": "float32",
         "runtime": "torch",
+        "why": guard.backbone.why,
+        "cpu": guard.describe()["cpu"],
     }
+    assert labels["why"].startswith("runtime torch") and "dtype fp32" in labels["why"]
+    caps = cpu.probe()
+    assert labels["cpu"].startswith(f"{caps.arch} ") and f"capability {caps.capability}" in labels["cpu"]
     assert line.endswith(" 1.0")
+
+
+def test_get_info_shows_the_runtime_pick_why_and_the_cpu(sidecar: SidecarThread, guard: Guardrail) -> None:
+    """GetInfo says which runtime and dtype run and why (:attr:`Backbone.why`), and what the CPU does fast
+    (:func:`guardrail.cpu.probe`); nothing else than what the server runs."""
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as ch:
+        info = pb_grpc.GuardrailStub(ch).GetInfo(pb.GetInfoRequest(), timeout=10)
+    assert info.why == guard.backbone.why and info.why.startswith("runtime torch")
+    caps = cpu.probe()
+    assert info.cpu.startswith(f"{caps.arch} {caps.model}".strip())
+    assert f"capability {caps.capability}" in info.cpu
+    assert (f"int8 {caps.int8}" if caps.int8 else f"int8 slow ({caps.int8_why})") in info.cpu
+    assert (f"bf16 {caps.bf16}" if caps.bf16 else f"bf16 slow ({caps.bf16_why})") in info.cpu
 
 
 def test_bad_input_is_invalid_argument_with_a_reason(client: GuardrailClient, sidecar: SidecarThread) -> None:

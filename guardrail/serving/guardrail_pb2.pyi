@@ -105,7 +105,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns")
+    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns", "why", "cpu")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,8 @@ class GetInfoResponse(_message.Message):
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
     PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
     bundle: str
     backbone: str
     layer: int
@@ -134,4 +136,6 @@ class GetInfoResponse(_message.Message):
     runtime: str
     probe: str
     patterns: bool
-    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ...) -> None: ...
+    why: str
+    cpu: str
+    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ..., why: _Optional[str] = ..., cpu: _Optional[str] = ...) -> None: ...

@@ -57,13 +57,14 @@ class ServingMetrics:
         )
         self.build = Info(
             "guardrail_build",
-            "What the sidecar runs: package version, bundle, probe, device, dtype, runtime",
+            "What the sidecar runs: package version, bundle, probe, device, dtype, runtime, why (the runtime "
+            "and dtype picked and why), cpu (the CPU's capabilities as the model sees them)",
             registry=r,
         )
 
     def set_build(self, **labels: str) -> None:
         """Set ``guardrail_build_info`` (once, at start): e.g. ``version``, ``bundle``, ``probe``,
-        ``device``, ``dtype``, ``runtime``."""
+        ``device``, ``dtype``, ``runtime``, ``why``, ``cpu``."""
         self.build.info(labels)
 
     def observe_call(self, method: str, code: str, seconds: float) -> None:

@@ -256,6 +256,8 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             runtime=d["runtime"],
             probe=d["probe"],
             patterns=self.guard.patterns is not None,
+            why=d["why"],
+            cpu=d["cpu"],
         )
 
     async def RedactStream(
@@ -528,7 +530,7 @@ class Sidecar:
         d = self.guard.describe()
         self.metrics.set_build(
             version=guardrail.__version__,
-            **{k: d[k] for k in ("bundle", "probe", "device", "dtype", "runtime")},
+            **{k: d[k] for k in ("bundle", "probe", "device", "dtype", "runtime", "why", "cpu")},
         )
         self._batcher = Batcher(
             self._detect,
