@@ -24,7 +24,7 @@ from guardrail.invisible import strip_invisible, to_original
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
 from guardrail.redact import Redacted, Redactor
-from guardrail.spans import Span, decode_batch, merge
+from guardrail.spans import Span, bridge, decode_batch, merge
 
 log = logging.getLogger(__name__)
 
@@ -374,8 +374,10 @@ class Guardrail:
         keep = self._labels(labels)
         found = self._decode(prepared.texts, prepared.offsets, prepared.feats, prepared.probs, keep, explain)
         return [
-            to_original(merge(spans + [s for s in pats if s.label in keep]), kept)
-            for spans, pats, kept in zip(found, prepared.patterns, prepared.kept, strict=True)
+            to_original(bridge(text, merge(spans + [s for s in pats if s.label in keep])), kept)
+            for text, spans, pats, kept in zip(
+                prepared.texts, found, prepared.patterns, prepared.kept, strict=True
+            )
         ]
 
     def _probe(self, encoded: list, batch_size: int) -> tuple[list[np.ndarray], torch.Tensor, np.ndarray]:

@@ -17,6 +17,7 @@ from guardrail.spans import (
     NEEDS_DIGIT,
     NEEDS_LETTER,
     Span,
+    bridge,
     decode,
     decode_batch,
     is_unspaced,
@@ -623,3 +624,53 @@ def test_unspaced_tokens_have_thresholds_of_their_own() -> None:
         thresholds_unspaced={"PERSON": 0.2},
     )
     assert batch == [low, [], low]
+
+
+def _cut(text: str, *pieces: tuple[str, str]) -> list[Span]:
+    """Spans over the first occurrence of each surface string, with its label."""
+    out = []
+    for surface, label in pieces:
+        at = text.index(surface)
+        out.append(Span(at, at + len(surface), label, 0.9))
+    return out
+
+
+def test_bridge_joins_one_value_in_two_pieces() -> None:
+    text = "Ship to 12 Rue Verte Apt. 4B, Lyon. Ask Ana  Silva or Bo\nKim."
+    spans = _cut(text, ("12 Rue Verte", "ADDRESS"), ("4B", "ADDRESS"), ("Ana", "PERSON"), ("Silva", "PERSON"))
+    spans += _cut(text, ("Bo", "PERSON"), ("Kim", "PERSON"))
+    got = [text[s.start : s.end] for s in bridge(text, spans)]
+    # over whitespace (one line break included); an address over "Apt. " inside its sentence
+    assert got == ["12 Rue Verte Apt. 4B", "Ana  Silva", "Bo\nKim"]
+
+
+@pytest.mark.parametrize(
+    "text, pieces",
+    [
+        ("Ana\n\nBo", [("Ana", "PERSON"), ("Bo", "PERSON")]),  # a blank line parts records
+        ("Ana Lisbon", [("Ana", "PERSON"), ("Lisbon", "LOCATION")]),  # two labels: two values
+        ("Ana or Bo", [("Ana", "PERSON"), ("Bo", "PERSON")]),  # only addresses bridge over words
+        ("Rua A 1, Porto. Rua B 2", [("Rua A 1", "ADDRESS"), ("Rua B 2", "ADDRESS")]),  # a new sentence
+        ("Rua A 1; Rua B 2", [("Rua A 1", "ADDRESS"), ("Rua B 2", "ADDRESS")]),
+        ("Rua A 1 and later also Rua B 2", [("Rua A 1", "ADDRESS"), ("Rua B 2", "ADDRESS")]),  # > 12
+    ],
+)
+def test_bridge_keeps_apart_what_is_not_one_value(text: str, pieces: list[tuple[str, str]]) -> None:
+    spans = _cut(text, *pieces)
+    assert bridge(text, spans) == spans
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(1, 8), st.sampled_from(["PERSON", "ADDRESS"])), max_size=8
+    )
+)
+def test_bridge_output_is_sorted_disjoint_covering_and_idempotent(raw: list[tuple[int, int, str]]) -> None:
+    text = "Ana Silva lives at 12 Rue Verte Apt. 4B\n\nin Lyon; call Bo. Kim or Jo"
+    spans = merge(Span(a, min(a + n, len(text)), lab) for a, n, lab in raw if a < len(text))
+    out = bridge(text, spans)
+    assert out == sorted(out) and all(x.end <= y.start for x, y in pairwise(out))
+    covered = {i for s in out for i in range(s.start, s.end)}
+    assert all(i in covered for s in spans for i in range(s.start, s.end))
+    assert bridge(text, out) == out
