@@ -159,6 +159,8 @@ class _Common:
             "runtime": r.runtime,
             "probe": r.probe,
             "patterns": r.patterns,
+            "why": r.why,
+            "cpu": r.cpu,
         }
 
 
@@ -248,7 +250,8 @@ class GuardrailClient(_Common):
 
     def info(self, *, timeout: float | None = None) -> dict[str, Any]:
         """What the server runs: bundle, backbone, layer, labels, version, operators, limits, and device,
-        dtype, runtime, probe, patterns (servers older than these fields answer them empty)."""
+        dtype, runtime, probe, patterns, why that runtime and dtype, the CPU's capabilities (servers older
+        than these fields answer them empty)."""
         return self._info(self._call(self._stub.GetInfo, pb.GetInfoRequest(), timeout))
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:

@@ -45,7 +45,9 @@ def test_sync_client_matches_the_library(guard: Guardrail, sidecar: SidecarThrea
             "".join(c.redact_stream([w + " " for w in TEXTS[1].split(" ")]))
             == guard.redact([TEXTS[1] + " "])[0].text
         )
-        assert c.info()["labels"] == list(guard.labels)
+        info = c.info()
+        assert info["labels"] == list(guard.labels)
+        assert info["why"] == guard.backbone.why and info["cpu"]  # the pick, and the CPU it was made on
         assert c.health() == "SERVING"
 
 
