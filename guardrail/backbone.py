@@ -562,7 +562,9 @@ class Backbone:
         info = {**info, "n_layers": str(config.num_hidden_layers)}
         cpu = torch.device("cpu")
         why = "runtime onnx: the exported probe graph (guardrail export-onnx) runs the model"
-        return cls(None, tokenizer, layer, info, cpu, torch.float32, int(config.hidden_size), "onnx", why)
+        return cls(
+            None, tokenizer, layer, info, cpu, torch.float32, int(config.hidden_size), runtime="onnx", why=why
+        )
 
     @classmethod
     def load(
