@@ -431,8 +431,13 @@ the probe often leaves such words of an address unflagged, and each leaves part 
 _SENTENCE_END = regex.compile(r"[.!?。！？]\s*$")
 
 
+BRIDGED = frozenset({"PERSON", "LOCATION", "ADDRESS", "ORGANIZATION", "DATE", "OTHER"})
+"""Labels whose values are words with spaces between them: two pieces of one are one value. Two emails,
+phones or card numbers side by side are two values (a pseudonym each)."""
+
+
 def _bridgeable(text: str, a: Span, b: Span, address_gap: int) -> bool:
-    if a.label != b.label:
+    if a.label != b.label or a.label not in BRIDGED:
         return False
     gap = text[a.end : b.start]
     if "\n\n" in gap:  # a blank line parts paragraphs, fields and records
@@ -446,8 +451,9 @@ def _bridgeable(text: str, a: Span, b: Span, address_gap: int) -> bool:
 
 
 def bridge(text: str, spans: Sequence[Span], address_gap: int = ADDRESS_GAP) -> list[Span]:
-    """Join neighbouring spans of one label that are one value in two pieces: over whitespace (no blank
-    line), and ADDRESS spans over up to ``address_gap`` characters of the same sentence. ``spans`` as
+    """Join neighbouring spans of one label of :data:`BRIDGED` that are one value in two pieces: over
+    whitespace (no blank line), and ADDRESS spans over up to ``address_gap`` characters of the same
+    sentence. ``spans`` as
     :func:`merge` returns them (sorted, non-overlapping); so is the result. The joined span has the
     higher score of the two, that span's source, and both spans' features."""
     out: list[Span] = []

@@ -649,6 +649,7 @@ def test_bridge_joins_one_value_in_two_pieces() -> None:
     [
         ("Ana\n\nBo", [("Ana", "PERSON"), ("Bo", "PERSON")]),  # a blank line parts records
         ("Ana Lisbon", [("Ana", "PERSON"), ("Lisbon", "LOCATION")]),  # two labels: two values
+        ("a@x.io b@y.io", [("a@x.io", "EMAIL"), ("b@y.io", "EMAIL")]),  # two emails: two pseudonyms
         ("Ana or Bo", [("Ana", "PERSON"), ("Bo", "PERSON")]),  # only addresses bridge over words
         ("Rua A 1, Porto. Rua B 2", [("Rua A 1", "ADDRESS"), ("Rua B 2", "ADDRESS")]),  # a new sentence
         ("Rua A 1; Rua B 2", [("Rua A 1", "ADDRESS"), ("Rua B 2", "ADDRESS")]),
