@@ -15,14 +15,13 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from guardrail.bench import suite
+from guardrail.bench import runner, suite
 from guardrail.bench.datasets import dev_sets
 from guardrail.data import Record, read_jsonl
 from guardrail.labels import PRIVACY
@@ -120,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ps = _run(_presidio_worker, suite_texts, a.presidio_processes)["spans"]
 
     result: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
+        "machine": runner.machine(),
         "bundle": a.bundle,
         "compile": a.compile,
         "runtime": a.runtime,

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -73,13 +71,7 @@ def run(
         seconds["presidio_spacy_sm"] = round(time.perf_counter() - t0, 1)
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {
-            "cpu": runner.cpu_model(),
-            "cpu_flags": runner.cpu_flags(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
+        "machine": runner.machine(),
         "limit": limit,
         "records": {d.name: len(d.records) for d in sets},
         "seconds": seconds,

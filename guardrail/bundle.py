@@ -264,9 +264,18 @@ def _num(x: object, fmt: str = ".3f") -> str:
 
 
 def _machine(m: object) -> str:
+    """A benchmark's machine (``guardrail.bench.runner.machine``): CPU, cores, CPU flags, platform and
+    Python, as far as the record has them."""
     if not isinstance(m, dict):
-        return "n/a"
-    return f"{m.get('cpus')} CPUs, {m.get('platform')}, Python {m.get('python')}"
+        return "not recorded"
+    parts = [str(m["cpu"])] if m.get("cpu") else []
+    parts.append(f"{m.get('cpus')} cores")
+    if "cpu_flags" in m:
+        parts.append("CPU flags " + (", ".join(m["cpu_flags"] or []) or "none of AVX2/AVX-512/AMX"))
+    parts += [str(m[k]) for k in ("platform",) if m.get(k)]
+    if m.get("python"):
+        parts.append(f"Python {m['python']}")
+    return ", ".join(parts)
 
 
 def _sae_section(m: Manifest, folder: Path | None) -> list[str]:
@@ -456,13 +465,6 @@ def _training_section(t: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _suite_machine(m: object) -> str:
-    if not isinstance(m, dict):
-        return "not recorded"
-    flags = ", ".join(m.get("cpu_flags") or []) or "none of AVX2/AVX-512/AMX"
-    return f"{m.get('cpu')}, {m.get('cpus')} cores, CPU flags {flags}"
-
-
 def _dev_suite_section(suite: object) -> list[str]:
     """The dev-suite table (``benchmarks/devsuite.py --update-card``): every set, per language."""
     if not isinstance(suite, dict) or not isinstance(suite.get("rows"), dict):
@@ -481,7 +483,7 @@ def _dev_suite_section(suite: object) -> list[str]:
         "## Dev suite (real text decides)",
         "",
         f"Command: `{suite.get('command')}` on {suite.get('date')}, machine: "
-        f"{_suite_machine(suite.get('machine'))}. Cells: leakage / precision / F1, `detect` with patterns, "
+        f"{_machine(suite.get('machine'))}. Cells: leakage / precision / F1, `detect` with patterns, "
         "privacy labels, types a set never annotates ignored; Presidio + spaCy sm ran in the same run.",
         "",
         "| set | " + " | ".join(methods) + " |",

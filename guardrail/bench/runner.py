@@ -428,6 +428,18 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+def machine() -> dict[str, Any]:
+    """The machine a benchmark ran on, as model cards show it: CPU model and flags, cores, platform,
+    Python."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
 def environment() -> dict[str, Any]:
     """Versions, CPU, threads, GPU and commit: what a reader needs to compare two reports."""
     import torch
