@@ -196,6 +196,19 @@ def residual_chunks(
         yield part, enc, backbone.residuals(enc, batch_size=batch_size, layers=layers)
 
 
+def record_labels(record: Record, offsets: np.ndarray, annotates: Mapping[str, frozenset[str]]) -> np.ndarray:
+    """Class index per token of ``record``; a record of a real corpus (``extra["corpus"]`` in
+    ``annotates``) gets ``realdata.MASKED`` on the tokens :func:`guardrail.realdata.trust_mask` does not
+    trust as ``O``."""
+    from guardrail.realdata import MASKED, trust_mask
+
+    y = token_labels(record.text, offsets, record.spans, PROBE_CLASSES)
+    corpus = record.extra.get("corpus")
+    if corpus in annotates:
+        y[~trust_mask(record.text, record.spans, offsets, annotates[corpus])] = MASKED
+    return y
+
+
 def collect(
     backbone: Backbone,
     records: Sequence[Record],
@@ -205,11 +218,8 @@ def collect(
 ) -> Activations:
     """Run the backbone over records in chunks, with a progress bar.
 
-    A record of a real corpus (``extra["corpus"]`` in ``annotates``) gets label ``realdata.MASKED`` on
-    the tokens :func:`guardrail.realdata.trust_mask` does not trust as ``O``.
+    Labels as :func:`record_labels` gives them (masked where a real corpus is not to be trusted).
     """
-    from guardrail.realdata import MASKED, trust_mask
-
     t0 = time.perf_counter()
     resid, offs, labs = [], [], []
     annotates = annotates or {}
@@ -218,11 +228,7 @@ def collect(
             for r, e, x in zip(part, enc, res, strict=True):
                 resid.append(x.to(torch.bfloat16))  # halves memory; values were bf16 anyway on CPU
                 offs.append(e.offsets)
-                y = token_labels(r.text, e.offsets, r.spans, PROBE_CLASSES)
-                corpus = r.extra.get("corpus")
-                if corpus in annotates:
-                    y[~trust_mask(r.text, r.spans, e.offsets, annotates[corpus])] = MASKED
-                labs.append(y)
+                labs.append(record_labels(r, e.offsets, annotates))
             bar.update(len(part))
     n = sum(len(x) for x in labs)
     return Activations(resid, offs, labs, time.perf_counter() - t0, n)
@@ -525,8 +531,6 @@ def probe_scores(
 ) -> tuple[Activations, list[np.ndarray]]:
     """Token offsets and labels (:func:`collect`'s masking) and the class probabilities of ``guard``'s
     probe for each record, as ``detect`` computes them (the bundle's runtime, its pruned backbone)."""
-    from guardrail.realdata import MASKED, trust_mask
-
     t0 = time.perf_counter()
     offs, labs, probs = [], [], []
     with tqdm(total=len(records), desc="scores", unit="rec") as bar:
@@ -534,13 +538,9 @@ def probe_scores(
             part = records[i : i + 256]
             scored = guard.scores([r.text for r in part], batch_size=batch_size)
             probs += [s.probs for s in scored]
-            for r, o in ((r, s.offsets) for r, s in zip(part, scored, strict=True)):
-                y = token_labels(r.text, o, r.spans, PROBE_CLASSES)
-                corpus = r.extra.get("corpus")
-                if corpus in annotates:
-                    y[~trust_mask(r.text, r.spans, o, annotates[corpus])] = MASKED
-                offs.append(np.asarray(o))
-                labs.append(y)
+            for r, s in zip(part, scored, strict=True):
+                offs.append(np.asarray(s.offsets))
+                labs.append(record_labels(r, s.offsets, annotates))
             bar.update(len(part))
     return Activations([], offs, labs, time.perf_counter() - t0, sum(len(y) for y in labs)), probs
 
@@ -564,9 +564,10 @@ def recalibrate(
             )
         guard = Guardrail(base.bundle, base.backbone, probe=name, patterns=False)
         acts, probs = probe_scores(guard, data.calib, data.annotates)
-        rule = str(m.probes[name].metrics.get("calibration", m.training.get("calibration", "f2")))
-        if "+" in rule:
-            rule = rule.split("+")[0]
+        # the base rule of the one it ships (a per-script rule "f2+unspaced-..." is built on "f2")
+        rule = str(m.probes[name].metrics.get("calibration", m.training.get("calibration", "f2"))).split("+")[
+            0
+        ]
         _, alternatives = calibrations(data.calib, acts, probs, list(m.detect_labels), target, rule)
         m.probes[name].metrics["calibrations"] = alternatives
         log.info("%s: %d rules calibrated on %d records", name, len(alternatives), len(data.calib))
