@@ -313,14 +313,12 @@ class Choice:
     why: str
 
 
-def onnx_int8_support(pruned: bool = False, exported: bool = False) -> str | None:
+def onnx_int8_support(exported: bool = False) -> str | None:
     """Why the ``onnx-int8`` runtime cannot run a backbone here, or None when it can: ONNX Runtime must
     be installed, and to export the model the first time (``exported``: the int8 graph is cached
-    already) onnx and onnxscript too; a pruned backbone runs in torch only."""
+    already) onnx and onnxscript too. A pruned backbone exports as it runs (its own cached graph)."""
     import importlib.util
 
-    if pruned:
-        return "onnx-int8 does not run a pruned backbone"
     need = ("onnxruntime",) if exported else ("onnxruntime", "onnx", "onnxscript")
     if missing := [m for m in need if importlib.util.find_spec(m) is None]:
         return f"onnx-int8 needs {', '.join(missing)} (pip install 'guardrail[onnx]')"
@@ -333,7 +331,6 @@ def choose(
     runtime: str | None = None,
     dtype: str = "auto",
     *,
-    pruned: bool = False,
     exported: bool = False,
 ) -> Choice:
     """The runtime and dtype to run a backbone in whose probe was fitted on runtime ``fitted``.
@@ -343,8 +340,8 @@ def choose(
     ``onnx-int8`` where ONNX Runtime can run it (:func:`onnx_int8_support`), else ``torch``; one fitted
     on ``onnx-int8`` runs it where ONNX Runtime is installed, else ``torch``; a GPU runs ``torch``. An
     explicit runtime or dtype is kept, with a :class:`SlowPathWarning` (once) where this CPU runs it slowly
-    (``torch-int8`` without VNNI/AMX, ``bf16`` without AVX512-BF16/AMX). ``pruned``: the backbone keeps
-    only some MLP neurons; ``exported``: its ONNX graph is in the cache.
+    (``torch-int8`` without VNNI/AMX, ``bf16`` without AVX512-BF16/AMX). ``exported``: its ONNX graph is
+    in the cache.
     """
     if runtime in (None, "auto"):
         caps = cpu.probe()
@@ -358,13 +355,13 @@ def choose(
         elif fitted == "torch-int8":
             if caps.fast_int8:
                 runtime, why = fitted, f"{why}, fast int8 products here ({caps.int8_why})"
-            elif (no_onnx := onnx_int8_support(pruned, exported)) is None:
+            elif (no_onnx := onnx_int8_support(exported)) is None:
                 runtime = "onnx-int8"
                 why += f", but torch._int_mm is slow here ({caps.int8_why}); ONNX Runtime has int8 kernels"
             else:
                 runtime = "torch"
                 why += f", but torch._int_mm is slow here ({caps.int8_why}) and {no_onnx}"
-        elif fitted == "onnx-int8" and (no_onnx := onnx_int8_support(pruned, exported)) is not None:
+        elif fitted == "onnx-int8" and (no_onnx := onnx_int8_support(exported)) is not None:
             runtime, why = "torch", f"{why}, but {no_onnx}"
         else:
             runtime = fitted
@@ -387,10 +384,14 @@ def choose(
     return Choice(runtime, dt, f"runtime {runtime}: {why}; dtype {dtype_why}")
 
 
-def _onnx_path(path: str, layer: int) -> Path:
+def _onnx_path(path: str, layer: int, pruning: Pruning | None = None) -> Path:
+    """Where the int8 graph of ``path`` cut at ``layer`` (pruned by ``pruning``) is cached: one folder
+    per model, layer and pruning, so a pruned graph never stands in for the whole model or another
+    pruning."""
     src = Path(path)
     stem = src.name if src.exists() else re.sub(r"[^A-Za-z0-9._-]", "_", path)
-    return cache_dir() / "onnx" / f"{stem}-L{layer}" / "model.int8.onnx"
+    pruned = "" if pruning is None else f"-p{pruning.digest()}"
+    return cache_dir() / "onnx" / f"{stem}-L{layer}{pruned}" / "model.int8.onnx"
 
 
 def quantize_int8(fp32: Path, target: Path) -> Path:
@@ -496,7 +497,7 @@ def export_onnx(model: torch.nn.Module, target: Path) -> Path:
     dims = {0: torch.export.Dim("batch", min=1, max=1024), 1: torch.export.Dim("tokens", min=2, max=WINDOW)}
     log.info("exporting the truncated backbone to ONNX (once)")
     torch.onnx.export(
-        _Residual(model.eval()),
+        _Residual(model).eval(),
         (ids,),
         str(fp32),
         input_names=["input_ids"],
@@ -597,19 +598,11 @@ class Backbone:
             raise BackboneError(f"runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
         path, info = resolve(model_id)
         dev = pick_device(device)
-        if pruning is not None and runtime == "onnx-int8":
-            raise BackboneError("a pruned backbone runs in torch (runtime torch or torch-int8)")
         if runtime in CPU_RUNTIMES and dev.type != "cpu":
             raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
-        onnx_file = _onnx_path(path, layer)
-        choice = choose(
-            dev,
-            fitted or (runtime if runtime != "auto" else "torch"),
-            runtime,
-            dtype,
-            pruned=pruning is not None,
-            exported=onnx_file.is_file(),
-        )
+        onnx_file = _onnx_path(path, layer, pruning)
+        fitted = fitted or (runtime if runtime != "auto" else "torch")
+        choice = choose(dev, fitted, runtime, dtype, exported=onnx_file.is_file())
         runtime = choice.runtime
         try:
             config = _config(path)

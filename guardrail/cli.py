@@ -490,7 +490,7 @@ def doctor_report(device: str = "auto", bundles: Sequence[str] | None = None) ->
     rows = []
     for folder in folders:
         ref = read_manifest(folder).backbone
-        c = choose(dev, ref.runtime, "auto", "auto", pruned=ref.mlp_keep is not None)
+        c = choose(dev, ref.runtime, "auto", "auto")
         rows.append(
             {
                 "bundle": folder.name,

@@ -15,6 +15,7 @@ trained on one cannot piggyback an agent's forward pass.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,15 @@ class Pruning:
             raise BackboneError(f"MLP pruning names {len(self.keep)} blocks; the model runs {len(blocks)}")
         for i, block in enumerate(blocks):
             prune_block(block, self.keep[i], None if self.down is None else self.down[i])
+
+    def digest(self) -> str:
+        """A short hash of the kept neurons and refitted weights: names what a pruned model computes
+        (the key of its cached ONNX graph)."""
+        h = hashlib.sha256()
+        for name, a in sorted(self.arrays().items()):
+            h.update(name.encode())
+            h.update(a.tobytes())
+        return h.hexdigest()[:16]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The tensors a bundle stores: ``mlp_keep.<i>`` and ``mlp_down.<i>``."""

@@ -90,5 +90,22 @@ def test_bad_pruning_is_refused(tiny_model_dir) -> None:
         _tiny(tiny_model_dir, Pruning([np.arange(4)] * 2, [np.ones((3, 4), dtype=np.float32)] * 2))
     with pytest.raises(BackboneError, match="gated MLPs"):
         prune_block(torch.nn.Linear(2, 2), np.arange(2))
-    with pytest.raises(BackboneError, match="runs in torch"):
-        Backbone.load(str(tiny_model_dir), layer=2, runtime="onnx-int8", pruning=Pruning([np.arange(4)] * 2))
+
+
+def test_pruned_backbone_runs_in_onnx_int8_under_its_own_key(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("GUARDRAIL_CACHE", str(tmp_path / "cache"))
+    few, other = Pruning([np.arange(0, 8, 2)] * 2), Pruning([np.arange(4)] * 2)
+    assert few.digest() != other.digest() and few.digest() == Pruning([np.arange(0, 8, 2)] * 2).digest()
+    eager = _tiny(tiny_model_dir, few)
+    full = Backbone.load(str(tiny_model_dir), layer=2, runtime="onnx-int8")
+    pruned = Backbone.load(str(tiny_model_dir), layer=2, runtime="onnx-int8", pruning=few)
+    assert pruned.runtime == "onnx-int8" and pruned.model is None
+    graphs = sorted(p.parent.name for p in (tmp_path / "cache" / "onnx").glob("*/model.int8.onnx"))
+    assert len(graphs) == 2 and graphs[1].endswith(f"-p{few.digest()}"), graphs  # not the whole model's
+    enc = eager.encode(TEXTS)
+    for a, b, c in zip(eager.residuals(enc), pruned.residuals(enc), full.residuals(enc), strict=True):
+        near = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+        assert float(near.min()) > 0.95, float(near.min())  # int8 weights of the pruned model
+        assert not torch.allclose(b, c, atol=1e-3)  # and not the whole model's
