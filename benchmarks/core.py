@@ -34,9 +34,11 @@ DATA = Path(os.environ.get("GUARDRAIL_SHARED", REPO.parent / "shared")) / "data"
 def _guardrail_worker(bundle: str, compile: bool, runtime: str | None, texts: list[str], q: mp.Queue) -> None:
     from guardrail.pipeline import Guardrail
 
-    g = Guardrail.load(
-        bundle, compile=compile, runtime=runtime
-    ).warmup()  # kernels for every length bucket, as a server would
+    t0 = time.perf_counter()
+    g = Guardrail.load(bundle, compile=compile, runtime=runtime)
+    loaded = time.perf_counter() - t0
+    g.warmup()  # kernels for every length bucket, as a server would
+    warm = time.perf_counter() - t0 - loaded
     g.detect(texts[:32])  # the same warm-up call on the data as Presidio's below
     t0 = time.perf_counter()
     spans = g.detect(texts)
@@ -49,6 +51,11 @@ def _guardrail_worker(bundle: str, compile: bool, runtime: str | None, texts: li
             "tokens": tokens,
             "peak_rss_mb": rss,
             "spans": [[s.to_dict() for s in x] for x in spans],
+            "load_seconds": loaded,
+            "warmup_seconds": warm,
+            "runtime": g.backbone.runtime,
+            "dtype": g.backbone.dtype_name,
+            "why": g.backbone.why,
         }
     )
 

@@ -1,7 +1,7 @@
 """Quality on the whole real dev suite, per set and per language, beside Presidio + spaCy in the same run.
 
-    python benchmarks/devsuite.py [--bundle NAME_OR_PATH[:PROBE[@CALIBRATION]]]... [--no-presidio] [--limit N]
-                                  [--json-out FILE] [--md-out FILE] [--update-card]
+    python benchmarks/devsuite.py [--bundle NAME_OR_PATH[:PROBE[@CALIBRATION]][~RUNTIME]]... [--no-presidio]
+                                  [--limit N] [--json-out FILE] [--md-out FILE] [--update-card]
 
 Every set of ``guardrail.bench.datasets.DEV_SETS`` (``../shared/data`` or ``$GUARDRAIL_DEV_DATA``) is read
 with ``detect`` (probe + patterns, the bundle's reported labels) and scored with the reference rule
@@ -23,14 +23,26 @@ from guardrail.bench.datasets import Dataset, dev_sets
 from guardrail.spans import Span
 
 
+def split_runtime(spec: str) -> tuple[str, str | None]:
+    """``NAME[:PROBE[@RULE]][~RUNTIME]`` -> the spec without its runtime, and the runtime (None: the
+    bundle's own, as ``auto`` picks it here)."""
+    from guardrail.backbone import RUNTIMES
+
+    head, sep, runtime = spec.rpartition("~")
+    if sep and runtime in (*RUNTIMES, "auto"):
+        return head, runtime
+    return spec, None
+
+
 def _detect_guardrail(
     spec: str, sets: list[Dataset], batch_size: int | None
 ) -> dict[str, dict[str, list[Span]]]:
     from guardrail.pipeline import Guardrail
 
+    spec, runtime = split_runtime(spec)
     name, _, rest = spec.partition(":")
     probe, _, calibration = rest.partition("@")
-    g = Guardrail.load(name, probe=probe or None)
+    g = Guardrail.load(name, probe=probe or None, runtime=runtime)
     if calibration:  # another calibration rule the training stored beside the shipped one
         alt = g.bundle.manifest.probes[g.probe_name].metrics["calibrations"][calibration]
         suite.use_rule(g, alt)
@@ -86,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle",
         action="append",
         default=[],
-        metavar="NAME[:PROBE[@RULE]]",
-        help="bundle name or folder, optionally with a probe and a stored calibration rule (recall, f2, "
-        "f1: guardrail.train.CALIBRATIONS) (repeatable; default gemma-3-270m)",
+        metavar="NAME[:PROBE[@RULE]][~RUNTIME]",
+        help="bundle name or folder, optionally with a probe, a stored calibration rule (recall, f2, "
+        "f1: guardrail.train.CALIBRATIONS) and a backbone runtime (torch, torch-int8, onnx-int8; default: "
+        "what auto picks here) (repeatable; default gemma-3-270m)",
     )
     ap.add_argument("--no-presidio", action="store_true", help="leave out Presidio + spaCy")
     ap.add_argument("--limit", type=int, default=None, help="first N records of each set")
@@ -112,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         from guardrail.bundle import Bundle
 
         presidio = ["presidio_spacy_sm"] if "presidio_spacy_sm" in res["methods"] else []
-        for name in dict.fromkeys(spec.partition(":")[0] for spec in bundles):  # each bundle, once
+
+        def bundle_of(spec: str) -> str:
+            return split_runtime(spec)[0].partition(":")[0]
+
+        for name in dict.fromkeys(map(bundle_of, bundles)):  # each bundle, once
             b = Bundle.load(name)
-            mine = [spec for spec in bundles if spec.partition(":")[0] == name]
+            mine = [spec for spec in bundles if bundle_of(spec) == name]
             b.manifest.metrics["dev_suite"] = {
                 "date": res["date"],
                 "command": "python benchmarks/devsuite.py " + " ".join(f"--bundle {x}" for x in bundles),

@@ -503,6 +503,35 @@ def _dev_suite_section(suite: object) -> list[str]:
     return lines
 
 
+def _isa_section(matrix: object) -> list[str]:
+    """Speed by CPU instruction-set level (``benchmarks/isa_matrix.py --update-card``)."""
+    if not isinstance(matrix, dict) or not isinstance(matrix.get("rows"), dict):
+        return []
+    lines = [
+        "",
+        "### Speed by CPU instruction-set level",
+        "",
+        f"Command: `{matrix.get('command')}` on {matrix.get('date')}, machine: "
+        f"{_machine(matrix.get('machine'))}; {matrix.get('records')} presidio_synth records. A capped level "
+        "runs with torch's, oneDNN's and the BLAS libraries' instruction-set caps (`ATEN_CPU_CAPABILITY`, "
+        "`ONEDNN_MAX_CPU_ISA`...); ONNX Runtime has none (†: its kernels are this chip's).",
+        "",
+        "| level | runtime (auto) | chars/s | Presidio + spaCy chars/s | vs Presidio "
+        "| `guardrail detect` cold, s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for level, r in matrix["rows"].items():
+        if not isinstance(r, dict):
+            continue
+        presidio = r.get("presidio") if isinstance(r.get("presidio"), dict) else {}
+        lines.append(
+            f"| {level} | {r.get('runtime')} {r.get('dtype')}{'' if r.get('capped', True) else ' †'} "
+            f"| {_num(r.get('chars_per_s'), ',.0f')} | {_num(presidio.get('chars_per_s'), ',.0f')} "
+            f"| {_num(r.get('vs_presidio'), '.2f')}x | {_num(r.get('cold_detect_seconds'), '.1f')} |"
+        )
+    return lines
+
+
 def render_card(m: Manifest, folder: Path | None = None) -> str:
     """``MODEL_CARD.md`` from the manifest: what it detects, how it was trained, what it measured."""
     t = m.training
@@ -602,6 +631,7 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
         ]
     else:
         lines.append("Not benchmarked yet: run `python benchmarks/core.py --update-card`.")
+    lines += _isa_section(m.metrics.get("isa_matrix"))
     choice = m.metrics.get("layer_choice")
     if isinstance(choice, list) and choice:
         lines += [

@@ -42,26 +42,58 @@ def leakage_vs_speed(res: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
-def recall_per_label(res: Mapping[str, Any], ds: str, out: Path) -> Path:
-    """Grouped bars: recall (partial) per gold label, one bar per method."""
+def grouped_bars(
+    groups: list[str],
+    series: Mapping[str, list[float]],
+    out: Path,
+    *,
+    ylabel: str,
+    title: str,
+    ylim: tuple[float, float] | None = None,
+    rotate: bool = False,
+) -> Path:
+    """One group of bars per entry of ``groups``, one bar per series (``series[name][i]``: its value in
+    group ``i``)."""
     plt = _pyplot()
-    per_method = {n: r["quality"]["per_label"] for n, r in res["results"][ds].items()}
-    labels = sorted({lab for pl in per_method.values() for lab, row in pl.items() if row["counts"]["gold"]})
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels) + 2), 4.5))
-    width = 0.8 / max(1, len(per_method))
-    for j, (name, pl) in enumerate(per_method.items()):
-        ys = [(pl.get(lab, {}).get("recall_partial") or 0.0) for lab in labels]
-        ax.bar([i + j * width for i in range(len(labels))], ys, width, label=name)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("recall (partial)")
-    ax.set_title(f"Recall per label on {ds}")
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 2), 4.5))
+    width = 0.8 / max(1, len(series))
+    for j, (name, ys) in enumerate(series.items()):
+        ax.bar([i + j * width for i in range(len(groups))], ys, width, label=name)
+    ax.set_xticks(
+        [i + 0.4 - width / 2 for i in range(len(groups))],
+        groups,
+        rotation=30 if rotate else 0,
+        ha="right" if rotate else "center",
+    )
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def recall_per_label(res: Mapping[str, Any], ds: str, out: Path) -> Path:
+    """Grouped bars: recall (partial) per gold label, one bar per method."""
+    per_method = {n: r["quality"]["per_label"] for n, r in res["results"][ds].items()}
+    labels = sorted({lab for pl in per_method.values() for lab, row in pl.items() if row["counts"]["gold"]})
+    series = {
+        name: [(pl.get(lab, {}).get("recall_partial") or 0.0) for lab in labels]
+        for name, pl in per_method.items()
+    }
+    return grouped_bars(
+        labels,
+        series,
+        out,
+        ylabel="recall (partial)",
+        title=f"Recall per label on {ds}",
+        ylim=(0, 1.05),
+        rotate=True,
+    )
 
 
 def probe_pr(res: Mapping[str, Any], ds: str, out: Path) -> Path | None:
