@@ -296,10 +296,11 @@ RUNTIMES = ("torch", "torch-int8", "onnx-int8")
 runtime where the CPU has VNNI or AMX: 1.45x torch on the dev VM, spans nearly the bundle's) or asked
 (``compile=True``), eager otherwise (one-shot CLI calls skip that minute); without VNNI/AMX
 ``torch._int_mm`` is slow, and ``auto`` does not pick it (:func:`choose`). ``onnx-int8``: the truncated
-model exported once to ONNX with int8 MatMul weights (dynamic quantisation), run by ONNX Runtime on the
-CPU (it has AVX2 int8 kernels); residuals within ~0.997 cosine of torch's, but its spans differ from the
-bundle's (its thresholds were set on torch's activations). Measured: 1.32x torch bf16 on the 2-core
-AVX512-BF16 dev VM, 0.6x on a 16-core Xeon with AMX (README, "Which runtime where")."""
+(and pruned) model exported once to ONNX with the arithmetic of ``torch-int8`` (int8 weights per channel,
+per-token activations as uint8, ``MatMulInteger``: :class:`guardrail.quant.OnnxInt8Linear`; 7-bit
+activations on CPUs without VNNI, whose int8 kernels would saturate on 8), run by ONNX Runtime on the
+CPU (it has AVX2 int8 kernels); its dev-suite leakage stays within 0.8 points of torch's on every set
+(README, "Which runtime where")."""
 CPU_RUNTIMES = ("torch-int8", "onnx-int8")
 """Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
 
@@ -384,14 +385,14 @@ def choose(
     return Choice(runtime, dt, f"runtime {runtime}: {why}; dtype {dtype_why}")
 
 
-def _onnx_path(path: str, layer: int, pruning: Pruning | None = None) -> Path:
-    """Where the int8 graph of ``path`` cut at ``layer`` (pruned by ``pruning``) is cached: one folder
-    per model, layer and pruning, so a pruned graph never stands in for the whole model or another
-    pruning."""
+def _onnx_path(path: str, layer: int, pruning: Pruning | None = None, bits: int = 8) -> Path:
+    """Where the int8 graph of ``path`` cut at ``layer`` (pruned by ``pruning``, ``bits``-bit
+    activations) is cached: one folder per model, layer, pruning and activation width, so a graph never
+    stands in for another."""
     src = Path(path)
     stem = src.name if src.exists() else re.sub(r"[^A-Za-z0-9._-]", "_", path)
     pruned = "" if pruning is None else f"-p{pruning.digest()}"
-    return cache_dir() / "onnx" / f"{stem}-L{layer}{pruned}" / "model.int8.onnx"
+    return cache_dir() / "onnx" / f"{stem}-L{layer}{pruned}-a{bits}" / "model.int8.onnx"
 
 
 def quantize_int8(fp32: Path, target: Path) -> Path:
@@ -478,9 +479,12 @@ def _tokenizer(path: str, model_id: str):
     return tokenizer
 
 
-def export_onnx(model: torch.nn.Module, target: Path) -> Path:
-    """Export a truncated fp32 model to ONNX (dynamic batch and length), then quantise its MatMul weights
-    to int8. Written to a temporary folder first so that a crash never leaves a half-written model."""
+def export_onnx(model: torch.nn.Module, target: Path, bits: int = 8) -> Path:
+    """Export a truncated fp32 model to ONNX (dynamic batch and length) with its blocks' linear layers
+    as int8 products, per-token ``bits``-bit activations (:class:`guardrail.quant.OnnxInt8Linear`; the
+    model is changed in place). Written to a temporary folder first so that a crash never leaves a
+    half-written model."""
+    from guardrail.quant import ONNX_TRANSLATIONS, quantize_linear
 
     class _Residual(torch.nn.Module):
         def __init__(self, m: torch.nn.Module):
@@ -490,23 +494,28 @@ def export_onnx(model: torch.nn.Module, target: Path) -> Path:
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             return self.m(input_ids=ids, use_cache=False).last_hidden_state
 
+    quantize_linear(model.layers, onnx_bits=bits)
     tmp = target.parent.with_name(target.parent.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    fp32 = tmp / "model.fp32.onnx"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
     ids = torch.ones((2, 16), dtype=torch.long)
     dims = {0: torch.export.Dim("batch", min=1, max=1024), 1: torch.export.Dim("tokens", min=2, max=WINDOW)}
-    log.info("exporting the truncated backbone to ONNX (once)")
+    log.info("exporting the truncated backbone to ONNX with int8 products (once)")
     torch.onnx.export(
         _Residual(model).eval(),
         (ids,),
-        str(fp32),
+        str(tmp / target.name),
         input_names=["input_ids"],
         output_names=["residual"],
         dynamic_shapes={"ids": dims},
+        custom_translation_table=ONNX_TRANSLATIONS,
         dynamo=True,
+        external_data=True,
         verbose=False,
     )
-    quantize_int8(fp32, tmp / target.name)
     if target.parent.exists():
         import shutil
 
@@ -600,7 +609,10 @@ class Backbone:
         dev = pick_device(device)
         if runtime in CPU_RUNTIMES and dev.type != "cpu":
             raise BackboneError(f"the {runtime} runtime runs on the CPU; use runtime 'torch' on CUDA")
-        onnx_file = _onnx_path(path, layer, pruning)
+        from guardrail.quant import activation_bits
+
+        bits = activation_bits(cpu.probe().flags)
+        onnx_file = _onnx_path(path, layer, pruning, bits)
         fitted = fitted or (runtime if runtime != "auto" else "torch")
         choice = choose(dev, fitted, runtime, dtype, exported=onnx_file.is_file())
         runtime = choice.runtime
@@ -657,7 +669,7 @@ class Backbone:
             ) from e
         if not onnx_file.is_file():
             assert model is not None
-            export_onnx(model, onnx_file)
+            export_onnx(model, onnx_file, bits)
             del model
         session = ort_session(onnx_file, ["CPUExecutionProvider"])
         log.info("backbone %s at layer %d: %s", model_id, layer, choice.why)
