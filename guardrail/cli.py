@@ -263,6 +263,21 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _class_repeat(text: str) -> dict[str, int]:
+    """``LABEL=N[,LABEL=N]`` (or ``none``) as a class-repeat table, checked against the labels."""
+    from guardrail.labels import CANONICAL
+
+    if text.strip().lower() == "none":
+        return {}
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        label, sep, n = part.strip().partition("=")
+        if not sep or label not in CANONICAL or not n.isdigit() or int(n) < 1:
+            raise InputError(f"--repeat: expected LABEL=N with a canonical label and N >= 1, got {part!r}")
+        out[label] = int(n)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from guardrail.train import TrainConfig, train
 
@@ -278,6 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         head=args.head,
         hidden=args.hidden,
         epochs=args.epochs,
+        **({"repeat": _class_repeat(args.repeat)} if args.repeat is not None else {}),
         **_data_options(args),  # type: ignore[arg-type]
     )
     bundle = train(cfg)
@@ -657,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--hidden", type=_positive_int, default=512, help="hidden units of the mlp head")
     t.add_argument("--epochs", type=_positive_int, default=4, help="passes of the mlp head over the data")
+    t.add_argument(
+        "--repeat",
+        default=None,
+        metavar="LABEL=N[,LABEL=N]",
+        help="times per epoch the mlp head sees a class's tokens (default LOCATION=2; 'none': each once)",
+    )
     _add_data_arguments(t)
     t.set_defaults(func=cmd_train)
 

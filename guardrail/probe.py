@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from guardrail.labels import PROBE_CLASSES
+from guardrail.labels import OUTSIDE, PROBE_CLASSES
 
 if TYPE_CHECKING:
     from sklearn.ensemble import RandomForestClassifier
@@ -646,13 +646,15 @@ def fit_mlp(
     latents: torch.Tensor | None = None,
     min_scale: float = 1e-4,
     progress: bool = True,
+    repeat: Mapping[str, int] | None = None,
 ) -> MlpProbe:
     """Fit an :class:`MlpProbe` with AdamW and a one-cycle learning rate, in torch.
 
     ``rows(idx)`` returns the features ``[len(idx), F]`` of training tokens ``idx`` (indices into
     ``labels``), so the token table never has to be expanded with its neighbours at once. ``labels`` are
     class indices into ``classes``; negative labels (masked, :data:`guardrail.realdata.MASKED`) are never
-    trained on. Each epoch sees every PII token and a fresh ``o_keep`` share of the ``O`` tokens.
+    trained on. Each epoch sees every PII token and a fresh ``o_keep`` share of the ``O`` tokens; the
+    tokens of a class named in ``repeat`` are seen that many times an epoch (a class weight).
     """
     from tqdm.auto import tqdm
 
@@ -664,6 +666,14 @@ def fit_mlp(
     pii = torch.nonzero(y > 0).squeeze(1)
     outside = torch.nonzero(y == 0).squeeze(1)
     usable = torch.cat([pii, outside])
+    n_tokens = len(usable)
+    for name, times in (repeat or {}).items():
+        if name not in classes or name == OUTSIDE or times < 1:
+            raise ProbeError(
+                f"repeat needs a PII class of the probe and a count of at least 1, got {name}: {times}"
+            )
+        own = pii[y[pii] == classes.index(name)]
+        pii = torch.cat([pii, *([own] * (times - 1))])
     sample = usable[torch.randperm(len(usable), generator=gen)[:200_000]]
     with torch.no_grad():
         f = rows(sample).float()
@@ -717,13 +727,14 @@ def fit_mlp(
         tuple(context),
         source="raw" if latents is None else "sae",
         meta={
-            "n_train_tokens": int(len(pii) + len(outside)),
+            "n_train_tokens": n_tokens,
             "hidden": hidden,
             "epochs": epochs,
             "o_keep": o_keep,
             "lr": lr,
             "weight_decay": weight_decay,
             "dropout": dropout,
+            **({"repeat": dict(repeat)} if repeat else {}),
         },
         latents=latents,
     )

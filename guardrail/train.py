@@ -85,6 +85,13 @@ class TrainConfig:
     """Hidden units of the ``mlp`` head."""
     epochs: int = 4
     """Passes over the training tokens of the ``mlp`` head."""
+    repeat: dict[str, int] = field(default_factory=lambda: {"LOCATION": 2})
+    """Times per epoch the ``mlp`` head sees the tokens of a class (a class weight). LOCATION twice:
+    places were the most missed class on real text (Chinese and Japanese place names, countries used as
+    adjectives); on the same cached activations and calibration set it moved every real dev set the
+    right way (mean F1.5 0.868 -> 0.880; zh leakage 14.6% -> 12.7% at precision 0.66 -> 0.71, ja precision
+    0.73 -> 0.79, wnut17 15.7% -> 14.9%), while doubling the Chinese or Chinese and Japanese records did not
+    (0.868, 0.867)."""
 
 
 HEADS: tuple[str, ...] = ("linear", "mlp")
@@ -640,7 +647,11 @@ def train(cfg: TrainConfig) -> Bundle:
             "context": list(cfg.context),
             "head": cfg.head,
             "o_keep": o_keep_for(cfg),
-            **({"C": cfg.c} if cfg.head == "linear" else {"hidden": cfg.hidden, "epochs": cfg.epochs}),
+            **(
+                {"C": cfg.c}
+                if cfg.head == "linear"
+                else {"hidden": cfg.hidden, "epochs": cfg.epochs, "repeat": cfg.repeat}
+            ),
             "activation_seconds": round(tr.seconds + ca.seconds, 1),
             "fit_seconds": round(fit_s, 1),
             "total_seconds": round(time.perf_counter() - t_start, 1),
@@ -680,6 +691,7 @@ def fit_raw_head(cfg: TrainConfig, acts: Activations) -> AnyProbe:
             epochs=cfg.epochs,
             o_keep=o_keep_for(cfg),
             seed=cfg.seed,
+            repeat=cfg.repeat,
         )
     if cfg.head != "linear":
         raise ValueError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")

@@ -152,6 +152,8 @@ def test_batch_passes_model_and_patterns(monkeypatch, tmp_path) -> None:
         (["--real-mix", "{oops"], "--real-mix is not JSON"),
         (["--real-mix", '{"no_such_corpus": 1}'], "unknown corpora: no_such_corpus"),
         (["--n-real", "-1"], "must be >= 0"),
+        (["--repeat", "LOC=2"], "expected LABEL=N with a canonical label"),
+        (["--repeat", "LOCATION=0"], "expected LABEL=N with a canonical label"),
     ],
 )
 def test_train_data_options_fail_before_any_work(tmp_path, capsys, args: list[str], message: str) -> None:
@@ -235,3 +237,25 @@ def test_cli_explicit_slow_runtime_warns_once_and_never_compiles(tmp_path, monke
     assert loaded[-1].backbone.dtype == torch.bfloat16
     assert cli.main([*args, "--runtime", "torch-int8", "--compile"]) == 0
     assert compiled == [{"dynamic": True}]  # asked for: compiled
+
+
+def test_train_repeat_reaches_the_config(monkeypatch) -> None:
+    import guardrail.train as train
+
+    seen = []
+
+    def fake(cfg):
+        seen.append(cfg.repeat)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(train, "train", fake)
+    for args, want in (
+        (["--repeat", "LOCATION=3,PERSON=2"], {"LOCATION": 3, "PERSON": 2}),
+        (["--repeat", "none"], {}),
+    ):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--out", "/nowhere", *args])
+        assert seen[-1] == want
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--out", "/nowhere"])
+    assert seen[-1] == {"LOCATION": 2}  # the recipe's default

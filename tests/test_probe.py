@@ -266,3 +266,28 @@ def test_flush_denormal_is_on_inside_and_put_back_after() -> None:
         if supported:
             assert float(tiny * 1.0) == 0.0
     assert float(tiny * 1.0) != 0.0
+
+
+def test_mlp_repeat_weighs_a_class_by_showing_its_tokens_again() -> None:
+    x, y = _xor(600)
+    t = torch.from_numpy(x)
+    seen: list[int] = []
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        seen.extend(idx.tolist())
+        return t[idx]
+
+    once = fit_mlp(lambda idx: t[idx], y, hidden=8, epochs=1, progress=False)
+    twice = fit_mlp(rows, y, hidden=8, epochs=1, o_keep=1.0, progress=False, repeat={"PERSON": 2})
+    n_person = int((y == 1).sum())
+    from collections import Counter
+
+    counts = Counter(seen[-(n_person * 2 + int((y == 0).sum())) :])  # the epoch (after the scaling sample)
+    assert all(counts[i] == 2 for i in np.flatnonzero(y == 1)) and all(
+        counts[i] == 1 for i in np.flatnonzero(y == 0)
+    )
+    assert twice.meta["repeat"] == {"PERSON": 2} and "repeat" not in once.meta
+    assert twice.meta["n_train_tokens"] == once.meta["n_train_tokens"] == len(y)
+    for bad in ({"O": 2}, {"NOPE": 2}, {"PERSON": 0}):
+        with pytest.raises(ProbeError, match="repeat"):
+            fit_mlp(lambda idx: t[idx], y, hidden=8, epochs=1, progress=False, repeat=bad)
