@@ -395,25 +395,6 @@ def _onnx_path(path: str, layer: int, pruning: Pruning | None = None, bits: int 
     return cache_dir() / "onnx" / f"{stem}-L{layer}{pruned}-a{bits}" / "model.int8.onnx"
 
 
-def quantize_int8(fp32: Path, target: Path) -> Path:
-    """Quantise the MatMul weights of the ONNX model ``fp32`` to int8 (per channel, dynamic activations)
-    into ``target``, then delete ``fp32`` and its external data."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(fp32),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        extra_options={"MatMulConstBOnly": True},
-        use_external_data_format=True,
-    )
-    for f in fp32.parent.glob(fp32.name + "*"):
-        f.unlink()
-    return target
-
-
 def ort_session(path: Path, providers: Sequence[str]):
     """An ONNX Runtime session on ``path`` with every graph optimisation and only errors logged."""
     import onnxruntime as ort

@@ -848,7 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", default=None, help=_MODEL_HELP)
     x.add_argument("--out", required=True, help="folder to write (replaced when it exists)")
     x.add_argument(
-        "--int8", action="store_true", help="quantise MatMul weights to int8 (smaller, CPU-faster)"
+        "--int8",
+        action="store_true",
+        help="the blocks' linear layers as int8 products with per-token activations (as runtime onnx-int8)",
     )
     x.set_defaults(func=cmd_export_onnx)
 

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guardrail.backbone import WINDOW, Encoded, ort_session, pad_rows, quantize_int8, stitch
+from guardrail.backbone import WINDOW, Encoded, ort_session, pad_rows, stitch
 from guardrail.probe import MlpProbe, Probe, rms_normalise
+from guardrail.quant import ONNX_TRANSLATIONS
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,13 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
             f"only linear and MLP heads export to ONNX; probe {guard.probe_name!r} has a {probe.head!r} head"
         )
     model = copy.deepcopy(guard.backbone._eager).float().cpu().eval()
+    bits = None
+    if int8:  # the blocks' products in int8 as the onnx-int8 runtime runs them (per-token activations)
+        from guardrail import cpu
+        from guardrail.quant import activation_bits, quantize_linear
+
+        bits = activation_bits(cpu.probe().flags)
+        quantize_linear(model.layers, onnx_bits=bits)
     sae = copy.deepcopy(probe.sae).float().cpu() if isinstance(probe.sae, Sae) else None
     arrays = ("weight", "bias") if isinstance(probe, Probe) else ("w1", "b1", "w2", "b2")
     cpu_probe = dataclasses.replace(
@@ -128,16 +136,15 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
         torch.onnx.export(
             graph,
             (ids, lengths),
-            str(tmp / ("model.fp32.onnx" if int8 else GRAPH)),
+            str(tmp / GRAPH),
             input_names=["input_ids", "lengths"],
             output_names=["probs"],
             dynamic_shapes={"input_ids": {0: batch, 1: tokens}, "lengths": {0: batch}},
+            custom_translation_table=ONNX_TRANSLATIONS,
             dynamo=True,
             external_data=True,
             verbose=False,
         )
-    if int8:
-        quantize_int8(tmp / "model.fp32.onnx", tmp / GRAPH)
     m = guard.bundle.manifest
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -150,6 +157,7 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
         "backbone": {"id": m.backbone.id, "sha256": m.backbone.sha256},
         "bundle_weights_sha256": weights_fingerprint(guard.bundle.folder),
         "precision": "int8" if int8 else "fp32",
+        **({"activation_bits": bits} if bits is not None else {}),
         "inputs": ["input_ids", "lengths"],
         "outputs": ["probs"],
     }
