@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.update_card:
         from guardrail.bundle import Bundle
 
-        command = "python benchmarks/isa_matrix.py " + " ".join(
+        command = "python benchmarks/isa_matrix.py --update-card " + " ".join(
             [*(f"--bundle {b}" for b in bundles), *(f"--level {x}" for x in a.level)]
         )
         for bundle in bundles:
