@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -299,8 +300,8 @@ runtime where the CPU has VNNI or AMX: 1.45x torch on the dev VM, spans nearly t
 (and pruned) model exported once to ONNX with the arithmetic of ``torch-int8`` (int8 weights per channel,
 per-token activations as uint8, ``MatMulInteger``: :class:`guardrail.quant.OnnxInt8Linear`; 7-bit
 activations on CPUs without VNNI, whose int8 kernels would saturate on 8), run by ONNX Runtime on the
-CPU (it has AVX2 int8 kernels); its dev-suite leakage stays within 0.8 points of torch's on every set
-(README, "Which runtime where")."""
+CPU (it has AVX2 int8 kernels); its dev-suite leakage stays within a point of torch's on every set
+(README, "Speed by instruction set")."""
 CPU_RUNTIMES = ("torch-int8", "onnx-int8")
 """Runtimes that run on the CPU only (a GPU host loads a bundle fitted on one with ``torch``)."""
 
@@ -478,8 +479,6 @@ def export_onnx(model: torch.nn.Module, target: Path, bits: int = 8) -> Path:
     quantize_linear(model.layers, onnx_bits=bits)
     tmp = target.parent.with_name(target.parent.name + ".tmp")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     ids = torch.ones((2, 16), dtype=torch.long)
@@ -498,8 +497,6 @@ def export_onnx(model: torch.nn.Module, target: Path, bits: int = 8) -> Path:
         verbose=False,
     )
     if target.parent.exists():
-        import shutil
-
         shutil.rmtree(target.parent)
     tmp.replace(target.parent)
     return target

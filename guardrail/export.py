@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guardrail import cpu
 from guardrail.backbone import WINDOW, Encoded, ort_session, pad_rows, stitch
 from guardrail.probe import MlpProbe, Probe, rms_normalise
-from guardrail.quant import ONNX_TRANSLATIONS
+from guardrail.quant import ONNX_TRANSLATIONS, activation_bits, quantize_linear
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,6 @@ def export(guard: Any, out: str | Path, int8: bool = False) -> Path:
     model = copy.deepcopy(guard.backbone._eager).float().cpu().eval()
     bits = None
     if int8:  # the blocks' products in int8 as the onnx-int8 runtime runs them (per-token activations)
-        from guardrail import cpu
-        from guardrail.quant import activation_bits, quantize_linear
-
         bits = activation_bits(cpu.probe().flags)
         quantize_linear(model.layers, onnx_bits=bits)
     sae = copy.deepcopy(probe.sae).float().cpu() if isinstance(probe.sae, Sae) else None
