@@ -76,6 +76,14 @@ def cache_dir() -> Path:
     return Path(xdg) / "guardrail"
 
 
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` with dynamic shapes, its kernels cached under :func:`cache_dir` (``inductor/``)
+    unless ``TORCHINDUCTOR_CACHE_DIR`` says where: inductor's default is under ``/tmp``, which reboots and
+    containers wipe. A warm cache took the fast bundle's warm-up from 99 s to 30 s on the 2-core dev VM."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    return torch.compile(model, dynamic=True)
+
+
 def _gguf_path(src: GgufSource) -> Path:
     """Path of the GGUF file of an embedded model, assembling it from its chunks when needed."""
     import importlib
@@ -634,7 +642,7 @@ class Backbone:
 
                 quantize_linear(model.layers)
             if compile:
-                model = torch.compile(model, dynamic=True)
+                model = compiled(model)
             log.info("backbone %s at layer %d: %s", model_id, layer, choice.why)
             bb = cls(model, tokenizer, layer, info, dev, dt, d_model, runtime=runtime, why=choice.why)
             bb.compile_on_warmup = runtime == "torch-int8" and not compile
@@ -789,7 +797,7 @@ class Backbone:
         once per kind of call): one window alone, a batch per length bucket, packed rows in a batch and
         alone. A torch-int8 model not compiled at load is compiled here first (:attr:`compile_on_warmup`)."""
         if self.compile_on_warmup and self.model is not None:
-            self.model = torch.compile(self.model, dynamic=True)
+            self.model = compiled(self.model)
             self.compile_on_warmup = False
         filler = np.full(WINDOW - 1, self.bos_id, dtype=np.int64)
         self._forward([[filler[:5]]])

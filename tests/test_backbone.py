@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -278,3 +279,18 @@ def test_compiled_backbone_does_not_recompile_after_warmup(tiny_model_dir) -> No
         bb.residuals_flat(short, batch_size=4)  # one packed row alone
         bb.residuals_flat(short + long, batch_size=4)  # packed rows in a batch
         bb.residuals_flat(long * 3, batch_size=1)  # unpacked rows, one at a time
+
+
+def test_compiled_kernels_are_cached_beside_the_converted_models(tmp_path, monkeypatch) -> None:
+    from guardrail import backbone
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda m, dynamic: seen.append(dynamic) or m)
+    monkeypatch.setenv("GUARDRAIL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    model = torch.nn.Linear(2, 2)
+    assert backbone.compiled(model) is model and seen == [True]
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    backbone.compiled(model)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")  # the user's choice stands
