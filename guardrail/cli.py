@@ -536,6 +536,22 @@ def doctor_report(device: str = "auto", bundles: Sequence[str] | None = None) ->
     }
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Load each bundle as ``detect`` would here, so that what a first run builds is built now."""
+    import time
+
+    from guardrail.bundle import DEFAULT_BUNDLE
+    from guardrail.pipeline import Guardrail
+
+    for name in args.bundle or [DEFAULT_BUNDLE]:
+        t0 = time.perf_counter()
+        g = Guardrail.load(name, device=args.device, runtime=args.runtime, compile=args.compile)
+        if args.warmup:
+            g.warmup()
+        print(f"{g.bundle.manifest.name}: ready in {time.perf_counter() - t0:.1f} s; {g.backbone.why}")
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     r = doctor_report(args.device, args.bundle)
     if args.json:
@@ -861,6 +877,30 @@ def build_parser() -> argparse.ArgumentParser:
         "will use them: ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA cap them) and, for each shipped bundle, "
         "the runtime and dtype that runtime auto picks and why. Loads no model.",
     )
+    pr = sub.add_parser(
+        "prepare",
+        help="build what a first run would (converted model, ONNX graph, compiled kernels) ahead of time",
+        description="Load each bundle in the runtime auto picks on this machine, so that the converted model "
+        "and, where picked, the onnx-int8 graph are cached before the first detect or serve (an image build "
+        "step); --warmup also runs serve's warm-up, which compiles a torch-int8 model (or any, with "
+        "--compile) and fills the kernel cache.",
+    )
+    pr.add_argument(
+        "--bundle",
+        action="append",
+        default=None,
+        help=f"a bundle name or folder (repeatable; default: {DEFAULT_BUNDLE})",
+    )
+    pr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    pr.add_argument(
+        "--runtime",
+        default=None,
+        choices=("auto", *(r for r in GUARDRAIL_RUNTIMES if r != "onnx")),
+        help="default: auto, as detect picks it",
+    )
+    pr.add_argument("--warmup", action="store_true", help="also run the warm-up serve runs")
+    compiled(pr)
+    pr.set_defaults(func=cmd_prepare)
     dr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     dr.add_argument(
         "--bundle",

@@ -259,3 +259,22 @@ def test_train_repeat_reaches_the_config(monkeypatch) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--out", "/nowhere"])
     assert seen[-1] == {"LOCATION": 2}  # the recipe's default
+
+
+def test_prepare_builds_the_onnx_graph_a_first_run_would(
+    tiny_bundle_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    from guardrail.backbone import onnx_int8_support
+
+    if onnx_int8_support() is not None:
+        pytest.skip("ONNX Runtime or its exporter is not installed")
+    monkeypatch.setenv("GUARDRAIL_CACHE", str(tmp_path / "cache"))
+    args = ["prepare", "--bundle", str(tiny_bundle_dir), "--device", "cpu", "--runtime", "onnx-int8"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "ready in" in out and "runtime onnx-int8" in out
+    assert len(list((tmp_path / "cache" / "onnx").glob("*/model.int8.onnx"))) == 1
+    assert cli.main([*args, "--warmup"]) == 0  # the second run reads the cached graph and warms up
+    assert len(list((tmp_path / "cache" / "onnx").glob("*/model.int8.onnx"))) == 1
+    assert cli.main(["prepare", "--bundle", str(tmp_path / "no-such-bundle")]) == 1
+    assert "no-such-bundle" in capsys.readouterr().err
