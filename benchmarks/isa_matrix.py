@@ -22,15 +22,15 @@ each bundle's rows in its card.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,19 +54,9 @@ CAPPED_BY_ENV = ("torch", "torch-int8")
 """Runtimes whose kernels the level's variables cap (ONNX Runtime's are not)."""
 
 
-@contextlib.contextmanager
-def capped(env: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``env`` set (for processes started inside), restored afterwards."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def capped(env: Mapping[str, str]):
+    """``os.environ`` with ``env`` set for processes started inside, restored afterwards (on errors too)."""
+    return mock.patch.dict(os.environ, env)
 
 
 def cold_detect(bundle: str, source: Path, env: Mapping[str, str]) -> float:
@@ -112,7 +102,7 @@ def measure(
             for bundle in bundles:
                 g = _run(_guardrail_worker, bundle, False, None, texts)
                 cps = chars / g["seconds"]
-                row["bundles"][bundle] = {
+                row["bundles"][bundle] = r = {
                     "runtime": g["runtime"],
                     "dtype": g["dtype"],
                     "why": g["why"],
@@ -125,8 +115,7 @@ def measure(
                 }
                 print(
                     f"{level:7s} {bundle:22s} {g['runtime']:10s} {cps:8.0f} chars/s "
-                    f"{row['bundles'][bundle]['vs_presidio']:.2f}x presidio, cold detect "
-                    f"{row['bundles'][bundle]['cold_detect_seconds']:.1f} s",
+                    f"{r['vs_presidio']:.2f}x presidio, cold detect {r['cold_detect_seconds']:.1f} s",
                     flush=True,
                 )
         out["levels"][level] = row

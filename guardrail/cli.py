@@ -616,6 +616,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-patterns", action="store_true", help="probe only, without Presidio patterns")
         sp.add_argument("--model", default=None, help=_MODEL_HELP)
 
+    def bundles(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument(
+            "--bundle",
+            action="append",
+            default=None,
+            help=f"a bundle name or folder (repeatable; default: {default})",
+        )
+
     def compiled(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--compile",
@@ -877,6 +885,11 @@ def build_parser() -> argparse.ArgumentParser:
         "will use them: ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA cap them) and, for each shipped bundle, "
         "the runtime and dtype that runtime auto picks and why. Loads no model.",
     )
+    dr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    bundles(dr, f"every bundle under {probes_root()}")
+    dr.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    dr.set_defaults(func=cmd_doctor)
+
     pr = sub.add_parser(
         "prepare",
         help="build what a first run would (converted model, ONNX graph, compiled kernels) ahead of time",
@@ -885,12 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
         "step); --warmup also runs serve's warm-up, which compiles a torch-int8 model (or any, with "
         "--compile) and fills the kernel cache.",
     )
-    pr.add_argument(
-        "--bundle",
-        action="append",
-        default=None,
-        help=f"a bundle name or folder (repeatable; default: {DEFAULT_BUNDLE})",
-    )
+    bundles(pr, DEFAULT_BUNDLE)
     pr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     pr.add_argument(
         "--runtime",
@@ -901,15 +909,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--warmup", action="store_true", help="also run the warm-up serve runs")
     compiled(pr)
     pr.set_defaults(func=cmd_prepare)
-    dr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    dr.add_argument(
-        "--bundle",
-        action="append",
-        default=None,
-        help=f"a bundle name or folder (repeatable; default: every bundle under {probes_root()})",
-    )
-    dr.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    dr.set_defaults(func=cmd_doctor)
 
     from guardrail.bench.command import add_arguments as bench_arguments
 

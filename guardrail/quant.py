@@ -27,6 +27,12 @@ import torch
 QMAX = 127
 
 
+def token_scale(x: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Per-token (last axis) absmax scale ``[..., 1]`` that maps each token's activations onto
+    ``-qmax..qmax``."""
+    return x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / qmax
+
+
 class Int8Linear(torch.nn.Module):
     """``y = x @ W.T`` (+ bias) with int8 weights and per-token int8 activations (W8A8, symmetric)."""
 
@@ -49,7 +55,7 @@ class Int8Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         xf = x.reshape(-1, self.in_features).float()
-        s = xf.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / QMAX
+        s = token_scale(xf, QMAX)
         q = (xf / s).round().clamp(-QMAX, QMAX).to(torch.int8)
         y = torch._int_mm(q, self.qweight).float() * (s * self.scale)
         if self.bias is not None:
@@ -102,7 +108,7 @@ class OnnxInt8Linear(Int8Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        s = xf.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / self.qmax
+        s = token_scale(xf, self.qmax)
         q = ((xf / s).round() + (self.qmax + 1)).to(torch.uint8)
         y = matmul_u8s8(q, self.qweight, self.zero_point).float() * (s * self.scale)
         if self.bias is not None:

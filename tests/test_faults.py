@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import re
 import signal
@@ -74,22 +75,33 @@ def _metric(sc: SidecarThread, name: str, labels: str = "") -> float:
     return float(m.group(1)) if m else 0.0
 
 
+@contextlib.contextmanager
+def _abandoned_then_small(
+    guard: Guardrail, abandoned: list[str], small: str, secret: str
+) -> Iterator[SidecarThread]:
+    """Serve ``guard``; a call of ``abandoned`` texts the client gives up after 1 s ends DEADLINE_EXCEEDED,
+    then a call of ``small`` comes back redacted (``secret`` gone) within 2 s. Yields the sidecar, still
+    serving, for its metrics."""
+    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
+    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
+        with pytest.raises(SidecarError) as e:
+            c.redact(abandoned, timeout=1.0)
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        start = time.monotonic()
+        (out,) = c.redact([small], timeout=4.0)
+        took = time.monotonic() - start
+        assert secret not in out.text
+        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+        yield sc
+
+
 def test_abandoned_large_request_does_not_block_the_next_calls(guard: Guardrail, fast: Slow) -> None:
     """Redact of 3 x 99k characters with a 1 s deadline: DEADLINE_EXCEEDED at 1 s, and the model stops
     at its next block, so a small call right after is served in about one forward pass (it was queued
     behind the whole abandoned computation: ~15 forward passes here, ~2 minutes in the issue)."""
     fast.per_block = 0.25
     big = [("word " * 20_000)[:99_000]] * 3
-    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
-    with SidecarThread(guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
-        with pytest.raises(SidecarError) as e:
-            c.redact(big, timeout=1.0)
-        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        start = time.monotonic()
-        (small,) = c.redact([TEXT], timeout=4.0)
-        took = time.monotonic() - start
-        assert EMAIL not in small.text
-        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+    with _abandoned_then_small(guard, big, TEXT, EMAIL) as sc:
         assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 3
         assert _metric(sc, "guardrail_late_texts_total") == 0
 
@@ -127,16 +139,7 @@ def test_abandoned_large_request_on_the_onnx_runtime_does_not_block_the_next_cal
     """The exported graph (ONNX Runtime, which runs a call to its end) stops an abandoned request at its
     next window batch too: before, the 3 x 99k request ran all its window batches (~100 here, 25 s)."""
     big = [("word " * 20_000)[:99_000]] * 3
-    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
-    with SidecarThread(onnx_guard, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
-        with pytest.raises(SidecarError) as e:
-            c.redact(big, timeout=1.0)
-        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        start = time.monotonic()
-        (small,) = c.redact(["please call Ana Silva thanks"], timeout=4.0)
-        took = time.monotonic() - start
-        assert "Ana Silva" not in small.text
-        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+    with _abandoned_then_small(onnx_guard, big, "please call Ana Silva thanks", "Ana Silva") as sc:
         assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 3
         assert _metric(sc, "guardrail_late_texts_total") == 0
     # the sidecar's hook is gone after a stop: the session is the one it was given
@@ -159,16 +162,7 @@ def test_abandoned_many_texts_stop_in_the_pattern_stage(tiny_bundle_dir: Path) -
 
     g.patterns.detect = slow  # type: ignore[method-assign]
     texts = [f"{TEXT} #{i}" for i in range(80)]
-    settings = ServeSettings(port=0, metrics_port=0, max_wait_ms=1)
-    with SidecarThread(g, settings) as sc, GuardrailClient(f"127.0.0.1:{sc.port}", retries=0) as c:
-        with pytest.raises(SidecarError) as e:
-            c.redact(texts, timeout=1.0)
-        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        start = time.monotonic()
-        (small,) = c.redact([TEXT], timeout=4.0)
-        took = time.monotonic() - start
-        assert EMAIL not in small.text
-        assert took < 2.0, f"a small call waited {took:.1f} s behind an abandoned request"
+    with _abandoned_then_small(g, texts, TEXT, EMAIL) as sc:
         assert len([t for t in read if t != TEXT]) <= 15, f"{len(read)} texts read for a caller gone"
         assert _metric(sc, "guardrail_dropped_texts_total", '{reason="stopped"}') == 80
 
