@@ -81,12 +81,16 @@ def is_unspaced(ch: str) -> bool:
 
 def _is_edge_junk(ch: str) -> bool:
     # Whitespace, punctuation and invisible controls/format chars (ZWSP, BOM) carry no PII at an edge;
-    # leaving them in would make boundaries depend on how the tokenizer glued them to a word.
+    # leaving them in would make boundaries depend on how the tokenizer glued them to a word. "_" is
+    # punctuation to Unicode but a word character to snapping (user_name): trimming it would cut a word.
+    if ch == "_":
+        return False
     return ch.isspace() or unicodedata.category(ch)[0] == "P" or unicodedata.category(ch) in ("Cc", "Cf")
 
 
 def trim(text: str, start: int, end: int) -> tuple[int, int]:
-    """Shrink ``[start, end)`` past edge whitespace, punctuation (P*) and control/format characters.
+    """Shrink ``[start, end)`` past edge whitespace, punctuation (P*, but ``_``) and control/format
+    characters.
 
     Offsets are clipped to the text first; an all-junk range comes back empty (``start == end``).
     """
