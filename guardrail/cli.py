@@ -75,18 +75,63 @@ def _load(args: argparse.Namespace):
     )
 
 
+def _vault_mapping(args: argparse.Namespace):
+    """The vault and the pseudonyms ``--mapping`` carries on (empty without one)."""
+    from guardrail.redact import Pseudonyms
+    from guardrail.vault import Vault
+
+    vault = Vault.from_env()
+    pseudonyms = vault.open(_read_text(args.mapping).strip(), args.scope) if args.mapping else Pseudonyms()
+    return vault, pseudonyms
+
+
 def cmd_redact(args: argparse.Namespace) -> int:
     from guardrail.redact import Redactor
 
-    Redactor(args.operator, key=args.key)  # refuse a missing hash key before loading the model
+    sealing = args.seal_to is not None
+    if (sealing or args.mapping) and args.operator != "pseudonym":
+        raise InputError("--seal-to and --mapping go with --operator pseudonym")
+    if args.mapping and not sealing:
+        raise InputError("--mapping is read to seal a new mapping: give --seal-to FILE too")
+    # refuse a missing hash or vault key, or a bad mapping, before loading the model
+    vault, pseudonyms = _vault_mapping(args) if sealing else (None, None)
+    Redactor(args.operator, key=args.key)
     texts = [_read_text(p) for p in (args.files or ["-"])]  # read all first: bad input writes nothing
     guard = _load(args)
     labels = args.labels.split(",") if args.labels else None
     for text in texts:
         pieces = _chunks(text)
-        done = guard.redact(pieces, operator=args.operator, key=args.key, labels=labels)
+        # one pseudonym scope per file, or one for the whole run when its mapping is sealed
+        done = guard.redact(
+            pieces, operator=args.operator, key=args.key, labels=labels, pseudonyms=pseudonyms
+        )
         sys.stdout.write("".join(r.text for r in done))
         sys.stdout.flush()
+    if vault is not None:
+        _write_atomic(args.seal_to, vault.seal(pseudonyms, args.scope) + "\n")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from guardrail.vault import restore
+
+    _, pseudonyms = _vault_mapping(args)
+    texts = [_read_text(p) for p in (args.files or ["-"])]  # an unknown placeholder anywhere writes nothing
+    done = [restore(t, pseudonyms, unknown="keep" if args.keep_unknown else "error") for t in texts]
+    for r in done:
+        sys.stdout.write(r.text)
+    if unknown := sum(len(r.unknown) for r in done):
+        print(
+            f"guardrail: {unknown} placeholders are not in the mapping and were left as they are",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_vault_key(args: argparse.Namespace) -> int:
+    from guardrail.vault import Vault
+
+    print(Vault.new_key(args.id))
     return EXIT_OK
 
 
@@ -624,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"a bundle name or folder (repeatable; default: {default})",
         )
 
+    def mapping_arguments(sp: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+        sp.add_argument("--mapping", default=None, required=required, metavar="FILE", help=what)
+        sp.add_argument("--scope", default="", help="what the mapping is bound to, e.g. a conversation id")
+
     def compiled(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--compile",
@@ -639,9 +688,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="*", metavar="FILE", help="UTF-8 text files; '-' or none for stdin")
     r.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
     r.add_argument("--key", default=None, help="HMAC key for --operator hash (or GUARDRAIL_HASH_KEY)")
+    r.add_argument(
+        "--seal-to",
+        default=None,
+        metavar="FILE",
+        help="with --operator pseudonym: write the mapping back to the values here, sealed under "
+        "GUARDRAIL_VAULT_KEY (all FILEs are then one pseudonym scope)",
+    )
+    mapping_arguments(r, "the previous sealed mapping of the conversation: its values keep their pseudonyms")
     common(r)
     compiled(r)
     r.set_defaults(func=cmd_redact)
+
+    rs = sub.add_parser(
+        "restore",
+        help="put the values of a sealed mapping back into text",
+        description="Read text (an agent's answer) from FILEs (or stdin when none) and write it to stdout "
+        "with the placeholders of a sealed mapping (redact --seal-to) replaced by their values. "
+        "Needs GUARDRAIL_VAULT_KEY; loads no model.",
+    )
+    rs.add_argument("files", nargs="*", metavar="FILE", help="UTF-8 text files; '-' or none for stdin")
+    mapping_arguments(rs, "the sealed mapping (written by redact --seal-to)", required=True)
+    rs.add_argument(
+        "--keep-unknown",
+        action="store_true",
+        help="leave placeholders the mapping does not hold (default: refuse the input, exit 2)",
+    )
+    rs.set_defaults(func=cmd_restore)
+
+    vk = sub.add_parser(
+        "vault-key",
+        help="print a new key for GUARDRAIL_VAULT_KEY",
+        description="Print a fresh 256-bit AES-GCM key as ID:BASE64. Rotate by putting the new key first: "
+        'GUARDRAIL_VAULT_KEY="$(guardrail vault-key --id k2),$GUARDRAIL_VAULT_KEY" (old mappings still '
+        "open).",
+    )
+    vk.add_argument("--id", default="k1", help="key id, written into every mapping it seals (default k1)")
+    vk.set_defaults(func=cmd_vault_key)
 
     d = sub.add_parser(
         "detect",
@@ -944,12 +1027,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from guardrail.bundle import BundleError
     from guardrail.pipeline import GuardrailError
     from guardrail.redact import RedactionError
+    from guardrail.vault import VaultError
 
     try:
         return int(args.func(args))
     except InputError as e:
         return _fail(EXIT_INPUT, str(e))
-    except (RedactionError, GuardrailError) as e:
+    except (RedactionError, GuardrailError, VaultError) as e:
         return _fail(EXIT_INPUT, str(e))
     except (BundleError, BackboneError) as e:
         return _fail(EXIT_RUNTIME, str(e))

@@ -25,6 +25,7 @@ from guardrail.redact import Redacted
 from guardrail.serving import guardrail_pb2 as pb
 from guardrail.serving import guardrail_pb2_grpc as pb_grpc
 from guardrail.spans import Span
+from guardrail.vault import UNKNOWN, Restored, Sealed
 
 SERVICE = "guardrail.v1.Guardrail"
 
@@ -105,24 +106,69 @@ def _spans(spans: Iterable[pb.Span]) -> list[Span]:
     ]
 
 
-def _stream_requests(
-    chunks: Iterable[str], operator: str, labels: Sequence[str] | None, key: bytes | str | None
-) -> Iterator[pb.RedactStreamRequest]:
-    options = _stream_options(operator, labels, key)
+def _stream_requests(chunks: Iterable[str], message: Any, options: Any) -> Iterator[Any]:
+    """Stream messages of type ``message`` for ``chunks``; the first carries ``options`` (and goes out
+    even when there is no chunk)."""
     first = True
     for chunk in chunks:
-        yield (
-            pb.RedactStreamRequest(options=options, chunk=chunk)
-            if first
-            else pb.RedactStreamRequest(chunk=chunk)
-        )
+        yield message(options=options, chunk=chunk) if first else message(chunk=chunk)
         first = False
     if first:
-        yield pb.RedactStreamRequest(options=options)
+        yield message(options=options)
+
+
+async def _astream_requests(
+    chunks: Iterable[str] | AsyncIterable[str], message: Any, options: Any
+) -> AsyncIterator[Any]:
+    """:func:`_stream_requests` of sync or async chunks."""
+    if not isinstance(chunks, AsyncIterable):
+        for request in _stream_requests(chunks, message, options):
+            yield request
+        return
+    first = True
+    async for chunk in chunks:
+        yield message(options=options, chunk=chunk) if first else message(chunk=chunk)
+        first = False
+    if first:
+        yield message(options=options)
 
 
 def _stream_options(operator: str, labels: Sequence[str] | None, key: bytes | str | None) -> pb.StreamOptions:
     return pb.StreamOptions(operator=operator, labels=list(labels or ()), key=_key(key))
+
+
+def _restore_options(mapping: str, scope: str, unknown: str) -> pb.RestoreOptions:
+    if unknown not in UNKNOWN:
+        raise ValueError(f"unknown must be one of {', '.join(UNKNOWN)}")
+    return pb.RestoreOptions(mapping=mapping, scope=scope, keep_unknown=unknown == "keep")
+
+
+def _restore_request(texts: str | Iterable[str], mapping: str, scope: str, unknown: str) -> pb.RestoreRequest:
+    o = _restore_options(mapping, scope, unknown)
+    return pb.RestoreRequest(
+        texts=_texts(texts), mapping=o.mapping, scope=o.scope, keep_unknown=o.keep_unknown
+    )
+
+
+def _restored(response: pb.RestoreResponse) -> list[Restored]:
+    return [Restored(r.text, r.restored, tuple(r.unknown)) for r in response.results]
+
+
+def _sealed(response: pb.RedactResponse) -> Sealed:
+    return Sealed([Redacted(r.text, _spans(r.spans)) for r in response.results], response.mapping)
+
+
+def _pseudonymise_request(
+    texts: str | Iterable[str], mapping: str | None, scope: str, labels: Sequence[str] | None
+) -> pb.RedactRequest:
+    return pb.RedactRequest(
+        texts=_texts(texts),
+        operator="pseudonym",
+        labels=list(labels or ()),
+        seal=True,
+        mapping=mapping or "",
+        scope=scope,
+    )
 
 
 def _key(key: bytes | str | None) -> bytes:
@@ -161,6 +207,7 @@ class _Common:
             "patterns": r.patterns,
             "why": r.why,
             "cpu": r.cpu,
+            "vault_key_id": r.vault_key_id,
         }
 
 
@@ -238,9 +285,58 @@ class GuardrailClient(_Common):
 
         The pieces concatenated equal ``redact(''.join(chunks))[0].text``; ``timeout`` covers the stream.
         """
-        requests = _stream_requests(chunks, operator, labels, key)
+        requests = _stream_requests(chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key))
         try:
             for response in self._stub.RedactStream(
+                requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
+            ):
+                if response.text:
+                    yield response.text
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def pseudonymise(
+        self,
+        texts: str | Iterable[str],
+        *,
+        mapping: str | None = None,
+        scope: str = "",
+        labels: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Sealed:
+        """Pseudonymised texts and their sealed mapping, like :meth:`Guardrail.pseudonymise` (the sidecar's
+        vault key seals it); ``mapping``: the conversation's previous one."""
+        request = _pseudonymise_request(texts, mapping, scope, labels)
+        return _sealed(self._call(self._stub.Redact, request, timeout))
+
+    def restore(
+        self,
+        texts: str | Iterable[str],
+        mapping: str,
+        *,
+        scope: str = "",
+        unknown: str = "error",
+        timeout: float | None = None,
+    ) -> list[Restored]:
+        """Texts with the placeholders of ``mapping`` put back, like :meth:`Guardrail.restore`."""
+        request = _restore_request(texts, mapping, scope, unknown)
+        return _restored(self._call(self._stub.Restore, request, timeout))
+
+    def restore_stream(
+        self,
+        chunks: Iterable[str],
+        mapping: str,
+        *,
+        scope: str = "",
+        unknown: str = "error",
+        timeout: float | None = None,
+    ) -> Iterator[str]:
+        """Restored output of a chunked text (a streamed answer), piece by piece; a placeholder split across
+        chunks comes out whole. The pieces concatenated equal ``restore(''.join(chunks), ...)[0].text``."""
+        options = _restore_options(mapping, scope, unknown)
+        requests = _stream_requests(chunks, pb.RestoreStreamRequest, options)
+        try:
+            for response in self._stub.RestoreStream(
                 requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
             ):
                 if response.text:
@@ -336,23 +432,56 @@ class AsyncGuardrailClient(_Common):
         timeout: float | None = None,
     ) -> AsyncIterator[str]:
         """Redacted pieces of a chunked text (sync or async chunks), as the server releases them."""
-
-        async def requests() -> AsyncIterator[pb.RedactStreamRequest]:
-            options = _stream_options(operator, labels, key)
-            first = True
-            if isinstance(chunks, AsyncIterable):
-                async for chunk in chunks:
-                    yield pb.RedactStreamRequest(options=options if first else None, chunk=chunk)
-                    first = False
-            else:
-                for chunk in chunks:
-                    yield pb.RedactStreamRequest(options=options if first else None, chunk=chunk)
-                    first = False
-            if first:
-                yield pb.RedactStreamRequest(options=options)
-
+        requests = _astream_requests(chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key))
         call = self._stub.RedactStream(
-            requests(), timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
+            requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
+        )
+        try:
+            async for response in call:
+                if response.text:
+                    yield response.text
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    async def pseudonymise(
+        self,
+        texts: str | Iterable[str],
+        *,
+        mapping: str | None = None,
+        scope: str = "",
+        labels: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Sealed:
+        request = _pseudonymise_request(texts, mapping, scope, labels)
+        return _sealed(await self._call(self._stub.Redact, request, timeout))
+
+    async def restore(
+        self,
+        texts: str | Iterable[str],
+        mapping: str,
+        *,
+        scope: str = "",
+        unknown: str = "error",
+        timeout: float | None = None,
+    ) -> list[Restored]:
+        request = _restore_request(texts, mapping, scope, unknown)
+        return _restored(await self._call(self._stub.Restore, request, timeout))
+
+    async def restore_stream(
+        self,
+        chunks: Iterable[str] | AsyncIterable[str],
+        mapping: str,
+        *,
+        scope: str = "",
+        unknown: str = "error",
+        timeout: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Restored pieces of a chunked text (sync or async chunks), as the server releases them."""
+        requests = _astream_requests(
+            chunks, pb.RestoreStreamRequest, _restore_options(mapping, scope, unknown)
+        )
+        call = self._stub.RestoreStream(
+            requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
         )
         try:
             async for response in call:

@@ -23,8 +23,9 @@ from guardrail.bundle import DEFAULT_BUNDLE, Bundle
 from guardrail.invisible import strip_invisible, to_original
 from guardrail.labels import CANONICAL, OUTSIDE
 from guardrail.probe import AnyProbe
-from guardrail.redact import Redacted, Redactor
+from guardrail.redact import Pseudonyms, Redacted, Redactor
 from guardrail.spans import Span, bridge, decode_batch, merge
+from guardrail.vault import Restored, Sealed, Vault, restore
 
 log = logging.getLogger(__name__)
 
@@ -441,9 +442,49 @@ class Guardrail:
         key: bytes | str | None = None,
         labels: Iterable[str] | None = None,
         batch_size: int | None = None,
+        pseudonyms: Pseudonyms | None = None,
     ) -> list[Redacted]:
-        """Redacted texts with the spans replaced; one call is one pseudonym scope."""
-        redactor = Redactor(operator, key=key)  # fails before any work if e.g. hash has no key
+        """Redacted texts with the spans replaced; one call is one pseudonym scope, unless ``pseudonyms``
+        (``operator="pseudonym"``) carries the numbering on from earlier calls."""
+        # fails before any work if e.g. hash has no key
+        redactor = Redactor(operator, key=key, pseudonyms=pseudonyms)
         items = _as_texts(texts)
         found = self.detect(items, labels=labels, batch_size=batch_size)
         return [redactor.redact(t, s) for t, s in zip(items, found, strict=True)]
+
+    def pseudonymise(
+        self,
+        texts: str | Iterable[str],
+        *,
+        vault: Vault | None = None,
+        mapping: str | None = None,
+        scope: str = "",
+        labels: Iterable[str] | None = None,
+        batch_size: int | None = None,
+    ) -> Sealed:
+        """Texts with each value replaced by its pseudonym (``<PERSON_1>``), and the mapping back sealed by
+        ``vault`` (default: ``GUARDRAIL_VAULT_KEY``) for ``scope`` (e.g. the conversation id).
+
+        ``mapping``: the sealed mapping of the conversation's earlier turns; a value seen there keeps its
+        pseudonym and the new mapping holds the old entries too. :meth:`restore` puts the values back."""
+        vault = vault or Vault.from_env()
+        pseudonyms = vault.open(mapping, scope) if mapping else Pseudonyms()
+        done = self.redact(
+            texts, operator="pseudonym", labels=labels, batch_size=batch_size, pseudonyms=pseudonyms
+        )
+        return Sealed(done, vault.seal(pseudonyms, scope))
+
+    def restore(
+        self,
+        texts: str | Iterable[str],
+        mapping: str,
+        *,
+        vault: Vault | None = None,
+        scope: str = "",
+        unknown: str = "error",
+    ) -> list[Restored]:
+        """Texts (e.g. the agent's answers) with the placeholders of a sealed ``mapping`` replaced by the
+        values they stand for (see :mod:`guardrail.vault`); needs no model. ``unknown``: a placeholder the
+        mapping does not hold is an error (``"error"``) or left as it is (``"keep"``)."""
+        pseudonyms = (vault or Vault.from_env()).open(mapping, scope)
+        return [restore(t, pseudonyms, unknown=unknown) for t in _as_texts(texts)]

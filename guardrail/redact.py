@@ -7,7 +7,7 @@ import hmac
 import os
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from guardrail.spans import Span, merge
@@ -37,16 +37,83 @@ def _nfc(s: str) -> str:
     return unicodedata.normalize("NFC", s)
 
 
-class Redactor:
-    """Replaces spans of texts with one operator; ``pseudonym`` numbering lives as long as the instance."""
+class Pseudonyms:
+    """The ``pseudonym`` operator's numbering: one number per label and value, and the value as first
+    written (to restore it: :mod:`guardrail.vault`). "Ana  Silva" and "ana silva" are one value.
 
-    __slots__ = ("_key", "_lock", "_mask_char", "_pseudonyms", "operator")
+    Shared by every text of one scope (a call, a stream, a conversation carried on by a sealed mapping);
+    safe to use from several threads.
+    """
+
+    __slots__ = ("_lock", "_numbers", "_surfaces")
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, dict[str, int]] = {}
+        self._surfaces: dict[tuple[str, int], str] = {}
+        # One instance may serve concurrent calls; numbering must not hand one number to two values.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Pseudonyms({len(self)} values)"  # never a value
+
+    def __len__(self) -> int:
+        return len(self._surfaces)
+
+    @staticmethod
+    def _value(surface: str) -> str:
+        return " ".join(_nfc(surface).casefold().split())
+
+    def number(self, label: str, surface: str) -> int:
+        """The number of ``surface`` under ``label``: the one it already has, else the next."""
+        value = self._value(surface)
+        with self._lock:
+            numbers = self._numbers.setdefault(label, {})
+            if (n := numbers.get(value)) is None:
+                n = numbers[value] = len(numbers) + 1
+                self._surfaces[(label, n)] = surface
+        return n
+
+    def surface(self, label: str, number: int) -> str | None:
+        """The value ``<label_number>`` stands for, as first written; ``None`` if none has that number."""
+        return self._surfaces.get((label, number))
+
+    def entries(self) -> list[tuple[str, int, str]]:
+        """``(label, number, value)`` of every value, by label and number."""
+        with self._lock:
+            return sorted((label, n, v) for (label, n), v in self._surfaces.items())
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[tuple[str, int, str]]) -> Pseudonyms:
+        """Numbering that goes on from ``entries`` (as :meth:`entries` gives them); each label's numbers
+        must run 1..n without gaps or repeats (as the operator hands them out)."""
+        out = cls()
+        for label, n, surface in sorted(entries):
+            numbers = out._numbers.setdefault(label, {})
+            if n != len(numbers) + 1:
+                raise RedactionError("pseudonym entries must number each label's values 1..n")
+            numbers.setdefault(cls._value(surface), n)
+            out._surfaces[(label, n)] = surface
+        return out
+
+
+class Redactor:
+    """Replaces spans of texts with one operator; ``pseudonym`` numbering lives as long as the instance,
+    or as long as the :class:`Pseudonyms` it is given (a conversation's, carried on from a sealed mapping)."""
+
+    __slots__ = ("_key", "_mask_char", "operator", "pseudonyms")
 
     def __init__(
-        self, operator: str = "placeholder", *, key: bytes | str | None = None, mask_char: str = "*"
+        self,
+        operator: str = "placeholder",
+        *,
+        key: bytes | str | None = None,
+        mask_char: str = "*",
+        pseudonyms: Pseudonyms | None = None,
     ):
         if operator not in OPERATORS:
             raise RedactionError(f"unknown operator {operator!r}; expected one of {', '.join(OPERATORS)}")
+        if pseudonyms is not None and operator != "pseudonym":
+            raise RedactionError(f"pseudonym numbering was given to the {operator!r} operator")
         if not isinstance(mask_char, str) or len(mask_char) != 1 or mask_char.isspace():
             # One visible character per masked character, or the output no longer keeps the length.
             raise RedactionError("mask_char must be a single non-whitespace character")
@@ -60,9 +127,8 @@ class Redactor:
                 # Unkeyed hashes of names or phone numbers are reversible by brute force: refuse.
                 raise RedactionError(f"the hash operator needs a key: pass key= or set {HASH_KEY_ENV}")
             self._key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        self._pseudonyms: dict[str, dict[str, int]] = {}
-        # One instance may serve concurrent calls; numbering must not hand one number to two values.
-        self._lock = threading.Lock()
+        self.pseudonyms = Pseudonyms() if pseudonyms is None else pseudonyms
+        """The ``pseudonym`` operator's numbering (empty for the other operators)."""
 
     def __repr__(self) -> str:
         return f"Redactor(operator={self.operator!r})"  # never the key
@@ -102,9 +168,4 @@ class Redactor:
             # surrogatepass: a lone surrogate in the input must hash, not crash with the value in the error.
             digest = hmac.new(self._key, _nfc(surface).encode("utf-8", "surrogatepass"), hashlib.sha256)
             return f"[{label}:{digest.hexdigest()[:12]}]"
-        # pseudonym: "Ana  Silva" and "ana silva" are one person, so they get one number.
-        value = " ".join(_nfc(surface).casefold().split())
-        with self._lock:
-            numbers = self._pseudonyms.setdefault(label, {})
-            number = numbers.setdefault(value, len(numbers) + 1)
-        return f"<{label}_{number}>"
+        return f"<{label}_{self.pseudonyms.number(label, surface)}>"

@@ -27,9 +27,17 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
 def test_contract_names() -> None:
     service = guardrail_pb2.DESCRIPTOR.services_by_name["Guardrail"]
     assert guardrail_pb2.DESCRIPTOR.package == "guardrail.v1"
-    assert {m.name for m in service.methods} == {"Detect", "Redact", "RedactStream", "GetInfo"}
-    stream = service.methods_by_name["RedactStream"]
-    assert stream.client_streaming and stream.server_streaming
+    assert {m.name for m in service.methods} == {
+        "Detect",
+        "Redact",
+        "RedactStream",
+        "GetInfo",
+        "Restore",
+        "RestoreStream",
+    }
+    for name in ("RedactStream", "RestoreStream"):
+        stream = service.methods_by_name[name]
+        assert stream.client_streaming and stream.server_streaming
     assert {f.name for f in guardrail_pb2.Span.DESCRIPTOR.fields} >= {
         "start",
         "end",

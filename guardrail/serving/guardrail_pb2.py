@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"v\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\".\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"M\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"9\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\">\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"h\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"\x10\n\x0eGetInfoRequest\"\xa7\x02\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\r\n\x05\x64type\x18\x0b \x01(\t\x12\x0f\n\x07runtime\x18\x0c \x01(\t\x12\r\n\x05probe\x18\r \x01(\t\x12\x10\n\x08patterns\x18\x0e \x01(\x08\x12\x0b\n\x03why\x18\x0f \x01(\t\x12\x0b\n\x03\x63pu\x18\x10 \x01(\t2\xb8\x02\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"v\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\".\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"{\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\x0c\n\x04seal\x18\x05 \x01(\x08\x12\x0f\n\x07mapping\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"J\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\x12\x0f\n\x07mapping\x18\x02 \x01(\t\"l\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x0c\n\x04seal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"y\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\"U\n\x0eRestoreRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0f\n\x07mapping\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x04 \x01(\x08\";\n\x08Restored\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08restored\x18\x02 \x01(\x05\x12\x0f\n\x07unknown\x18\x03 \x03(\t\":\n\x0fRestoreResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Restored\"F\n\x0eRestoreOptions\x12\x0f\n\x07mapping\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x03 \x01(\x08\"T\n\x14RestoreStreamRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1c.guardrail.v1.RestoreOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"W\n\x15RestoreStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x10\n\x08restored\x18\x03 \x01(\x05\x12\x0f\n\x07unknown\x18\x04 \x03(\t\"\x10\n\x0eGetInfoRequest\"\xbd\x02\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\r\n\x05\x64type\x18\x0b \x01(\t\x12\x0f\n\x07runtime\x18\x0c \x01(\t\x12\r\n\x05probe\x18\r \x01(\t\x12\x10\n\x08patterns\x18\x0e \x01(\x08\x12\x0b\n\x03why\x18\x0f \x01(\t\x12\x0b\n\x03\x63pu\x18\x10 \x01(\t\x12\x14\n\x0cvault_key_id\x18\x11 \x01(\t2\xde\x03\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponse\x12\x46\n\x07Restore\x12\x1c.guardrail.v1.RestoreRequest\x1a\x1d.guardrail.v1.RestoreResponse\x12\\\n\rRestoreStream\x12\".guardrail.v1.RestoreStreamRequest\x1a#.guardrail.v1.RestoreStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,21 +40,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTRESPONSE']._serialized_start=262
   _globals['_DETECTRESPONSE']._serialized_end=320
   _globals['_REDACTREQUEST']._serialized_start=322
-  _globals['_REDACTREQUEST']._serialized_end=399
-  _globals['_REDACTED']._serialized_start=401
-  _globals['_REDACTED']._serialized_end=460
-  _globals['_REDACTRESPONSE']._serialized_start=462
-  _globals['_REDACTRESPONSE']._serialized_end=519
-  _globals['_STREAMOPTIONS']._serialized_start=521
-  _globals['_STREAMOPTIONS']._serialized_end=583
-  _globals['_REDACTSTREAMREQUEST']._serialized_start=585
-  _globals['_REDACTSTREAMREQUEST']._serialized_end=667
-  _globals['_REDACTSTREAMRESPONSE']._serialized_start=669
-  _globals['_REDACTSTREAMRESPONSE']._serialized_end=773
-  _globals['_GETINFOREQUEST']._serialized_start=775
-  _globals['_GETINFOREQUEST']._serialized_end=791
-  _globals['_GETINFORESPONSE']._serialized_start=794
-  _globals['_GETINFORESPONSE']._serialized_end=1089
-  _globals['_GUARDRAIL']._serialized_start=1092
-  _globals['_GUARDRAIL']._serialized_end=1404
+  _globals['_REDACTREQUEST']._serialized_end=445
+  _globals['_REDACTED']._serialized_start=447
+  _globals['_REDACTED']._serialized_end=506
+  _globals['_REDACTRESPONSE']._serialized_start=508
+  _globals['_REDACTRESPONSE']._serialized_end=582
+  _globals['_STREAMOPTIONS']._serialized_start=584
+  _globals['_STREAMOPTIONS']._serialized_end=692
+  _globals['_REDACTSTREAMREQUEST']._serialized_start=694
+  _globals['_REDACTSTREAMREQUEST']._serialized_end=776
+  _globals['_REDACTSTREAMRESPONSE']._serialized_start=778
+  _globals['_REDACTSTREAMRESPONSE']._serialized_end=899
+  _globals['_RESTOREREQUEST']._serialized_start=901
+  _globals['_RESTOREREQUEST']._serialized_end=986
+  _globals['_RESTORED']._serialized_start=988
+  _globals['_RESTORED']._serialized_end=1047
+  _globals['_RESTORERESPONSE']._serialized_start=1049
+  _globals['_RESTORERESPONSE']._serialized_end=1107
+  _globals['_RESTOREOPTIONS']._serialized_start=1109
+  _globals['_RESTOREOPTIONS']._serialized_end=1179
+  _globals['_RESTORESTREAMREQUEST']._serialized_start=1181
+  _globals['_RESTORESTREAMREQUEST']._serialized_end=1265
+  _globals['_RESTORESTREAMRESPONSE']._serialized_start=1267
+  _globals['_RESTORESTREAMRESPONSE']._serialized_end=1354
+  _globals['_GETINFOREQUEST']._serialized_start=1356
+  _globals['_GETINFOREQUEST']._serialized_end=1372
+  _globals['_GETINFORESPONSE']._serialized_start=1375
+  _globals['_GETINFORESPONSE']._serialized_end=1692
+  _globals['_GUARDRAIL']._serialized_start=1695
+  _globals['_GUARDRAIL']._serialized_end=2173
 # @@protoc_insertion_point(module_scope)

@@ -45,16 +45,22 @@ class DetectResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ...) -> None: ...
 
 class RedactRequest(_message.Message):
-    __slots__ = ("texts", "operator", "labels", "key")
+    __slots__ = ("texts", "operator", "labels", "key", "seal", "mapping", "scope")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    SEAL_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     operator: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     key: bytes
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ...) -> None: ...
+    seal: bool
+    mapping: str
+    scope: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class Redacted(_message.Message):
     __slots__ = ("text", "spans")
@@ -65,20 +71,28 @@ class Redacted(_message.Message):
     def __init__(self, text: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ...) -> None: ...
 
 class RedactResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "mapping")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[Redacted]
-    def __init__(self, results: _Optional[_Iterable[_Union[Redacted, _Mapping]]] = ...) -> None: ...
+    mapping: str
+    def __init__(self, results: _Optional[_Iterable[_Union[Redacted, _Mapping]]] = ..., mapping: _Optional[str] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
-    __slots__ = ("operator", "labels", "key")
+    __slots__ = ("operator", "labels", "key", "seal", "mapping", "scope")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    SEAL_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     operator: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     key: bytes
-    def __init__(self, operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ...) -> None: ...
+    seal: bool
+    mapping: str
+    scope: str
+    def __init__(self, operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class RedactStreamRequest(_message.Message):
     __slots__ = ("options", "chunk")
@@ -89,23 +103,83 @@ class RedactStreamRequest(_message.Message):
     def __init__(self, options: _Optional[_Union[StreamOptions, _Mapping]] = ..., chunk: _Optional[str] = ...) -> None: ...
 
 class RedactStreamResponse(_message.Message):
-    __slots__ = ("text", "spans", "consumed", "final")
+    __slots__ = ("text", "spans", "consumed", "final", "mapping")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
     CONSUMED_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
     text: str
     spans: _containers.RepeatedCompositeFieldContainer[Span]
     consumed: int
     final: bool
-    def __init__(self, text: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., consumed: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+    mapping: str
+    def __init__(self, text: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., consumed: _Optional[int] = ..., final: _Optional[bool] = ..., mapping: _Optional[str] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("texts", "mapping", "scope", "keep_unknown")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    mapping: str
+    scope: str
+    keep_unknown: bool
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ..., keep_unknown: _Optional[bool] = ...) -> None: ...
+
+class Restored(_message.Message):
+    __slots__ = ("text", "restored", "unknown")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    restored: int
+    unknown: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., restored: _Optional[int] = ..., unknown: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RestoreResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Restored]
+    def __init__(self, results: _Optional[_Iterable[_Union[Restored, _Mapping]]] = ...) -> None: ...
+
+class RestoreOptions(_message.Message):
+    __slots__ = ("mapping", "scope", "keep_unknown")
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    mapping: str
+    scope: str
+    keep_unknown: bool
+    def __init__(self, mapping: _Optional[str] = ..., scope: _Optional[str] = ..., keep_unknown: _Optional[bool] = ...) -> None: ...
+
+class RestoreStreamRequest(_message.Message):
+    __slots__ = ("options", "chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: RestoreOptions
+    chunk: str
+    def __init__(self, options: _Optional[_Union[RestoreOptions, _Mapping]] = ..., chunk: _Optional[str] = ...) -> None: ...
+
+class RestoreStreamResponse(_message.Message):
+    __slots__ = ("text", "final", "restored", "unknown")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    final: bool
+    restored: int
+    unknown: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., final: _Optional[bool] = ..., restored: _Optional[int] = ..., unknown: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns", "why", "cpu")
+    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns", "why", "cpu", "vault_key_id")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +196,7 @@ class GetInfoResponse(_message.Message):
     PATTERNS_FIELD_NUMBER: _ClassVar[int]
     WHY_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
+    VAULT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     bundle: str
     backbone: str
     layer: int
@@ -138,4 +213,5 @@ class GetInfoResponse(_message.Message):
     patterns: bool
     why: str
     cpu: str
-    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ..., why: _Optional[str] = ..., cpu: _Optional[str] = ...) -> None: ...
+    vault_key_id: str
+    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ..., why: _Optional[str] = ..., cpu: _Optional[str] = ..., vault_key_id: _Optional[str] = ...) -> None: ...

@@ -5,7 +5,7 @@ import warnings
 
 from guardrail.serving import guardrail_pb2 as guardrail_dot_v1_dot_guardrail__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -54,6 +54,16 @@ class GuardrailStub:
                 request_serializer=guardrail_dot_v1_dot_guardrail__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
+        self.Restore = channel.unary_unary(
+                '/guardrail.v1.Guardrail/Restore',
+                request_serializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreRequest.SerializeToString,
+                response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreResponse.FromString,
+                _registered_method=True)
+        self.RestoreStream = channel.stream_stream(
+                '/guardrail.v1.Guardrail/RestoreStream',
+                request_serializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamRequest.SerializeToString,
+                response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamResponse.FromString,
+                _registered_method=True)
 
 
 class GuardrailServicer:
@@ -89,6 +99,22 @@ class GuardrailServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Restore(self, request, context):
+        """Texts (an agent's answers) with the placeholders of a sealed mapping (Redact with seal) replaced by
+        the values they stand for. Needs the sidecar's vault key; runs no model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreStream(self, request_iterator, context):
+        """Restore on a text arriving in chunks: a placeholder split across chunks is restored whole. The first
+        message sets the options. The concatenated output equals Restore on the concatenated input.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuardrailServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +137,16 @@ def add_GuardrailServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.GetInfoRequest.FromString,
                     response_serializer=guardrail_dot_v1_dot_guardrail__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'Restore': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restore,
+                    request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreRequest.FromString,
+                    response_serializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreResponse.SerializeToString,
+            ),
+            'RestoreStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RestoreStream,
+                    request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamRequest.FromString,
+                    response_serializer=guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +257,60 @@ class Guardrail:
             '/guardrail.v1.Guardrail/GetInfo',
             guardrail_dot_v1_dot_guardrail__pb2.GetInfoRequest.SerializeToString,
             guardrail_dot_v1_dot_guardrail__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/guardrail.v1.Guardrail/Restore',
+            guardrail_dot_v1_dot_guardrail__pb2.RestoreRequest.SerializeToString,
+            guardrail_dot_v1_dot_guardrail__pb2.RestoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/guardrail.v1.Guardrail/RestoreStream',
+            guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamRequest.SerializeToString,
+            guardrail_dot_v1_dot_guardrail__pb2.RestoreStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

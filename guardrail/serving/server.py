@@ -45,6 +45,7 @@ from guardrail.serving.metrics import ServingMetrics
 from guardrail.serving.settings import ServeSettings
 from guardrail.serving.streaming import StreamRedactor
 from guardrail.spans import Span
+from guardrail.vault import RestoreStream, Vault, VaultError, VaultMissing, restore
 
 log = logging.getLogger("guardrail.serving")
 
@@ -63,7 +64,9 @@ class StreamsFull(Exception):
 
 def _status(e: BaseException) -> tuple[grpc.StatusCode, str]:
     """Status code and message for an error raised while serving a call."""
-    if isinstance(e, Invalid | GuardrailError | RedactionError):
+    if isinstance(e, VaultMissing):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(e)
+    if isinstance(e, Invalid | GuardrailError | RedactionError | VaultError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(e)
     if isinstance(e, QueueFull | StreamsFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {e}; retry with backoff"
@@ -180,7 +183,8 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
-        self._streams = 0  # RedactStream calls open now
+        self.vault = settings.vault()
+        self._streams = 0  # RedactStream and RestoreStream calls open now
 
     # -- request checks -------------------------------------------------------------------------
     def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
@@ -207,6 +211,23 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         server_key = self.settings.hash_key.get_secret_value() if self.settings.hash_key else None
         return Redactor(operator or "placeholder", key=key or server_key)
 
+    def _sealing_redactor(self, operator: str, key: bytes, seal: bool, mapping: str, scope: str) -> Redactor:
+        """The redactor of a request; with ``seal`` or a previous ``mapping``, a pseudonym redactor whose
+        numbering goes on from that mapping (opened before any detection: a bad one costs no model time)."""
+        if not (seal or mapping):
+            return self._redactor(operator, key)
+        if operator not in ("", "pseudonym"):
+            raise Invalid(f"seal and mapping go with the pseudonym operator, not {operator!r}")
+        if mapping and not seal:
+            raise Invalid("a previous mapping is only read to seal a new one: set seal")
+        vault = self._vault()
+        return Redactor("pseudonym", pseudonyms=vault.open(mapping, scope) if mapping else None)
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise VaultMissing("this sidecar has no vault key (GUARDRAIL_VAULT_KEY): no seal, no restore")
+        return self.vault
+
     async def _detect(
         self, texts: Sequence[str], labels: list[str] | None, context: grpc.aio.ServicerContext
     ) -> list[list[Span]]:
@@ -226,13 +247,30 @@ class GuardrailService(pb_grpc.GuardrailServicer):
     async def Redact(self, request: pb.RedactRequest, context: grpc.aio.ServicerContext) -> pb.RedactResponse:
         texts = list(request.texts)
         self._check_texts(request, texts)
-        redactor = self._redactor(request.operator, request.key)  # a missing hash key fails before work
+        # a missing hash key or a bad mapping fails before any work
+        redactor = self._sealing_redactor(
+            request.operator, request.key, request.seal, request.mapping, request.scope
+        )
         found = await self._detect(texts, self._labels(request.labels), context)
         results = []
         for text, spans in zip(texts, found, strict=True):
             done = redactor.redact(text, spans)
             results.append(pb.Redacted(text=done.text, spans=pb_spans(text, done.spans)))
-        return pb.RedactResponse(results=results)
+        mapping = self._vault().seal(redactor.pseudonyms, request.scope) if request.seal else ""
+        return pb.RedactResponse(results=results, mapping=mapping)
+
+    @_observed("Restore")
+    async def Restore(
+        self, request: pb.RestoreRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RestoreResponse:
+        texts = list(request.texts)
+        self._check_texts(request, texts)
+        pseudonyms = self._vault().open(request.mapping, request.scope)
+        unknown = "keep" if request.keep_unknown else "error"
+        done = [restore(t, pseudonyms, unknown=unknown) for t in texts]
+        return pb.RestoreResponse(
+            results=[pb.Restored(text=r.text, restored=r.restored, unknown=r.unknown) for r in done]
+        )
 
     @_observed("GetInfo")
     async def GetInfo(
@@ -258,18 +296,19 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             patterns=self.guard.patterns is not None,
             why=d["why"],
             cpu=d["cpu"],
+            vault_key_id=self.vault.key_id if self.vault is not None else "",
         )
 
-    async def RedactStream(
-        self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.RedactStreamResponse]:
+    async def _streaming(self, method: str, body: AsyncIterator[Any], context: grpc.aio.ServicerContext):
+        """Run a bidirectional stream's ``body``: count it against ``max_streams``, map its errors to
+        status codes, observe the call."""
         started, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             if (limit := self.settings.max_streams) <= self._streams:
                 raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
             self._streams += 1
             try:
-                async for response in self._stream(request_iterator, context):
+                async for response in body:
                     yield response
             finally:
                 self._streams -= 1
@@ -280,7 +319,51 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             code, message = _status(e)
             await context.abort(code, message)
         finally:
-            self.metrics.observe_call("RedactStream", code.name, time.perf_counter() - started)
+            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+
+    # async generators themselves: grpc.aio tells a streaming handler by its function type
+    async def RedactStream(
+        self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RedactStreamResponse]:
+        body = self._stream(request_iterator, context)
+        async for response in self._streaming("RedactStream", body, context):
+            yield response
+
+    async def RestoreStream(
+        self, request_iterator: AsyncIterator[pb.RestoreStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RestoreStreamResponse]:
+        body = self._restore_stream(request_iterator)
+        async for response in self._streaming("RestoreStream", body, context):
+            yield response
+
+    async def _restore_stream(
+        self, request_iterator: AsyncIterator[pb.RestoreStreamRequest]
+    ) -> AsyncIterator[pb.RestoreStreamResponse]:
+        stream: RestoreStream | None = None
+        n = 0
+        try:
+            async for request in request_iterator:
+                n += 1
+                if stream is None:
+                    opts = request.options
+                    unknown = "keep" if opts.keep_unknown else "error"
+                    stream = RestoreStream(self._vault().open(opts.mapping, opts.scope), unknown=unknown)
+                elif request.HasField("options"):
+                    raise Invalid("options may only be set in the first message of a stream")
+                if len(request.chunk) > (limit := self.settings.max_text_chars):
+                    raise Invalid(f"a chunk has {len(request.chunk)} characters; the limit is {limit}")
+                if piece := stream.feed(request.chunk):
+                    yield pb.RestoreStreamResponse(text=piece)
+        except DecodeError:
+            raise Invalid(
+                f"message {n + 1} of the stream could not be read (not a valid RestoreStreamRequest, "
+                "e.g. a chunk that is not UTF-8); the stream was stopped there"
+            ) from None
+        if stream is None:
+            raise Invalid("the stream ended before its first message (which carries the mapping)")
+        yield pb.RestoreStreamResponse(
+            text=stream.finish(), final=True, restored=stream.restored, unknown=stream.unknown
+        )
 
     async def _stream(
         self, request_iterator: AsyncIterator[pb.RedactStreamRequest], context: grpc.aio.ServicerContext
@@ -318,7 +401,8 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             if isinstance(first, Exception):
                 raise first
             opts = first.options if first is not None else pb.StreamOptions()
-            redactor = self._redactor(opts.operator, opts.key)
+            redactor = self._sealing_redactor(opts.operator, opts.key, opts.seal, opts.mapping, opts.scope)
+            sealed = (lambda: self._vault().seal(redactor.pseudonyms, opts.scope)) if opts.seal else str
             labels = self._labels(opts.labels)
 
             async def detect(text: str) -> list[Span]:
@@ -371,10 +455,11 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                         spans=pb_spans(piece.source, local, offset=start, byte_offset=bytes_out),
                         consumed=piece.consumed,
                         final=ended,
+                        mapping=sealed() if ended else "",
                     )
                     bytes_out += len(piece.source.encode("utf-8", "surrogatepass"))
                 elif ended:
-                    yield pb.RedactStreamResponse(consumed=stream.consumed, final=True)
+                    yield pb.RedactStreamResponse(consumed=stream.consumed, final=True, mapping=sealed())
                 if ended:
                     return
                 pending.append(await inbox.get())

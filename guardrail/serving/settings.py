@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -21,6 +21,9 @@ from pydantic_settings import (
 )
 
 from guardrail.bundle import DEFAULT_BUNDLE
+
+if TYPE_CHECKING:
+    from guardrail.vault import Vault
 
 CONFIG_ENV = "GUARDRAIL_CONFIG"
 """Environment variable naming the TOML configuration file (``--config`` wins over it)."""
@@ -110,6 +113,11 @@ class ServeSettings(BaseSettings):
     """Bearer token every call but health checks must carry (``authorization: Bearer <token>``)."""
     hash_key: SecretStr | None = None
     """Key of the ``hash`` operator when a request brings none (``GUARDRAIL_HASH_KEY``)."""
+    vault_key: SecretStr | None = None
+    """Keys that seal and open pseudonym mappings (``GUARDRAIL_VAULT_KEY``: ``ID:BASE64[,ID:BASE64...]``,
+    the first seals, the others still open: rotation); unset: ``seal`` and ``Restore`` are refused."""
+    vault_ttl_s: float | None = Field(24 * 3600.0, gt=0)
+    """How long a sealed mapping opens; None: for ever."""
     allow_insecure: bool = False
     """Serve ``auth_token`` over plaintext on an address that is not loopback (TLS ends before the
     sidecar, e.g. in a mesh); without it such settings are refused: the token would cross the network
@@ -129,6 +137,10 @@ class ServeSettings(BaseSettings):
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if self.auth_token is not None and not self.auth_token.get_secret_value():
             raise ValueError("auth_token is empty")
+        if self.vault_key is not None:
+            from guardrail.vault import Vault
+
+            Vault.from_spec(self.vault_key.get_secret_value())  # a bad key fails at start, not per call
         if self.exposed_token and not self.allow_insecure:
             raise ValueError(
                 f"a bearer token over plaintext on {self.host or 'every interface'} (not loopback) crosses "
@@ -160,7 +172,15 @@ class ServeSettings(BaseSettings):
 
     def public(self) -> dict[str, Any]:
         """The settings without secrets (for the startup log line)."""
-        return self.model_dump(exclude={"auth_token", "hash_key"}, mode="json")
+        return self.model_dump(exclude={"auth_token", "hash_key", "vault_key"}, mode="json")
+
+    def vault(self) -> Vault | None:
+        """The vault of ``vault_key`` (None without one)."""
+        from guardrail.vault import Vault
+
+        if self.vault_key is None:
+            return None
+        return Vault.from_spec(self.vault_key.get_secret_value(), ttl_s=self.vault_ttl_s)
 
 
 def is_loopback(host: str) -> bool:
