@@ -102,6 +102,17 @@ def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     return folder
 
 
+def readme_block(heading: str, lang: str = "python") -> str:
+    """The first ``lang`` code block of README.md's section ``## heading`` (snippets the tests run)."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(rf"```{lang}\n(.*?)```", section, re.DOTALL)
+    assert match, f"no {lang} block under '## {heading}'"
+    return match.group(1)
+
+
 @pytest.fixture(scope="session")
 def real_guardrail():
     """The shipped default bundle on the real backbone (converted once into the cache)."""

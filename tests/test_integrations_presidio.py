@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from guardrail.pipeline import Guardrail
 from guardrail.serving.server import SidecarThread
 from guardrail.serving.settings import ServeSettings
 from guardrail.spans import Span
-from tests.conftest import REPO, TINY_NAMES
+from tests.conftest import TINY_NAMES, readme_block
 
 TEXTS = [
     "please call Ana Silva thanks",
@@ -303,15 +302,6 @@ def test_sidecar_down_raises_a_clear_error_without_the_text() -> None:
         GuardrailRecognizer.from_sidecar(target, retries=0, timeout=5)
 
 
-def _readme_snippet(heading: str) -> str:
-    """The first Python block of README.md's section ``heading``."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, f"no python block under '## {heading}'"
-    return match.group(1)
-
-
 @pytest.fixture
 def offline_email_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """Presidio's default EmailRecognizer downloads the public suffix list: use the bundled one."""
@@ -324,7 +314,7 @@ def offline_email_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run_readme(capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
     namespace: dict = {}
-    exec(compile(_readme_snippet("Presidio drop-in"), "README.md", "exec"), namespace)
+    exec(compile(readme_block("Presidio drop-in"), "README.md", "exec"), namespace)
     return namespace, capsys.readouterr().out.strip()
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from guardrail.serving import guardrail_pb2_grpc as pb_grpc
 from guardrail.serving.server import SidecarThread
 from guardrail.serving.settings import ServeSettings
 from guardrail.vault import KEY_ENV, Vault, VaultError
+from tests.conftest import readme_block
 
 # the tiny bundle's probe knows these names in these frames (tests/conftest.py)
 TURN_1 = ["please call Ana Silva thanks, or mail ana.silva@example.com", "I met Bob Stone see you soon"]
@@ -233,3 +235,17 @@ def test_cli_redact_seal_and_restore(
     monkeypatch.setenv(KEY_ENV, "")
     code, _, err = run("restore", "--mapping", str(m1), stdin="x")
     assert code == 2 and KEY_ENV in err
+
+
+@pytest.mark.model
+def test_readme_snippet_runs_as_written(
+    real_guardrail: Guardrail, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's example on the default bundle: every printed line is the comment the README gives."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setattr(Guardrail, "load", classmethod(lambda cls, *a, **kw: real_guardrail))
+    code = readme_block("Reversible pseudonyms")
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    promised = [c.split("# ", 1)[1] for c in re.findall(r"(?:print\(.*\)  |^)# .*", code, re.MULTILINE)]
+    assert printed == promised
