@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guardrail.serving import tracing
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.spans import Span
 
@@ -245,9 +246,13 @@ class _Item:
     deadline: float | None
     future: asyncio.Future[list[list[Span]]]
     chars: int = field(init=False)
+    queued_at: float = field(init=False)
+    ran: tuple[float, float, int] | None = None
+    """Once its batch ran: seconds it queued, the batch's model seconds and texts (for tracing)."""
 
     def __post_init__(self) -> None:
         self.chars = sum(len(t) for t in self.texts)
+        self.queued_at = time.perf_counter()
 
 
 class Batcher:
@@ -343,7 +348,10 @@ class Batcher:
         self._set_queued(self._queued_texts + len(items), self._queued_chars + item.chars)
         self._arrived.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
+            found = await asyncio.wait_for(asyncio.shield(item.future), timeout)
+            if item.ran is not None and (stats := tracing.current()) is not None:
+                stats.add_batch(*item.ran)
+            return found
         except TimeoutError:
             raise Expired("deadline exceeded while waiting for the model") from None
         finally:
@@ -492,13 +500,16 @@ class Batcher:
             for it in batch:
                 it.future.remove_done_callback(gone)
         seconds = time.perf_counter() - started
+        texts = sum(len(it.texts) for it in batch)
+        for it in batch:
+            it.ran = (started - it.queued_at, seconds, texts)
         stopped = [it for it, outcome in outcomes if isinstance(outcome, Abandoned)]
         ran = [it for it, outcome in outcomes if not isinstance(outcome, Abandoned)]
         if not stopped:
             self.rate.observe(chars, seconds)
         if self._metrics is not None:
             self._metrics.batch_seconds.observe(seconds)
-            self._metrics.batch_texts.observe(sum(len(it.texts) for it in batch))
+            self._metrics.batch_texts.observe(texts)
             self._metrics.batch_chars.observe(chars)
             self._metrics.texts.inc(sum(len(it.texts) for it in ran))
             self._count_dropped("stopped", sum(len(it.texts) for it in stopped))

@@ -9,6 +9,7 @@ their own port. Nothing here logs, counts or echoes request text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import inspect
@@ -18,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -44,6 +45,7 @@ from guardrail.serving.batching import (
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.serving.settings import ServeSettings
 from guardrail.serving.streaming import StreamRedactor
+from guardrail.serving.tracing import CURRENT, CallStats, Tracing, tracing_for
 from guardrail.spans import Span
 from guardrail.vault import RestoreStream, Vault, VaultError, VaultMissing, restore
 
@@ -159,16 +161,18 @@ def _observed(method: str):
         @functools.wraps(fn)
         async def handler(self: GuardrailService, request: Any, context: grpc.aio.ServicerContext) -> Any:
             started, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                return await fn(self, request, context)
-            except asyncio.CancelledError:
-                code = _cancelled(context)
-                raise
-            except Exception as e:
-                code, message = _status(e)
-                await context.abort(code, message)
-            finally:
-                self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+            with self._traced(method, context) as outcome:
+                try:
+                    return await fn(self, request, context)
+                except asyncio.CancelledError:
+                    code = _cancelled(context)
+                    raise
+                except Exception as e:
+                    code, message = _status(e)
+                    await context.abort(code, message)
+                finally:
+                    outcome.append(code)
+                    self.metrics.observe_call(method, code.name, time.perf_counter() - started)
 
         return handler
 
@@ -178,16 +182,43 @@ def _observed(method: str):
 class GuardrailService(pb_grpc.GuardrailServicer):
     """``guardrail.v1.Guardrail``: translates messages to :class:`Guardrail` calls and back."""
 
-    def __init__(self, guard: Guardrail, batcher: Batcher, settings: ServeSettings, metrics: ServingMetrics):
+    def __init__(
+        self,
+        guard: Guardrail,
+        batcher: Batcher,
+        settings: ServeSettings,
+        metrics: ServingMetrics,
+        tracing: Tracing | None = None,
+    ):
         self.guard = guard
         self.batcher = batcher
         self.settings = settings
         self.metrics = metrics
+        self.tracing = tracing or Tracing()
         self.vault = settings.vault()
         self._streams = 0  # RedactStream and RestoreStream calls open now
 
+    @contextlib.contextmanager
+    def _traced(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[list[grpc.StatusCode]]:
+        """The call's :class:`CallStats` in context (the batcher adds to it); at the end, its span with
+        the last status code the body appended (OK when none)."""
+        stats, outcome = CallStats(), []
+        token = CURRENT.set(stats)
+        start_ns = time.time_ns()
+        try:
+            yield outcome
+        finally:
+            with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to reset
+                CURRENT.reset(token)
+            code = outcome[-1] if outcome else grpc.StatusCode.OK
+            self.tracing.record(
+                method, start_ns, time.time_ns(), stats, code.name, context.invocation_metadata()
+            )
+
     # -- request checks -------------------------------------------------------------------------
     def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
+        if (stats := CURRENT.get()) is not None:
+            stats.add_texts(texts)  # every unary call with texts passes here first
         s = self.settings
         if (size := request.ByteSize()) > s.max_message_bytes:
             raise Invalid(f"request is {size} bytes; the limit is {s.max_message_bytes}")
@@ -303,23 +334,25 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         """Run a bidirectional stream's ``body``: count it against ``max_streams``, map its errors to
         status codes, observe the call."""
         started, code = time.perf_counter(), grpc.StatusCode.OK
-        try:
-            if (limit := self.settings.max_streams) <= self._streams:
-                raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
-            self._streams += 1
+        with self._traced(method, context) as outcome:
             try:
-                async for response in body:
-                    yield response
+                if (limit := self.settings.max_streams) <= self._streams:
+                    raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
+                self._streams += 1
+                try:
+                    async for response in body:
+                        yield response
+                finally:
+                    self._streams -= 1
+            except asyncio.CancelledError:
+                code = _cancelled(context)
+                raise
+            except Exception as e:
+                code, message = _status(e)
+                await context.abort(code, message)
             finally:
-                self._streams -= 1
-        except asyncio.CancelledError:
-            code = _cancelled(context)
-            raise
-        except Exception as e:
-            code, message = _status(e)
-            await context.abort(code, message)
-        finally:
-            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+                outcome.append(code)
+                self.metrics.observe_call(method, code.name, time.perf_counter() - started)
 
     # async generators themselves: grpc.aio tells a streaming handler by its function type
     async def RedactStream(
@@ -352,6 +385,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                     raise Invalid("options may only be set in the first message of a stream")
                 if len(request.chunk) > (limit := self.settings.max_text_chars):
                     raise Invalid(f"a chunk has {len(request.chunk)} characters; the limit is {limit}")
+                _count_chunk(request.chunk)
                 if piece := stream.feed(request.chunk):
                     yield pb.RestoreStreamResponse(text=piece)
         except DecodeError:
@@ -443,6 +477,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                             f"a chunk has {len(request.chunk)} characters; the limit is {s.max_text_chars}"
                         )
                     stream.feed(request.chunk)
+                    _count_chunk(request.chunk)
                 pending = []
                 piece = await stream.finish() if ended else await stream.release()
                 if piece is not None:
@@ -465,6 +500,13 @@ class GuardrailService(pb_grpc.GuardrailServicer):
                 pending.append(await inbox.get())
         finally:
             reader.cancel()
+
+
+def _count_chunk(chunk: str) -> None:
+    """A stream's characters in its call's stats (a stream counts as one text)."""
+    if (stats := CURRENT.get()) is not None:
+        stats.texts = 1
+        stats.chars += len(chunk)
 
 
 class _Gate(grpc.aio.ServerInterceptor):
@@ -580,10 +622,13 @@ daemon thread is left behind; the process exits without it)."""
 class Sidecar:
     """One server: the service, health, reflection, the batcher and (optionally) the metrics endpoint."""
 
-    def __init__(self, guard: Guardrail, settings: ServeSettings | None = None):
+    def __init__(
+        self, guard: Guardrail, settings: ServeSettings | None = None, tracing: Tracing | None = None
+    ):
         self.guard = guard
         self.settings = settings or ServeSettings()
         self.metrics = ServingMetrics()
+        self.tracing = tracing if tracing is not None else tracing_for(self.settings.otlp_endpoint)
         self.port: int | None = None
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -639,7 +684,7 @@ class Sidecar:
             ],
         )
         pb_grpc.add_GuardrailServicer_to_server(
-            GuardrailService(self.guard, self._batcher, s, self.metrics), server
+            GuardrailService(self.guard, self._batcher, s, self.metrics, self.tracing), server
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -691,6 +736,7 @@ class Sidecar:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
             self._metrics_http = None
+        self.tracing.shutdown()
         return idle
 
 
@@ -701,8 +747,10 @@ class SidecarThread:
     ...     client = GuardrailClient(f"127.0.0.1:{sidecar.port}")
     """
 
-    def __init__(self, guard: Guardrail, settings: ServeSettings | None = None):
-        self.sidecar = Sidecar(guard, settings)
+    def __init__(
+        self, guard: Guardrail, settings: ServeSettings | None = None, tracing: Tracing | None = None
+    ):
+        self.sidecar = Sidecar(guard, settings, tracing)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="guardrail-sidecar", daemon=True)
         self._started = threading.Event()

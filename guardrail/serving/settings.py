@@ -103,6 +103,12 @@ class ServeSettings(BaseSettings):
     max_streams: int = Field(256, ge=1)
     """Streams open at once; more are answered RESOURCE_EXHAUSTED."""
 
+    # tracing
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector for OpenTelemetry traces of each call (counts and times, never text); unset:
+    OpenTelemetry's ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``, and without
+    those no tracing. Needs the ``otel`` extra."""
+
     # security
     tls_cert: Path | None = None
     """PEM certificate chain of the server; with ``tls_key`` turns TLS on."""
