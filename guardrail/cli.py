@@ -487,7 +487,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     flags = ("host", "port", "metrics_port", "bundle", "device", "runtime", "max_batch_texts", "max_wait_ms")
     flags += ("tls_cert", "tls_key", "tls_client_ca", "model", "patterns", "onnx_dir")
-    flags += ("metrics_host", "allow_insecure")
+    flags += ("metrics_host", "allow_insecure", "otlp_endpoint")
     try:
         settings = load_settings(args.config, **{k: getattr(args, k) for k in flags})
     except ValidationError as e:
@@ -906,6 +906,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0: any free port)")
     v.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: off)")
+    v.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        help="OTLP/gRPC collector for OpenTelemetry traces, e.g. http://127.0.0.1:4317 (default: "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else off)",
+    )
     v.add_argument(
         "--metrics-host",
         default=None,
