@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from guardrail.redact import Redacted
 from guardrail.serving import guardrail_pb2 as pb
 from guardrail.serving import guardrail_pb2_grpc as pb_grpc
-from guardrail.spans import Span
+from guardrail.spans import Feature, Span
 from guardrail.vault import UNKNOWN, Restored, Sealed
 
 SERVICE = "guardrail.v1.Guardrail"
@@ -102,8 +102,20 @@ def _texts(texts: str | Iterable[str]) -> list[str]:
 def _spans(spans: Iterable[pb.Span]) -> list[Span]:
     # scores are float32 on the wire; the guardrail rounds them to 4 decimals, which this recovers
     return [
-        Span(int(s.start), int(s.end), s.label, round(float(s.score), 4), s.source or "probe") for s in spans
+        Span(
+            int(s.start),
+            int(s.end),
+            s.label,
+            round(float(s.score), 4),
+            s.source or "probe",
+            tuple(_feature(f) for f in s.features),
+        )
+        for s in spans
     ]
+
+
+def _feature(f: pb.Feature) -> Feature:
+    return Feature(int(f.latent), f.activation, f.contribution, f.description)  # doubles on the wire: exact
 
 
 def _stream_requests(chunks: Iterable[str], message: Any, options: Any) -> Iterator[Any]:
@@ -208,6 +220,7 @@ class _Common:
             "why": r.why,
             "cpu": r.cpu,
             "vault_key_id": r.vault_key_id,
+            "explanations": r.explanations,
         }
 
 
@@ -249,10 +262,16 @@ class GuardrailClient(_Common):
             raise _error(e) from None
 
     def detect(
-        self, texts: str | Iterable[str], *, labels: Sequence[str] | None = None, timeout: float | None = None
+        self,
+        texts: str | Iterable[str],
+        *,
+        labels: Sequence[str] | None = None,
+        explain: bool = False,
+        timeout: float | None = None,
     ) -> list[list[Span]]:
-        """Spans per text, like :meth:`Guardrail.detect`."""
-        request = pb.DetectRequest(texts=_texts(texts), labels=list(labels or ()))
+        """Spans per text, like :meth:`Guardrail.detect` (``explain``: with their SAE features, where the
+        sidecar's ``info()["explanations"]``)."""
+        request = pb.DetectRequest(texts=_texts(texts), labels=list(labels or ()), explain=explain)
         return [_spans(d.spans) for d in self._call(self._stub.Detect, request, timeout).results]
 
     def redact(
@@ -402,9 +421,14 @@ class AsyncGuardrailClient(_Common):
             raise _error(e) from None
 
     async def detect(
-        self, texts: str | Iterable[str], *, labels: Sequence[str] | None = None, timeout: float | None = None
+        self,
+        texts: str | Iterable[str],
+        *,
+        labels: Sequence[str] | None = None,
+        explain: bool = False,
+        timeout: float | None = None,
     ) -> list[list[Span]]:
-        request = pb.DetectRequest(texts=_texts(texts), labels=list(labels or ()))
+        request = pb.DetectRequest(texts=_texts(texts), labels=list(labels or ()), explain=explain)
         return [_spans(d.spans) for d in (await self._call(self._stub.Detect, request, timeout)).results]
 
     async def redact(

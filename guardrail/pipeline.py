@@ -233,6 +233,11 @@ class Guardrail:
     graph = None
     """The exported probe graph (:class:`guardrail.export.OnnxProbe`) under runtime ``onnx``, else None."""
 
+    @property
+    def explains(self) -> bool:
+        """Whether ``detect(explain=True)`` works: an SAE-feature probe on the torch runtime."""
+        return self.probe.source == "sae" and self.graph is None
+
     def describe(self) -> dict[str, str]:
         """What runs, as strings (``GetInfo`` and the sidecar's build metric): bundle, backbone, probe,
         device (``cpu``, ``cuda:0 NVIDIA H200``), dtype (``bfloat16``, ``float32``), runtime (``torch``,

@@ -215,13 +215,26 @@ def sae_guard(guard: Guardrail, tmp_path_factory: pytest.TempPathFactory) -> Gua
     return Guardrail(bundle, guard.backbone, probe="sae-lr")
 
 
-def test_explain_lists_the_sae_latents_behind_a_probe_span(sae_guard: Guardrail) -> None:
-    rec = GuardrailRecognizer.from_guardrail(sae_guard, explain=True)
+@pytest.fixture(scope="module")
+def sae_sidecar(sae_guard: Guardrail) -> Iterator[SidecarThread]:
+    with SidecarThread(sae_guard, ServeSettings(port=0)) as sc:
+        yield sc
+
+
+@pytest.mark.parametrize("where", ["in-process", "sidecar"])
+def test_explain_lists_the_sae_latents_behind_a_probe_span(
+    where: str, sae_guard: Guardrail, sae_sidecar: SidecarThread
+) -> None:
+    if where == "in-process":
+        rec = GuardrailRecognizer.from_guardrail(sae_guard, explain=True)
+    else:
+        rec = GuardrailRecognizer.from_sidecar(f"127.0.0.1:{sae_sidecar.port}", explain=True, timeout=30)
     text = TEXTS[1]
     (spans,) = sae_guard.detect([text], explain=True)
     probe_spans = [s for s in spans if s.source == "probe"]
     assert probe_spans and all(s.features for s in probe_spans)
     results = sorted(rec.analyze(text, [], None), key=lambda r: r.start)
+    rec.close()
     assert [(r.start, r.end) for r in results] == [(s.start, s.end) for s in spans]
     for r, s in zip(results, spans, strict=True):
         e = r.analysis_explanation
@@ -241,13 +254,14 @@ def test_explain_lists_the_sae_latents_behind_a_probe_span(sae_guard: Guardrail)
         assert text[r.start : r.end] not in e.textual_explanation
 
 
-def test_explain_is_refused_where_there_are_no_sae_features(guard: Guardrail) -> None:
+def test_explain_is_refused_where_there_are_no_sae_features(guard: Guardrail, sidecar: SidecarThread) -> None:
     with pytest.raises(PresidioConfigError, match="probe 'raw' cannot"):
         GuardrailRecognizer.from_guardrail(guard, explain=True)
-    with pytest.raises(PresidioConfigError, match="sidecar's Detect returns no SAE features"):
-        GuardrailRecognizer.from_sidecar("127.0.0.1:1", explain=True)  # refused before any call
-    with pytest.raises(PresidioConfigError, match="sidecar's Detect"):
-        add_to(_analyzer(GuardrailRecognizer.from_guardrail(guard)), "127.0.0.1:1", explain=True)
+    address = f"127.0.0.1:{sidecar.port}"
+    with pytest.raises(PresidioConfigError, match="runs probe 'raw'"):
+        GuardrailRecognizer.from_sidecar(address, explain=True)
+    with pytest.raises(PresidioConfigError, match=r"GetInfo\.explanations"):
+        add_to(_analyzer(GuardrailRecognizer.from_guardrail(guard)), address, explain=True)
 
 
 def test_anonymizer_replaces_the_guardrails_spans(guard: Guardrail, local: GuardrailRecognizer) -> None:

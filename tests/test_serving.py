@@ -527,3 +527,11 @@ def test_real_default_bundle_end_to_end(real_guardrail: Guardrail) -> None:
         chunks = [text[i : i + 3] for i in range(0, len(text), 3)]  # token-sized pieces
         assert "".join(c.redact_stream(chunks)) == red.text
         assert c.info()["bundle"] == real_guardrail.bundle.manifest.name
+
+
+def test_explain_needs_an_sae_probe(client: GuardrailClient) -> None:
+    """The tiny bundle's raw probe reads no SAE features: Detect(explain) says so, GetInfo tells first
+    (the explained path through the sidecar: tests/test_integrations_presidio.py)."""
+    assert client.info()["explanations"] is False
+    code, message = _code(client.detect, TEXTS, explain=True)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "SAE features" in message and SECRET not in message

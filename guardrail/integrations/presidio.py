@@ -82,7 +82,7 @@ class _InProcess:
     """Spans from a :class:`~guardrail.pipeline.Guardrail` in this process."""
 
     def __init__(self, guard: Guardrail, explain: bool):
-        if explain and (guard.probe.source != "sae" or guard.graph is not None):
+        if explain and not guard.explains:
             raise PresidioConfigError(
                 f"explain=True reads SAE features under the torch runtime; probe {guard.probe_name!r} "
                 "cannot (load the bundle with probe='sae-lr' and a torch runtime)"
@@ -106,10 +106,18 @@ class _InProcess:
 class _Sidecar:
     """Spans from the sidecar through a :class:`~guardrail.client.GuardrailClient`."""
 
-    def __init__(self, client: GuardrailClient, owned: bool):
+    def __init__(self, client: GuardrailClient, owned: bool, explain: bool = False):
         self.client = client
         self.owned = owned
         self._info: dict[str, Any] | None = None
+        if explain and not self.info()["explanations"]:
+            if owned:
+                client.close()
+            raise PresidioConfigError(
+                f"explain=True reads SAE features under the torch runtime; the sidecar at {client.target} "
+                f"runs probe {self.info()['probe']!r} on {self.info()['runtime']!r} (GetInfo.explanations)"
+            )
+        self.explain = explain
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -130,7 +138,7 @@ class _Sidecar:
         return info["bundle"] or "unknown", info["probe"] or "unknown"  # servers before GetInfo.probe: ''
 
     def spans(self, text: str, labels: list[str]) -> list[Span]:
-        return self._call(lambda: self.client.detect([text], labels=labels))[0]
+        return self._call(lambda: self.client.detect([text], labels=labels, explain=self.explain))[0]
 
     def close(self) -> None:
         if self.owned:
@@ -145,19 +153,15 @@ def _is_guardrail(obj: object) -> bool:
 
 def _sidecar(target: GuardrailClient | str, explain: bool, client_options: dict[str, Any]) -> _Sidecar:
     """The span source for a sidecar client (the caller's) or address (``host:port``: a client made here)."""
-    if explain:
-        raise PresidioConfigError(
-            "explain=True needs the in-process guardrail: the sidecar's Detect returns no SAE features"
-        )
     if isinstance(target, str):
-        return _Sidecar(GuardrailClient(target, **client_options), owned=True)
+        return _Sidecar(GuardrailClient(target, **client_options), owned=True, explain=explain)
     if not isinstance(target, GuardrailClient):
         raise PresidioConfigError(
             f"expected a GuardrailClient or a sidecar address, got {type(target).__name__}"
         )
     if client_options:
         raise PresidioConfigError(f"client options {sorted(client_options)} go with a sidecar address")
-    return _Sidecar(target, owned=False)
+    return _Sidecar(target, owned=False, explain=explain)
 
 
 def _source(
@@ -291,7 +295,8 @@ class GuardrailRecognizer(EntityRecognizer):
         :class:`~guardrail.client.GuardrailClient`: ``timeout``, ``retries``, ``token``, TLS; :meth:`close`
         closes that client) or a client the caller owns. Without ``entities`` the sidecar is asked here
         which labels it reports (``GetInfo``); with them, nothing is called before the first ``analyze``.
-        ``explain=True`` is refused (:class:`PresidioConfigError`): the sidecar returns no SAE features."""
+        ``explain=True`` asks the sidecar for the SAE latents behind each span; refused
+        (:class:`PresidioConfigError`, one ``GetInfo`` call here) where its probe reads no SAE features."""
         return cls(
             _sidecar(target, explain, client_options),
             entities=entities,

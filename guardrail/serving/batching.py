@@ -41,8 +41,11 @@ from guardrail.serving import tracing
 from guardrail.serving.metrics import ServingMetrics
 from guardrail.spans import Span
 
-DetectFn = Callable[[list[str], list[str] | None], list[list[Span]]]
-"""``(texts, labels) -> spans per text``: the model, called in the worker thread."""
+DetectFn = Callable[..., list[list[Span]]]
+"""``(texts, labels) -> spans per text``, and ``(texts, labels, True)`` for spans with their SAE features
+(``explain``): the model, called in the worker thread."""
+_Group = tuple[tuple[str, ...] | None, bool]
+"""What one detect call of a batch shares: the label set and whether it explains."""
 
 
 class QueueFull(Exception):
@@ -245,6 +248,7 @@ class _Item:
     labels: tuple[str, ...] | None
     deadline: float | None
     future: asyncio.Future[list[list[Span]]]
+    explain: bool = False
     chars: int = field(init=False)
     queued_at: float = field(init=False)
     ran: tuple[float, float, int] | None = None
@@ -299,7 +303,12 @@ class Batcher:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="guardrail-batcher")
 
     async def detect(
-        self, texts: Sequence[str], labels: Sequence[str] | None = None, *, timeout: float | None = None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str] | None = None,
+        *,
+        timeout: float | None = None,
+        explain: bool = False,
     ) -> list[list[Span]]:
         """Spans per text, computed in some batch; raises QueueFull, Closed or Expired.
 
@@ -317,7 +326,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = None if timeout is None else now + timeout
-        item = _Item(items, tuple(labels) if labels is not None else None, deadline, loop.create_future())
+        labels_key = tuple(labels) if labels is not None else None
+        item = _Item(items, labels_key, deadline, loop.create_future(), explain)
         self._text_chars += 0.1 * (item.chars / len(items) - self._text_chars)
         # An idle model takes anything (its caller's deadline bounds the cost: the model stops once it
         # has gone): an estimate learnt in a slow moment would otherwise refuse short deadlines forever.
@@ -475,16 +485,16 @@ class Batcher:
             await self._compute(batch, loop)
 
     async def _compute(self, batch: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
-        groups: dict[tuple[str, ...] | None, list[_Item]] = {}
+        groups: dict[_Group, list[_Item]] = {}
         for it in batch:
-            groups.setdefault(it.labels, []).append(it)
+            groups.setdefault((it.labels, it.explain), []).append(it)
         # a group whose callers have all gone is told to stop (see checkpoint)
-        stops = {labels: Stop() for labels in groups}
+        stops = {group: Stop() for group in groups}
 
         def gone(_future: asyncio.Future) -> None:
-            for labels, items in groups.items():
+            for group, items in groups.items():
                 if all(it.future.done() for it in items):
-                    stops[labels].set()
+                    stops[group].set()
 
         for it in batch:
             it.future.add_done_callback(gone)
@@ -526,19 +536,21 @@ class Batcher:
 
     def _compute_groups(
         self,
-        groups: dict[tuple[str, ...] | None, list[_Item]],
-        stops: dict[tuple[str, ...] | None, Stop],
+        groups: dict[_Group, list[_Item]],
+        stops: dict[_Group, Stop],
     ) -> list[tuple[_Item, list[list[Span]] | BaseException]]:
-        """In the model thread: one detect call per label set; an error fails only its own group."""
+        """In the model thread: one detect call per label set (and explain); an error fails only its
+        own group."""
         out: list[tuple[_Item, list[list[Span]] | BaseException]] = []
-        for labels, items in groups.items():
-            if stops[labels].is_set():
+        for (labels, explain), items in groups.items():
+            if stops[(labels, explain)].is_set():
                 out.extend((it, Abandoned("every caller of this batch has gone")) for it in items)
                 continue
             texts = [t for it in items for t in it.texts]
-            _running.stop = stops[labels]
+            _running.stop = stops[(labels, explain)]
             try:
-                found = self._detect(texts, list(labels) if labels is not None else None)
+                chosen = list(labels) if labels is not None else None
+                found = self._detect(texts, chosen, True) if explain else self._detect(texts, chosen)
             except Exception as e:
                 out.extend((it, e) for it in items)
                 continue

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Span(_message.Message):
-    __slots__ = ("start", "end", "label", "score", "start_byte", "end_byte", "source")
+    __slots__ = ("start", "end", "label", "score", "start_byte", "end_byte", "source", "features")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class Span(_message.Message):
     START_BYTE_FIELD_NUMBER: _ClassVar[int]
     END_BYTE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     start: int
     end: int
     label: str
@@ -22,15 +23,30 @@ class Span(_message.Message):
     start_byte: int
     end_byte: int
     source: str
-    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    features: _containers.RepeatedCompositeFieldContainer[Feature]
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., start_byte: _Optional[int] = ..., end_byte: _Optional[int] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ...) -> None: ...
+
+class Feature(_message.Message):
+    __slots__ = ("latent", "activation", "contribution", "description")
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    latent: int
+    activation: float
+    contribution: float
+    description: str
+    def __init__(self, latent: _Optional[int] = ..., activation: _Optional[float] = ..., contribution: _Optional[float] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
-    __slots__ = ("texts", "labels")
+    __slots__ = ("texts", "labels", "explain")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class Detection(_message.Message):
     __slots__ = ("spans",)
@@ -179,7 +195,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns", "why", "cpu", "vault_key_id")
+    __slots__ = ("bundle", "backbone", "layer", "labels", "version", "operators", "max_texts", "max_text_chars", "max_message_bytes", "device", "dtype", "runtime", "probe", "patterns", "why", "cpu", "vault_key_id", "explanations")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +213,7 @@ class GetInfoResponse(_message.Message):
     WHY_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
     VAULT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     bundle: str
     backbone: str
     layer: int
@@ -214,4 +231,5 @@ class GetInfoResponse(_message.Message):
     why: str
     cpu: str
     vault_key_id: str
-    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ..., why: _Optional[str] = ..., cpu: _Optional[str] = ..., vault_key_id: _Optional[str] = ...) -> None: ...
+    explanations: bool
+    def __init__(self, bundle: _Optional[str] = ..., backbone: _Optional[str] = ..., layer: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., max_texts: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., runtime: _Optional[str] = ..., probe: _Optional[str] = ..., patterns: _Optional[bool] = ..., why: _Optional[str] = ..., cpu: _Optional[str] = ..., vault_key_id: _Optional[str] = ..., explanations: _Optional[bool] = ...) -> None: ...

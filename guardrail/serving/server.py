@@ -149,6 +149,15 @@ def pb_spans(text: str, spans: Sequence[Span], offset: int = 0, byte_offset: int
                 start_byte=start_b + byte_offset,
                 end_byte=end_b + byte_offset,
                 source=s.source,
+                features=[
+                    pb.Feature(
+                        latent=f.latent,
+                        activation=f.activation,
+                        contribution=f.contribution,
+                        description=f.description,
+                    )
+                    for f in s.features
+                ],
             )
         )
     return out
@@ -260,16 +269,25 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         return self.vault
 
     async def _detect(
-        self, texts: Sequence[str], labels: list[str] | None, context: grpc.aio.ServicerContext
+        self,
+        texts: Sequence[str],
+        labels: list[str] | None,
+        context: grpc.aio.ServicerContext,
+        explain: bool = False,
     ) -> list[list[Span]]:
-        return await self.batcher.detect(texts, labels, timeout=context.time_remaining())
+        return await self.batcher.detect(texts, labels, timeout=context.time_remaining(), explain=explain)
 
     # -- the service ----------------------------------------------------------------------------
     @_observed("Detect")
     async def Detect(self, request: pb.DetectRequest, context: grpc.aio.ServicerContext) -> pb.DetectResponse:
         texts = list(request.texts)
         self._check_texts(request, texts)
-        found = await self._detect(texts, self._labels(request.labels), context)
+        if request.explain and not self.guard.explains:
+            raise Invalid(
+                f"explanations read SAE features under the torch runtime; this sidecar runs probe "
+                f"{self.guard.probe_name!r} on {self.guard.describe()['runtime']} (GetInfo.explanations)"
+            )
+        found = await self._detect(texts, self._labels(request.labels), context, request.explain)
         return pb.DetectResponse(
             results=[pb.Detection(spans=pb_spans(t, s)) for t, s in zip(texts, found, strict=True)]
         )
@@ -328,6 +346,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             why=d["why"],
             cpu=d["cpu"],
             vault_key_id=self.vault.key_id if self.vault is not None else "",
+            explanations=self.guard.explains,
         )
 
     async def _streaming(self, method: str, body: AsyncIterator[Any], context: grpc.aio.ServicerContext):
@@ -642,7 +661,7 @@ class Sidecar:
         assert self._batcher is not None, "start() first"
         return self._batcher
 
-    def _detect(self, texts: list[str], labels: list[str] | None) -> list[list[Span]]:
+    def _detect(self, texts: list[str], labels: list[str] | None, explain: bool = False) -> list[list[Span]]:
         # all windows of the batch in one forward pass when the budget allows
         # the pattern stage and tokenisation stop an abandoned batch too (the model: checkpoint_hooks)
         return self.guard.detect(
@@ -650,6 +669,7 @@ class Sidecar:
             labels=labels,
             batch_size=max(16, self.settings.max_batch_texts),
             checkpoint=checkpoint,
+            explain=explain,
         )
 
     async def start(self) -> int:
