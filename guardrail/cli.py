@@ -451,6 +451,8 @@ def _sae_probe_of(bundle) -> str:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    import signal
+
     from guardrail.batch import BatchConfig, BatchError, redact_file
 
     cfg = BatchConfig(
@@ -466,18 +468,30 @@ def cmd_batch(args: argparse.Namespace) -> int:
         patterns=not args.no_patterns,
         workers=args.workers,
         batch_size=args.batch_size,
+        shard_mb=args.shard_mb,
+        format=args.format,
         address=args.address,
         progress=not args.no_progress,
     )
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stopped: Ray shut down, finished shards kept
     try:
         result = redact_file(args.input, args.output, cfg, on_error=args.on_error)
     except BatchError as e:
         raise InputError(str(e)) from None
-    if result.bad:
-        n = len(result.bad)
+    except KeyboardInterrupt:
+        print("guardrail: batch stopped; run it again with the same --output to resume", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if result.errors:
+        n = result.errors
         print(f"guardrail: {n} of {result.records} records were bad; see 'error' records", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -870,24 +884,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "batch",
-        help="redact a large JSONL/Parquet file on Ray Data",
-        description="Redact every record of a JSONL ({'id', 'text'} per line) or Parquet ('text', 'id' "
-        "columns) file on Ray Data, one model per actor (one per GPU, else per CPU worker); write "
-        "{'id', 'text', 'spans'} per record in input order, or {'id', 'line', 'error'} for a bad one. A "
-        "record without id gets its line number. Output is written only when every record came back once.",
+        help="redact JSONL/Parquet files at scale on Ray Data",
+        description="Redact every record of JSONL ({'id', 'text'} per line) or Parquet ('text', 'id' "
+        "columns) input on Ray Data, one model per actor (one per GPU, else per CPU worker). The input is "
+        "cut into shards; each is read, redacted and written on the workers, one file per shard with a "
+        "done marker, so memory stays flat and a rerun into the same --output skips finished shards. "
+        "Records: {'id', 'text', 'spans'}, or {'id', 'line', 'error'} for a bad one (its file and line "
+        "named, never its text); a record without id gets its line number. _manifest.json lists inputs, "
+        "counts, errors and options.",
     )
-    b.add_argument("--input", required=True, help=".jsonl or .parquet input")
-    b.add_argument("--output", required=True, help=".jsonl or .parquet output (written all at once)")
+    b.add_argument(
+        "--input",
+        required=True,
+        help="a .jsonl/.parquet file, a directory of them, a glob ('data/*.jsonl') or a URI (s3://, gs://)",
+    )
+    b.add_argument(
+        "--output",
+        required=True,
+        help="a directory (or URI) of shards; or one .jsonl/.parquet file, joined from shards staged in "
+        "OUTPUT.parts/ when all are done",
+    )
+    b.add_argument(
+        "--format", default=None, choices=("parquet", "jsonl"), help="shard format of a directory output"
+    )
+    b.add_argument(
+        "--shard-mb",
+        type=float,
+        default=4.0,
+        help="input per shard in MiB: the unit of output files and of resume (default 4)",
+    )
     b.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
     b.add_argument("--key", default=None, help="HMAC key for --operator hash (or GUARDRAIL_HASH_KEY)")
     b.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else cores/4)")
-    b.add_argument("--batch-size", type=int, default=64, help="records per actor call")
+    b.add_argument("--batch-size", type=int, default=64, help="records per model call in an actor")
     b.add_argument("--address", default=None, help="join a Ray cluster ('auto' or host:port); default local")
     b.add_argument(
         "--on-error",
         choices=("fail", "report"),
         default="report",
-        help="bad records: report (an 'error' record each, exit 3; default) or fail (exit 2, write nothing)",
+        help="bad records: report (an 'error' record each, exit 3; default) or fail (the input is checked "
+        "first: exit 2, nothing written)",
     )
     b.add_argument("--no-progress", action="store_true", help="no Ray Data progress bars")
     common(b)
