@@ -8,12 +8,15 @@ Errors are one line on stderr and never quote the input text.
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +89,7 @@ def _vault_mapping(args: argparse.Namespace):
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
-    from guardrail.redact import Redactor
+    from guardrail.redact import Pseudonyms, Redactor
 
     sealing = args.seal_to is not None
     if (sealing or args.mapping) and args.operator != "pseudonym":
@@ -96,20 +99,84 @@ def cmd_redact(args: argparse.Namespace) -> int:
     # refuse a missing hash or vault key, or a bad mapping, before loading the model
     vault, pseudonyms = _vault_mapping(args) if sealing else (None, None)
     Redactor(args.operator, key=args.key)
-    texts = [_read_text(p) for p in (args.files or ["-"])]  # read all first: bad input writes nothing
-    guard = _load(args)
-    labels = args.labels.split(",") if args.labels else None
-    for text in texts:
-        pieces = _chunks(text)
-        # one pseudonym scope per file, or one for the whole run when its mapping is sealed
-        done = guard.redact(
-            pieces, operator=args.operator, key=args.key, labels=labels, pseudonyms=pseudonyms
-        )
-        sys.stdout.write("".join(r.text for r in done))
-        sys.stdout.flush()
+    with contextlib.ExitStack() as stack:
+        sources = [(p, stack.enter_context(_rereadable(p))) for p in (args.files or ["-"])]
+        for name, path in sources:  # check all first: bad input writes nothing
+            _check_utf8(path, name)
+        guard = _load(args)
+        labels = args.labels.split(",") if args.labels else None
+        for _, path in sources:
+            # one pseudonym scope per file, or one for the whole run when its mapping is sealed
+            scope = pseudonyms
+            if scope is None and args.operator == "pseudonym":
+                scope = Pseudonyms()  # shared by the file's pieces
+            for piece in _text_chunks(path):  # each piece written as soon as it is redacted
+                done = guard.redact(
+                    piece, operator=args.operator, key=args.key, labels=labels, pseudonyms=scope
+                )
+                sys.stdout.write(done[0].text)
+                sys.stdout.flush()
     if vault is not None:
         _write_atomic(args.seal_to, vault.seal(pseudonyms, args.scope) + "\n")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _rereadable(path: str) -> Iterator[str]:
+    """A path that can be read twice (checked, then streamed): the file itself, or standard input spooled
+    to a temporary file (disk, not memory) that goes afterwards."""
+    if path != "-":
+        yield path
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".guardrail-stdin-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _check_utf8(path: str, name: str) -> None:
+    """Refuse input that is not UTF-8 before anything is written; reads in pieces and keeps nothing."""
+    where = "standard input" if name == "-" else name
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes before this piece
+    try:
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(1 << 20)
+                held = len(decoder.getstate()[0])  # the start of a character split across pieces
+                try:
+                    decoder.decode(block, final=not block)
+                except UnicodeDecodeError as e:
+                    raise InputError(
+                        f"{where} is not valid UTF-8 (bad byte at offset {offset - held + e.start})"
+                    ) from None
+                offset += len(block)
+                if not block:
+                    return
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror}") from None
+
+
+def _text_chunks(path: str, size: int | None = None) -> Iterator[str]:
+    """The pieces :func:`_chunks` would cut, read from the file as they are needed (line ends kept)."""
+    size = size or CHUNK_CHARS
+    buf = ""
+    with open(path, encoding="utf-8", newline="") as f:
+        while True:
+            more = f.read(size)
+            buf += more
+            while len(buf) > size:
+                nl = buf.rfind("\n", 0, size)
+                end = nl + 1 if nl > 0 else size
+                yield buf[:end]
+                buf = buf[end:]
+            if not more:
+                if buf:
+                    yield buf
+                return
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -136,59 +203,92 @@ def cmd_vault_key(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    src = args.input
+    with _rereadable(src) as path:
+        records = bad = 0
+        first = ""
+        for _, _, _, error in _jsonl_records(path, src):  # a first pass that keeps nothing: bad input
+            records += 1  # is refused (or counted) before anything is written
+            if error:
+                bad += 1
+                first = first or error
+        if bad and args.on_error == "fail":
+            more = f" (and {bad - 1} more bad lines)" if bad > 1 else ""
+            raise InputError(f"{src}: {first}{more}; nothing written (use --on-error report to go on)")
+        guard = _load(args)
+        labels = args.labels.split(",") if args.labels else None
+        with (
+            _streamed_output(args.output) as out,
+            tqdm(total=records, desc="detect", unit="rec", disable=records < 512) as bar,
+        ):
+            for part in _batched(_jsonl_records(path, src), 64):  # each part written when it is done
+                found = iter(guard.detect([r.text for _, _, r, _ in part if r], labels=labels))
+                for n, rid, rec, error in part:
+                    obj = {"id": rid, "spans": [s.to_dict() for s in next(found)]} if rec else None
+                    obj = obj or {"id": rid, "line": n, "error": error}
+                    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                out.flush()
+                bar.update(len(part))
+    if bad:
+        print(f"guardrail: {bad} of {records} records were bad; see 'error' lines", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _jsonl_records(path: str, src: str) -> Iterator[tuple[int, object, Any, str | None]]:
+    """``(line, id, record, None)`` per good JSONL line, ``(line, id or None, None, error)`` per bad one;
+    blank lines skipped. Invalid UTF-8 refuses the whole input (exit 2)."""
     from guardrail.data import DataError, parse_record
 
-    records, bad = [], []
-    src = args.input
     try:
-        fh = sys.stdin if src == "-" else open(src, encoding="utf-8")  # noqa: SIM115
+        fh = open(path, "rb")  # noqa: SIM115
     except OSError as e:
         raise InputError(f"cannot read {src}: {e.strerror}") from None
     with fh:
-        n = 0
-        try:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    rec = parse_record(obj, f"line {n}", require_spans=False)
-                    records.append((n, obj["id"], rec))
-                except json.JSONDecodeError as e:
-                    bad.append((n, _line_id(line), f"line {n}: not valid JSON ({e.msg})"))
-                except DataError as e:
-                    bad.append((n, _line_id(line), str(e)))
-        except UnicodeDecodeError:
-            raise InputError(f"{src}: line {n + 1} is not valid UTF-8") from None
-    if bad and args.on_error == "fail":
-        first = bad[0][2]
-        more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
-        raise InputError(f"{src}: {first}{more}; nothing written (use --on-error report to go on)")
-    guard = _load(args)
-    labels = args.labels.split(",") if args.labels else None
-    found: list = []
-    from tqdm.auto import tqdm
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{src}: line {n} is not valid UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                yield n, obj["id"], parse_record(obj, f"line {n}", require_spans=False), None
+            except json.JSONDecodeError as e:
+                yield n, _line_id(line), None, f"line {n}: not valid JSON ({e.msg})"
+            except DataError as e:
+                yield n, _line_id(line), None, str(e)
 
-    with tqdm(total=len(records), desc="detect", unit="rec", disable=len(records) < 512) as bar:
-        for i in range(0, len(records), 256):  # chunks: a progress bar, and memory bounded by the chunk
-            part = records[i : i + 256]
-            found += guard.detect([r.text for _, _, r in part], labels=labels)
-            bar.update(len(part))
-    lines: list[tuple[int, str]] = []
-    for (n, rid, _), spans in zip(records, found, strict=True):
-        out = {"id": rid, "spans": [s.to_dict() for s in spans]}
-        lines.append((n, json.dumps(out, ensure_ascii=False)))
-    for n, rid, msg in bad:
-        lines.append((n, json.dumps({"id": rid, "line": n, "error": msg}, ensure_ascii=False)))
-    lines.sort()
-    _write_atomic(args.output, "".join(line + "\n" for _, line in lines))
-    if bad:
-        print(
-            f"guardrail: {len(bad)} of {len(bad) + len(records)} records were bad; see 'error' lines",
-            file=sys.stderr,
-        )
-        return EXIT_PARTIAL
-    return EXIT_OK
+
+def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    part: list[Any] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+@contextlib.contextmanager
+def _streamed_output(path: str) -> Iterator[Any]:
+    """Standard output for ``-`` (written as it comes); else a temporary file beside ``path``, renamed to
+    it at the end: a file output is whole or absent, never truncated by a crash."""
+    if path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".guardrail-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _line_id(line: str) -> object:
@@ -697,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "redact",
         help="redact text files (or stdin) to stdout",
-        description="Read text from FILEs (or stdin when none) and write it to stdout with PII replaced.",
+        description="Read text from FILEs (or stdin when none) and write it to stdout with PII replaced, "
+        "piece by piece as it is redacted (all input is checked first: bad input writes nothing).",
     )
     r.add_argument("files", nargs="*", metavar="FILE", help="UTF-8 text files; '-' or none for stdin")
     r.add_argument("--operator", default="placeholder", choices=OPERATORS, help="how spans are replaced")
@@ -747,7 +848,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(offsets in Python code points, end exclusive).",
     )
     d.add_argument("--input", required=True, help="JSONL input ('-' for stdin)")
-    d.add_argument("--output", required=True, help="JSONL output ('-' for stdout); written all at once")
+    d.add_argument(
+        "--output",
+        required=True,
+        help="JSONL output: '-' streams to stdout as records are done (in input order); a file is written "
+        "as it goes under a temporary name and appears whole at the end",
+    )
     d.add_argument(
         "--on-error",
         choices=("fail", "report"),

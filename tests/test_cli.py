@@ -97,6 +97,95 @@ def test_detect_malformed_line_fails_closed_or_reports(tmp_path, capsys, bundle_
     assert "error" in rows[1] and "error" in rows[2] and rows[0]["spans"]
 
 
+class _Writes(io.StringIO):
+    """A stdout that records each write, to see output arrive piece by piece."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.writes.append(s)
+        return super().write(s)
+
+
+def test_redact_streams_each_piece_and_keeps_one_pseudonym_scope_per_file(
+    monkeypatch, bundle_dir, tmp_path
+) -> None:
+    text = "".join(f"line {i}: I met Jun Sato thanks\r\n" for i in range(40)) + "end Ana Silva"
+    (tmp_path / "a.txt").write_text(text, newline="")
+    (tmp_path / "b.txt").write_text("send it to Ana Silva", newline="")
+    monkeypatch.setattr(cli, "CHUNK_CHARS", 200)
+    monkeypatch.setattr(sys, "stdout", out := _Writes())
+    args = [
+        "redact",
+        "--bundle",
+        bundle_dir,
+        "--operator",
+        "pseudonym",
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.txt"),
+    ]
+    assert cli.main(args) == 0
+    assert len(out.writes) > 5  # written as it is redacted, not at the end
+    got = out.getvalue()
+    assert got.count("\r\n") == 40 and "Sato" not in got and "Silva" not in got  # line ends kept
+    assert got.count("<PERSON_1>") == 41 and got.endswith("<PERSON_2>send it to <PERSON_1>")  # scope: a file
+
+
+def test_text_chunks_are_the_pieces_chunks_cuts(tmp_path) -> None:
+    text = "".join(f"{'x' * (i % 37)}\n" for i in range(300)) + "y" * 250
+    (tmp_path / "t.txt").write_text(text, newline="")
+    for size in (1, 10, 100, 10_000):
+        assert list(cli._text_chunks(str(tmp_path / "t.txt"), size)) == cli._chunks(text, size)
+
+
+def test_redact_bad_second_file_writes_nothing(monkeypatch, capsys, bundle_dir, tmp_path) -> None:
+    (tmp_path / "a.txt").write_text("I met Jun Sato")
+    (tmp_path / "b.txt").write_bytes("é".encode() * 3000 + b"\xff")
+    assert cli.main(["redact", "--bundle", bundle_dir, str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "not valid UTF-8 (bad byte at offset 6000)" in cap.err
+
+
+def test_detect_streams_in_input_order(monkeypatch, bundle_dir, tmp_path) -> None:
+    lines = [json.dumps({"id": i, "text": f"I met Jun Sato ({i})"}) for i in range(150)]
+    lines[70] = '{"id": "x", "text": 5}'
+    _stdin(monkeypatch, ("\n".join(lines) + "\n").encode())
+    from guardrail.pipeline import Guardrail
+
+    calls: list[int] = []
+    detect = Guardrail.detect
+    monkeypatch.setattr(Guardrail, "detect", lambda self, *a, **k: calls.append(1) or detect(self, *a, **k))
+    monkeypatch.setattr(sys, "stdout", out := _Writes())
+    out.write = lambda s: out.writes.append(len(calls)) or io.StringIO.write(out, s)  # calls made so far
+    args = ["detect", "--input", "-", "--output", "-", "--bundle", bundle_dir, "--on-error", "report"]
+    assert cli.main(args) == 3
+    rows = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [r["id"] for r in rows] == [*range(70), "x", *range(71, 150)]
+    assert rows[70]["line"] == 71 and "error" in rows[70] and all(r["spans"] for r in rows[71:])
+    assert len(calls) == 3 and out.writes[0] == 1  # the first part is out before the second is read
+
+
+def test_detect_invalid_utf8_writes_nothing(capsys, bundle_dir, tmp_path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(b'{"id": 1, "text": "I met Jun Sato"}\n{"id": 2, "text": "\xff"}\n')
+    args = [
+        "detect",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--bundle",
+        bundle_dir,
+        "--on-error",
+        "report",
+    ]
+    assert cli.main(args) == 2 and not out.exists()
+    assert "line 2 is not valid UTF-8" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".guardrail-*"))  # no temporary left behind
+
+
 def test_chunks_concatenate_back() -> None:
     text = ("line of text\n" * 50) + "x" * 300
     parts = cli._chunks(text, size=100)
