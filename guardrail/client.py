@@ -145,8 +145,12 @@ async def _astream_requests(
         yield message(options=options)
 
 
-def _stream_options(operator: str, labels: Sequence[str] | None, key: bytes | str | None) -> pb.StreamOptions:
-    return pb.StreamOptions(operator=operator, labels=list(labels or ()), key=_key(key))
+def _stream_options(
+    operator: str, labels: Sequence[str] | None, key: bytes | str | None, keep_placeholders: bool = False
+) -> pb.StreamOptions:
+    return pb.StreamOptions(
+        operator=operator, labels=list(labels or ()), key=_key(key), keep_placeholders=keep_placeholders
+    )
 
 
 def _restore_options(mapping: str, scope: str, unknown: str) -> pb.RestoreOptions:
@@ -281,11 +285,17 @@ class GuardrailClient(_Common):
         operator: str = "placeholder",
         labels: Sequence[str] | None = None,
         key: bytes | str | None = None,
+        keep_placeholders: bool = False,
         timeout: float | None = None,
     ) -> list[Redacted]:
-        """Redacted texts, like :meth:`Guardrail.redact`; one call is one pseudonym scope."""
+        """Redacted texts, like :meth:`Guardrail.redact`; one call is one pseudonym scope.
+        ``keep_placeholders``: pseudonym placeholders already in the texts stay as they are."""
         request = pb.RedactRequest(
-            texts=_texts(texts), operator=operator, labels=list(labels or ()), key=_key(key)
+            texts=_texts(texts),
+            operator=operator,
+            labels=list(labels or ()),
+            key=_key(key),
+            keep_placeholders=keep_placeholders,
         )
         return [
             Redacted(r.text, _spans(r.spans)) for r in self._call(self._stub.Redact, request, timeout).results
@@ -298,13 +308,16 @@ class GuardrailClient(_Common):
         operator: str = "placeholder",
         labels: Sequence[str] | None = None,
         key: bytes | str | None = None,
+        keep_placeholders: bool = False,
         timeout: float | None = None,
     ) -> Iterator[str]:
         """Redacted output of a chunked text, piece by piece as the server releases it.
 
         The pieces concatenated equal ``redact(''.join(chunks))[0].text``; ``timeout`` covers the stream.
         """
-        requests = _stream_requests(chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key))
+        requests = _stream_requests(
+            chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key, keep_placeholders)
+        )
         try:
             for response in self._stub.RedactStream(
                 requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
@@ -438,10 +451,15 @@ class AsyncGuardrailClient(_Common):
         operator: str = "placeholder",
         labels: Sequence[str] | None = None,
         key: bytes | str | None = None,
+        keep_placeholders: bool = False,
         timeout: float | None = None,
     ) -> list[Redacted]:
         request = pb.RedactRequest(
-            texts=_texts(texts), operator=operator, labels=list(labels or ()), key=_key(key)
+            texts=_texts(texts),
+            operator=operator,
+            labels=list(labels or ()),
+            key=_key(key),
+            keep_placeholders=keep_placeholders,
         )
         response = await self._call(self._stub.Redact, request, timeout)
         return [Redacted(r.text, _spans(r.spans)) for r in response.results]
@@ -453,10 +471,13 @@ class AsyncGuardrailClient(_Common):
         operator: str = "placeholder",
         labels: Sequence[str] | None = None,
         key: bytes | str | None = None,
+        keep_placeholders: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[str]:
         """Redacted pieces of a chunked text (sync or async chunks), as the server releases them."""
-        requests = _astream_requests(chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key))
+        requests = _astream_requests(
+            chunks, pb.RedactStreamRequest, _stream_options(operator, labels, key, keep_placeholders)
+        )
         call = self._stub.RedactStream(
             requests, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata
         )

@@ -448,11 +448,13 @@ class Guardrail:
         labels: Iterable[str] | None = None,
         batch_size: int | None = None,
         pseudonyms: Pseudonyms | None = None,
+        keep_placeholders: bool = False,
     ) -> list[Redacted]:
         """Redacted texts with the spans replaced; one call is one pseudonym scope, unless ``pseudonyms``
-        (``operator="pseudonym"``) carries the numbering on from earlier calls."""
+        (``operator="pseudonym"``) carries the numbering on from earlier calls. ``keep_placeholders``:
+        pseudonym placeholders already in the texts (a model's answer) stay as they are."""
         # fails before any work if e.g. hash has no key
-        redactor = Redactor(operator, key=key, pseudonyms=pseudonyms)
+        redactor = Redactor(operator, key=key, pseudonyms=pseudonyms, keep_placeholders=keep_placeholders)
         items = _as_texts(texts)
         found = self.detect(items, labels=labels, batch_size=batch_size)
         return [redactor.redact(t, s) for t, s in zip(items, found, strict=True)]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import regex
+
+from guardrail.labels import CANONICAL
 from guardrail.spans import Span, merge
 
 OPERATORS: tuple[str, ...] = ("placeholder", "mask", "hash", "pseudonym")
@@ -17,6 +21,59 @@ OPERATORS: tuple[str, ...] = ("placeholder", "mask", "hash", "pseudonym")
 
 HASH_KEY_ENV = "GUARDRAIL_HASH_KEY"
 """Environment variable the ``hash`` operator reads its key from when none is passed."""
+
+
+def _label_pattern(sep: str) -> str:
+    # longest first, so that ID_NUMBER is not read as a shorter label
+    return "|".join(label.replace("_", sep) for label in sorted(CANONICAL, key=len, reverse=True))
+
+
+PLACEHOLDER = regex.compile(
+    # bracketed, as written or as a model rewrites it: <PERSON_1>, < person 1 >, [PERSON-1], &lt;PERSON_1&gt;
+    r"(?:\\?<|&lt;|\[|\{)[ \t]{0,3}(?P<label>" + _label_pattern(r"[_ \t-]?") + r")[ \t]{0,2}[_-]?[ \t]{0,2}"
+    r"(?P<n>\d{1,6})[ \t]{0,3}(?:\\?>|&gt;|\]|\})"
+    # bare, the brackets lost: PERSON_1 (an underscore, so that "person 1" in prose is left alone)
+    r"|(?<![\w<\[{&])(?P<blabel>" + _label_pattern("_") + r")_(?P<bn>\d{1,6})(?![\w>])",
+    regex.IGNORECASE,
+)
+"""A ``pseudonym`` placeholder (``<PERSON_1>``) as written, or as a model rewrites it: any case, spaces or
+a hyphen for the underscore, ``[]``/``{}`` brackets, HTML or Markdown escapes, or none (with the
+underscore). :func:`placeholder_key` reads a match; :mod:`guardrail.vault` restores them."""
+MAX_PLACEHOLDER = 48
+"""Longest text a :data:`PLACEHOLDER` match can span (its longest label, six digits, padding, escapes)."""
+_BY_LETTERS = {label.replace("_", ""): label for label in CANONICAL}
+
+
+def placeholder_key(m: regex.Match[str]) -> tuple[str, int]:
+    """``(label, number)`` of a :data:`PLACEHOLDER` match."""
+    label = m.group("label") or m.group("blabel")
+    n = m.group("n") or m.group("bn")
+    return _BY_LETTERS[re.sub(r"[^A-Za-z]", "", label).upper()], int(n)
+
+
+def _outside_placeholders(text: str, spans: Sequence[Span]) -> list[Span]:
+    """``spans`` less the placeholders they touch, each part trimmed to its letters and digits at both
+    ends and dropped if it has none: a placeholder in a name's place reads like a name to a detector."""
+    holes = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+    if not holes:
+        return list(spans)
+    out = []
+    for s in spans:
+        start = s.start
+        parts = []
+        for h_start, h_end in holes:
+            if h_start < s.end and h_end > start:
+                parts.append((start, h_start))
+                start = max(start, h_end)
+        parts.append((start, s.end))
+        for a, b in parts:
+            while a < b and not text[a].isalnum():
+                a += 1
+            while b > a and not text[b - 1].isalnum():
+                b -= 1
+            if a < b:
+                out.append(s if (a, b) == (s.start, s.end) else Span(a, b, s.label, s.score, s.source))
+    return out
 
 
 class RedactionError(ValueError):
@@ -100,7 +157,7 @@ class Redactor:
     """Replaces spans of texts with one operator; ``pseudonym`` numbering lives as long as the instance,
     or as long as the :class:`Pseudonyms` it is given (a conversation's, carried on from a sealed mapping)."""
 
-    __slots__ = ("_key", "_mask_char", "operator", "pseudonyms")
+    __slots__ = ("_key", "_mask_char", "keep_placeholders", "operator", "pseudonyms")
 
     def __init__(
         self,
@@ -109,6 +166,7 @@ class Redactor:
         key: bytes | str | None = None,
         mask_char: str = "*",
         pseudonyms: Pseudonyms | None = None,
+        keep_placeholders: bool = False,
     ):
         if operator not in OPERATORS:
             raise RedactionError(f"unknown operator {operator!r}; expected one of {', '.join(OPERATORS)}")
@@ -129,6 +187,9 @@ class Redactor:
             self._key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         self.pseudonyms = Pseudonyms() if pseudonyms is None else pseudonyms
         """The ``pseudonym`` operator's numbering (empty for the other operators)."""
+        self.keep_placeholders = keep_placeholders
+        """Leave pseudonym placeholders in the text as they are (:data:`PLACEHOLDER`; e.g. redacting a
+        model's answer to pseudonymised input before it is restored): spans give them up."""
 
     def __repr__(self) -> str:
         return f"Redactor(operator={self.operator!r})"  # never the key
@@ -148,7 +209,7 @@ class Redactor:
                 clipped.append(
                     s if (start, end) == (s.start, s.end) else Span(start, end, s.label, s.score, s.source)
                 )
-        merged = merge(clipped)
+        merged = merge(_outside_placeholders(text, clipped) if self.keep_placeholders else clipped)
         pieces: list[str] = []
         pos = 0
         for s in merged:

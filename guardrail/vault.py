@@ -33,8 +33,7 @@ import regex
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from guardrail.labels import CANONICAL
-from guardrail.redact import Pseudonyms, Redacted
+from guardrail.redact import MAX_PLACEHOLDER, PLACEHOLDER, Pseudonyms, Redacted, placeholder_key
 
 KEY_ENV = "GUARDRAIL_VAULT_KEY"
 """Environment variable holding the vault's keys: ``ID:BASE64[,ID:BASE64...]``, the first one seals."""
@@ -209,30 +208,6 @@ class Vault:
 
 
 # -- restoring ------------------------------------------------------------------------------------
-def _label_pattern(sep: str) -> str:
-    # longest first, so that ID_NUMBER is not read as a shorter label
-    return "|".join(label.replace("_", sep) for label in sorted(CANONICAL, key=len, reverse=True))
-
-
-_PLACEHOLDER = regex.compile(
-    # bracketed, as written or as a model rewrites it: <PERSON_1>, < person 1 >, [PERSON-1], &lt;PERSON_1&gt;
-    r"(?:\\?<|&lt;|\[|\{)[ \t]{0,3}(?P<label>" + _label_pattern(r"[_ \t-]?") + r")[ \t]{0,2}[_-]?[ \t]{0,2}"
-    r"(?P<n>\d{1,6})[ \t]{0,3}(?:\\?>|&gt;|\]|\})"
-    # bare, the brackets lost: PERSON_1 (an underscore, so that "person 1" in prose is left alone)
-    r"|(?<![\w<\[{&])(?P<blabel>" + _label_pattern("_") + r")_(?P<bn>\d{1,6})(?![\w>])",
-    regex.IGNORECASE,
-)
-_MAX_PLACEHOLDER = 48
-"""Longest text a placeholder form above can span (its longest label, six digits, padding, &lt; &gt;)."""
-_BY_LETTERS = {label.replace("_", ""): label for label in CANONICAL}
-
-
-def _key_of(m: regex.Match[str]) -> tuple[str, int]:
-    label = m.group("label") or m.group("blabel")
-    n = m.group("n") or m.group("bn")
-    return _BY_LETTERS[re.sub(r"[^A-Za-z]", "", label).upper()], int(n)
-
-
 @dataclass(frozen=True, slots=True)
 class Restored:
     """A text with its placeholders replaced by the values they stood for."""
@@ -264,7 +239,7 @@ class RestoreStream:
         self.unknown: list[str] = []
 
     def _replace(self, m: regex.Match[str]) -> str:
-        label, n = _key_of(m)
+        label, n = placeholder_key(m)
         value = self._pseudonyms.surface(label, n)
         if value is not None:
             self.restored += 1
@@ -277,8 +252,8 @@ class RestoreStream:
 
     def _hold(self, buf: str, pos: int) -> int:
         """Where the tail that may still become a placeholder starts (``len(buf)``: none)."""
-        for p in range(max(pos, len(buf) - _MAX_PLACEHOLDER), len(buf)):
-            m = _PLACEHOLDER.match(buf, p, partial=True)
+        for p in range(max(pos, len(buf) - MAX_PLACEHOLDER), len(buf)):
+            m = PLACEHOLDER.match(buf, p, partial=True)
             # partial: cut off by the end; a whole one that reaches the end may grow (PERSON_1 -> PERSON_12)
             if m is not None and (m.partial or m.end() == len(buf)):
                 return p
@@ -289,7 +264,7 @@ class RestoreStream:
         buf, pos = self._buf, self._pos
         while True:
             hold = len(buf) if final else self._hold(buf, pos)
-            m = _PLACEHOLDER.search(buf, pos)
+            m = PLACEHOLDER.search(buf, pos)
             if m is None or m.start() >= hold:
                 break
             out.append(buf[pos : m.start()])

@@ -40,12 +40,10 @@ from guardrail.integrations.litellm import (
     TARGET_ENV,
     GuardrailSidecarError,
     SidecarGuardrail,
-    _redact_outside_placeholders,
 )
 from guardrail.pipeline import Guardrail
 from guardrail.serving.server import SidecarThread
 from guardrail.serving.settings import ServeSettings
-from guardrail.spans import Span
 from guardrail.vault import Vault
 from tests.conftest import TINY_NAMES, readme_block
 
@@ -347,18 +345,6 @@ def test_redact_output_hides_the_model_s_own_pii_and_restores_the_caller_s(
         model.chunk = chunk
         data = {"model": MODEL, "messages": [{"role": "user", "content": "please call Ana Silva thanks"}]}
         assert _text(_proxy_stream(guard, data)[1]) == want
-
-
-def test_redacting_output_keeps_placeholders_inside_a_span() -> None:
-    text = "mail Ana <PERSON_1>, [PERSON_2] or <EMAIL_1>"
-    spans = [Span(5, 19, "PERSON"), Span(21, 31, "PERSON"), Span(34, 44, "EMAIL")]
-    assert (
-        _redact_outside_placeholders(text, spans, 0, len(text))
-        == "mail [PERSON] <PERSON_1>, [PERSON_2] or <EMAIL_1>"
-    )
-    assert (
-        _redact_outside_placeholders(text, spans, 5, 21) == "[PERSON] <PERSON_1>, "
-    )  # one piece of a stream
 
 
 # ---- failing closed ----------------------------------------------------------------------------------

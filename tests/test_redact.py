@@ -243,3 +243,17 @@ def test_redaction_keeps_every_outside_character_in_place(
             pos = s.end
         pieces.append(text[pos:])
         assert out.text == "".join(pieces)
+
+
+def test_keep_placeholders_redacts_around_them() -> None:
+    """A model's answer to pseudonymised input: a detector may take a placeholder in a name's place for a
+    name; the placeholders stay, for restoring, and only what else a span holds is redacted."""
+    text = "mail Ana <PERSON_1>, [PERSON_2] or <EMAIL_1>"
+    spans = [Span(5, 19, "PERSON"), Span(21, 31, "PERSON"), Span(35, 44, "EMAIL")]
+    kept = Redactor(keep_placeholders=True).redact(text, spans)
+    assert kept.text == "mail [PERSON] <PERSON_1>, [PERSON_2] or <EMAIL_1>"
+    assert kept.spans == [Span(5, 8, "PERSON")]
+    assert Redactor().redact(text, spans).text == "mail [PERSON], [PERSON] or [EMAIL]"
+    assert Redactor("mask", keep_placeholders=True).redact("Bob PERSON_1", [Span(0, 12, "PERSON")]).text == (
+        "*** PERSON_1"
+    )

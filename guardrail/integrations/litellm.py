@@ -61,7 +61,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from pathlib import Path
 from typing import Any
 
-import grpc
 from litellm.caching import DualCache
 from litellm.exceptions import GuardrailRaisedException
 from litellm.integrations.custom_guardrail import (
@@ -78,17 +77,8 @@ from litellm.types.proxy.auth.user_api_key_auth import UserAPIKeyAuth
 from litellm.types.utils import ModelResponse, ModelResponseStream
 from pydantic import BaseModel
 
-from guardrail.client import (  # the underscored helpers: see _redact_stream_outside_placeholders
-    AsyncGuardrailClient,
-    SidecarError,
-    _astream_requests,
-    _error,
-    _spans,
-    _stream_options,
-)
-from guardrail.serving import guardrail_pb2 as pb
-from guardrail.spans import Span, merge
-from guardrail.vault import _MAX_PLACEHOLDER, _PLACEHOLDER, UNKNOWN
+from guardrail.client import AsyncGuardrailClient, SidecarError
+from guardrail.vault import UNKNOWN
 
 TARGET_ENV = "GUARDRAIL_SIDECAR"
 """The sidecar's address when ``api_base`` is not given."""
@@ -233,15 +223,14 @@ class SidecarGuardrail(CustomGuardrail):
             raise self._refused(stage, e) from None
 
     async def _output(self, texts: list[str], mapping: str | None, scope: str) -> list[str]:
-        """The model's ``texts`` as the caller gets them: redacted (``redact_output``; ``Detect``, keeping
-        placeholders), then restored (``Restore``)."""
+        """The model's ``texts`` as the caller gets them: redacted (``redact_output``; ``Redact`` keeping
+        the placeholders, which a detector may read as names), then restored (``Restore``)."""
         if not texts:
             return texts
         c = self.client()
         if self.redact_output:
-            found = await self._call("post_call detect", c.detect(texts, labels=self.labels))
-            pairs = zip(texts, found, strict=True)
-            texts = [_redact_outside_placeholders(t, spans, 0, len(t)) for t, spans in pairs]
+            call = c.redact(texts, labels=self.labels, keep_placeholders=True)
+            texts = [r.text for r in await self._call("post_call redact", call)]
         if mapping:
             restored = await self._call(
                 "post_call restore", c.restore(texts, mapping, scope=scope, unknown=self.unknown)
@@ -256,7 +245,7 @@ class SidecarGuardrail(CustomGuardrail):
         c = self.client()
         pieces: AsyncIterable[str] = texts
         if self.redact_output:
-            pieces = _redact_stream_outside_placeholders(c, pieces, self.labels)
+            pieces = c.redact_stream(pieces, labels=self.labels, keep_placeholders=True)
         if mapping:
             pieces = c.restore_stream(pieces, mapping, scope=scope, unknown=self.unknown)
         try:
@@ -426,83 +415,6 @@ def _mapping(data: Mapping[str, Any]) -> tuple[str | None, str]:
     mapping = metadata.get(MAPPING_KEY)
     scope = metadata.get(SCOPE_KEY) or get_session_id_from_request_data(data) or ""
     return (mapping if isinstance(mapping, str) and mapping else None), str(scope)
-
-
-# ---- redacting the model's output -------------------------------------------------------------------------
-
-
-def _redact_outside_placeholders(text: str, spans: Sequence[Span], lo: int, hi: int) -> str:
-    """``text[lo:hi]`` with the spans in it replaced by ``[LABEL]`` (the ``placeholder`` operator), less
-    the placeholders they touch: a detector may take a placeholder in a name's place for a name, and it
-    must come through for restoring. What a span keeps besides placeholders is redacted if it holds a
-    letter or digit."""
-    near = _PLACEHOLDER.finditer(text, max(0, lo - _MAX_PLACEHOLDER), min(len(text), hi + _MAX_PLACEHOLDER))
-    holes = [(m.start(), m.end()) for m in near]
-    out: list[str] = []
-    pos = lo
-    for s in merge(x for x in spans if lo <= x.start and x.end <= hi):
-        for start, end in _minus(s.start, s.end, holes):
-            while start < end and not text[start].isalnum():
-                start += 1
-            while end > start and not text[end - 1].isalnum():
-                end -= 1
-            if start < end and start >= pos:
-                out += [text[pos:start], f"[{s.label}]"]
-                pos = end
-    out.append(text[pos:hi])
-    return "".join(out)
-
-
-def _minus(start: int, end: int, holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of ``[start, end)`` outside the sorted, disjoint ``holes``."""
-    parts = []
-    for h_start, h_end in holes:
-        if h_end <= start or h_start >= end:
-            continue
-        if h_start > start:
-            parts.append((start, h_start))
-        start = max(start, h_end)
-    if start < end:
-        parts.append((start, end))
-    return parts
-
-
-async def _redact_stream_outside_placeholders(
-    client: AsyncGuardrailClient, texts: AsyncIterable[str], labels: Sequence[str] | None
-) -> AsyncIterator[str]:
-    """A streamed text through ``RedactStream``, replaced where its spans say except at placeholders
-    (:func:`_redact_outside_placeholders`): each response gives the input it covers (``consumed``) and
-    its spans, and the input is at hand here. ``SidecarError`` on failure.
-
-    ``AsyncGuardrailClient.redact_stream`` yields the text alone, so this reads the stream's responses
-    through the client's stub.
-    """
-    seen: list[str] = []
-    text = ""
-
-    async def tee() -> AsyncIterator[str]:
-        async for t in texts:
-            seen.append(t)
-            yield t
-
-    options = _stream_options("placeholder", labels, None)
-    call = client._stub.RedactStream(
-        _astream_requests(tee(), pb.RedactStreamRequest, options),
-        timeout=client.timeout,
-        metadata=client._metadata,
-    )
-    lo = 0
-    try:
-        async for r in call:
-            if r.consumed > lo:
-                text += "".join(seen)
-                seen.clear()
-                yield _redact_outside_placeholders(text, _spans(r.spans), lo, int(r.consumed))
-                lo = int(r.consumed)
-    except grpc.RpcError as e:
-        raise _error(e) from None
-    finally:
-        call.cancel()
 
 
 # ---- streams ---------------------------------------------------------------------------------------------

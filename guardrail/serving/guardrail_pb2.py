@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"\x9f\x01\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\'\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x15.guardrail.v1.Feature\"X\n\x07\x46\x65\x61ture\x12\x0e\n\x06latent\x18\x01 \x01(\x03\x12\x12\n\nactivation\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"?\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x03 \x01(\x08\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"{\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\x0c\n\x04seal\x18\x05 \x01(\x08\x12\x0f\n\x07mapping\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"J\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\x12\x0f\n\x07mapping\x18\x02 \x01(\t\"l\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x0c\n\x04seal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"y\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\"U\n\x0eRestoreRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0f\n\x07mapping\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x04 \x01(\x08\";\n\x08Restored\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08restored\x18\x02 \x01(\x05\x12\x0f\n\x07unknown\x18\x03 \x03(\t\":\n\x0fRestoreResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Restored\"F\n\x0eRestoreOptions\x12\x0f\n\x07mapping\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x03 \x01(\x08\"T\n\x14RestoreStreamRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1c.guardrail.v1.RestoreOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"W\n\x15RestoreStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x10\n\x08restored\x18\x03 \x01(\x05\x12\x0f\n\x07unknown\x18\x04 \x03(\t\"\x10\n\x0eGetInfoRequest\"\xd3\x02\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\r\n\x05\x64type\x18\x0b \x01(\t\x12\x0f\n\x07runtime\x18\x0c \x01(\t\x12\r\n\x05probe\x18\r \x01(\t\x12\x10\n\x08patterns\x18\x0e \x01(\x08\x12\x0b\n\x03why\x18\x0f \x01(\t\x12\x0b\n\x03\x63pu\x18\x10 \x01(\t\x12\x14\n\x0cvault_key_id\x18\x11 \x01(\t\x12\x14\n\x0c\x65xplanations\x18\x12 \x01(\x08\x32\xde\x03\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponse\x12\x46\n\x07Restore\x12\x1c.guardrail.v1.RestoreRequest\x1a\x1d.guardrail.v1.RestoreResponse\x12\\\n\rRestoreStream\x12\".guardrail.v1.RestoreStreamRequest\x1a#.guardrail.v1.RestoreStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cguardrail/v1/guardrail.proto\x12\x0cguardrail.v1\"\x9f\x01\n\x04Span\x12\r\n\x05start\x18\x01 \x01(\x03\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nstart_byte\x18\x05 \x01(\x03\x12\x10\n\x08\x65nd_byte\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\'\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x15.guardrail.v1.Feature\"X\n\x07\x46\x65\x61ture\x12\x0e\n\x06latent\x18\x01 \x01(\x03\x12\x12\n\nactivation\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"?\n\rDetectRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x03 \x01(\x08\".\n\tDetection\x12!\n\x05spans\x18\x01 \x03(\x0b\x32\x12.guardrail.v1.Span\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.guardrail.v1.Detection\"\x96\x01\n\rRedactRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\x0c\n\x04seal\x18\x05 \x01(\x08\x12\x0f\n\x07mapping\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\x12\x19\n\x11keep_placeholders\x18\x08 \x01(\x08\";\n\x08Redacted\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\"J\n\x0eRedactResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Redacted\x12\x0f\n\x07mapping\x18\x02 \x01(\t\"\x87\x01\n\rStreamOptions\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x0c\n\x04seal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x19\n\x11keep_placeholders\x18\x07 \x01(\x08\"R\n\x13RedactStreamRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.StreamOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"y\n\x14RedactStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12!\n\x05spans\x18\x02 \x03(\x0b\x32\x12.guardrail.v1.Span\x12\x10\n\x08\x63onsumed\x18\x03 \x01(\x03\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x0f\n\x07mapping\x18\x05 \x01(\t\"U\n\x0eRestoreRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0f\n\x07mapping\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x04 \x01(\x08\";\n\x08Restored\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08restored\x18\x02 \x01(\x05\x12\x0f\n\x07unknown\x18\x03 \x03(\t\":\n\x0fRestoreResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.guardrail.v1.Restored\"F\n\x0eRestoreOptions\x12\x0f\n\x07mapping\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x14\n\x0ckeep_unknown\x18\x03 \x01(\x08\"T\n\x14RestoreStreamRequest\x12-\n\x07options\x18\x01 \x01(\x0b\x32\x1c.guardrail.v1.RestoreOptions\x12\r\n\x05\x63hunk\x18\x02 \x01(\t\"W\n\x15RestoreStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\x10\n\x08restored\x18\x03 \x01(\x05\x12\x0f\n\x07unknown\x18\x04 \x03(\t\"\x10\n\x0eGetInfoRequest\"\xd3\x02\n\x0fGetInfoResponse\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\x05\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x11\n\toperators\x18\x06 \x03(\t\x12\x11\n\tmax_texts\x18\x07 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t\x12\r\n\x05\x64type\x18\x0b \x01(\t\x12\x0f\n\x07runtime\x18\x0c \x01(\t\x12\r\n\x05probe\x18\r \x01(\t\x12\x10\n\x08patterns\x18\x0e \x01(\x08\x12\x0b\n\x03why\x18\x0f \x01(\t\x12\x0b\n\x03\x63pu\x18\x10 \x01(\t\x12\x14\n\x0cvault_key_id\x18\x11 \x01(\t\x12\x14\n\x0c\x65xplanations\x18\x12 \x01(\x08\x32\xde\x03\n\tGuardrail\x12\x43\n\x06\x44\x65tect\x12\x1b.guardrail.v1.DetectRequest\x1a\x1c.guardrail.v1.DetectResponse\x12\x43\n\x06Redact\x12\x1b.guardrail.v1.RedactRequest\x1a\x1c.guardrail.v1.RedactResponse\x12Y\n\x0cRedactStream\x12!.guardrail.v1.RedactStreamRequest\x1a\".guardrail.v1.RedactStreamResponse(\x01\x30\x01\x12\x46\n\x07GetInfo\x12\x1c.guardrail.v1.GetInfoRequest\x1a\x1d.guardrail.v1.GetInfoResponse\x12\x46\n\x07Restore\x12\x1c.guardrail.v1.RestoreRequest\x1a\x1d.guardrail.v1.RestoreResponse\x12\\\n\rRestoreStream\x12\".guardrail.v1.RestoreStreamRequest\x1a#.guardrail.v1.RestoreStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +41,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTION']._serialized_end=409
   _globals['_DETECTRESPONSE']._serialized_start=411
   _globals['_DETECTRESPONSE']._serialized_end=469
-  _globals['_REDACTREQUEST']._serialized_start=471
-  _globals['_REDACTREQUEST']._serialized_end=594
-  _globals['_REDACTED']._serialized_start=596
-  _globals['_REDACTED']._serialized_end=655
-  _globals['_REDACTRESPONSE']._serialized_start=657
-  _globals['_REDACTRESPONSE']._serialized_end=731
-  _globals['_STREAMOPTIONS']._serialized_start=733
-  _globals['_STREAMOPTIONS']._serialized_end=841
-  _globals['_REDACTSTREAMREQUEST']._serialized_start=843
-  _globals['_REDACTSTREAMREQUEST']._serialized_end=925
-  _globals['_REDACTSTREAMRESPONSE']._serialized_start=927
-  _globals['_REDACTSTREAMRESPONSE']._serialized_end=1048
-  _globals['_RESTOREREQUEST']._serialized_start=1050
-  _globals['_RESTOREREQUEST']._serialized_end=1135
-  _globals['_RESTORED']._serialized_start=1137
-  _globals['_RESTORED']._serialized_end=1196
-  _globals['_RESTORERESPONSE']._serialized_start=1198
-  _globals['_RESTORERESPONSE']._serialized_end=1256
-  _globals['_RESTOREOPTIONS']._serialized_start=1258
-  _globals['_RESTOREOPTIONS']._serialized_end=1328
-  _globals['_RESTORESTREAMREQUEST']._serialized_start=1330
-  _globals['_RESTORESTREAMREQUEST']._serialized_end=1414
-  _globals['_RESTORESTREAMRESPONSE']._serialized_start=1416
-  _globals['_RESTORESTREAMRESPONSE']._serialized_end=1503
-  _globals['_GETINFOREQUEST']._serialized_start=1505
-  _globals['_GETINFOREQUEST']._serialized_end=1521
-  _globals['_GETINFORESPONSE']._serialized_start=1524
-  _globals['_GETINFORESPONSE']._serialized_end=1863
-  _globals['_GUARDRAIL']._serialized_start=1866
-  _globals['_GUARDRAIL']._serialized_end=2344
+  _globals['_REDACTREQUEST']._serialized_start=472
+  _globals['_REDACTREQUEST']._serialized_end=622
+  _globals['_REDACTED']._serialized_start=624
+  _globals['_REDACTED']._serialized_end=683
+  _globals['_REDACTRESPONSE']._serialized_start=685
+  _globals['_REDACTRESPONSE']._serialized_end=759
+  _globals['_STREAMOPTIONS']._serialized_start=762
+  _globals['_STREAMOPTIONS']._serialized_end=897
+  _globals['_REDACTSTREAMREQUEST']._serialized_start=899
+  _globals['_REDACTSTREAMREQUEST']._serialized_end=981
+  _globals['_REDACTSTREAMRESPONSE']._serialized_start=983
+  _globals['_REDACTSTREAMRESPONSE']._serialized_end=1104
+  _globals['_RESTOREREQUEST']._serialized_start=1106
+  _globals['_RESTOREREQUEST']._serialized_end=1191
+  _globals['_RESTORED']._serialized_start=1193
+  _globals['_RESTORED']._serialized_end=1252
+  _globals['_RESTORERESPONSE']._serialized_start=1254
+  _globals['_RESTORERESPONSE']._serialized_end=1312
+  _globals['_RESTOREOPTIONS']._serialized_start=1314
+  _globals['_RESTOREOPTIONS']._serialized_end=1384
+  _globals['_RESTORESTREAMREQUEST']._serialized_start=1386
+  _globals['_RESTORESTREAMREQUEST']._serialized_end=1470
+  _globals['_RESTORESTREAMRESPONSE']._serialized_start=1472
+  _globals['_RESTORESTREAMRESPONSE']._serialized_end=1559
+  _globals['_GETINFOREQUEST']._serialized_start=1561
+  _globals['_GETINFOREQUEST']._serialized_end=1577
+  _globals['_GETINFORESPONSE']._serialized_start=1580
+  _globals['_GETINFORESPONSE']._serialized_end=1919
+  _globals['_GUARDRAIL']._serialized_start=1922
+  _globals['_GUARDRAIL']._serialized_end=2400
 # @@protoc_insertion_point(module_scope)

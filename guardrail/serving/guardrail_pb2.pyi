@@ -61,7 +61,7 @@ class DetectResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ...) -> None: ...
 
 class RedactRequest(_message.Message):
-    __slots__ = ("texts", "operator", "labels", "key", "seal", "mapping", "scope")
+    __slots__ = ("texts", "operator", "labels", "key", "seal", "mapping", "scope", "keep_placeholders")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class RedactRequest(_message.Message):
     SEAL_FIELD_NUMBER: _ClassVar[int]
     MAPPING_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     operator: str
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -76,7 +77,8 @@ class RedactRequest(_message.Message):
     seal: bool
     mapping: str
     scope: str
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+    keep_placeholders: bool
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ..., keep_placeholders: _Optional[bool] = ...) -> None: ...
 
 class Redacted(_message.Message):
     __slots__ = ("text", "spans")
@@ -95,20 +97,22 @@ class RedactResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Redacted, _Mapping]]] = ..., mapping: _Optional[str] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
-    __slots__ = ("operator", "labels", "key", "seal", "mapping", "scope")
+    __slots__ = ("operator", "labels", "key", "seal", "mapping", "scope", "keep_placeholders")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     SEAL_FIELD_NUMBER: _ClassVar[int]
     MAPPING_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     operator: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     key: bytes
     seal: bool
     mapping: str
     scope: str
-    def __init__(self, operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+    keep_placeholders: bool
+    def __init__(self, operator: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., key: _Optional[bytes] = ..., seal: _Optional[bool] = ..., mapping: _Optional[str] = ..., scope: _Optional[str] = ..., keep_placeholders: _Optional[bool] = ...) -> None: ...
 
 class RedactStreamRequest(_message.Message):
     __slots__ = ("options", "chunk")

@@ -245,23 +245,22 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             raise Invalid(f"unknown labels {bad}; expected some of {', '.join(CANONICAL)}")
         return list(labels)
 
-    def _redactor(self, operator: str, key: bytes) -> Redactor:
+    def _redactor(self, r: pb.RedactRequest | pb.StreamOptions) -> Redactor:
+        """The redactor of a request (its operator, key, seal, mapping, scope, keep_placeholders); a
+        missing hash or vault key, or a bad mapping, fails here, before any model time."""
+        operator, keep = r.operator, r.keep_placeholders
         if operator and operator not in OPERATORS:
             raise Invalid(f"unknown operator {operator!r}; expected one of {', '.join(OPERATORS)}")
-        server_key = self.settings.hash_key.get_secret_value() if self.settings.hash_key else None
-        return Redactor(operator or "placeholder", key=key or server_key)
-
-    def _sealing_redactor(self, operator: str, key: bytes, seal: bool, mapping: str, scope: str) -> Redactor:
-        """The redactor of a request; with ``seal`` or a previous ``mapping``, a pseudonym redactor whose
-        numbering goes on from that mapping (opened before any detection: a bad one costs no model time)."""
-        if not (seal or mapping):
-            return self._redactor(operator, key)
+        if not (r.seal or r.mapping):
+            server_key = self.settings.hash_key.get_secret_value() if self.settings.hash_key else None
+            return Redactor(operator or "placeholder", key=r.key or server_key, keep_placeholders=keep)
+        # reversible pseudonyms: numbering that goes on from the conversation's previous mapping
         if operator not in ("", "pseudonym"):
             raise Invalid(f"seal and mapping go with the pseudonym operator, not {operator!r}")
-        if mapping and not seal:
+        if r.mapping and not r.seal:
             raise Invalid("a previous mapping is only read to seal a new one: set seal")
-        vault = self._vault()
-        return Redactor("pseudonym", pseudonyms=vault.open(mapping, scope) if mapping else None)
+        pseudonyms = self._vault().open(r.mapping, r.scope) if r.mapping else None
+        return Redactor("pseudonym", pseudonyms=pseudonyms, keep_placeholders=keep)
 
     def _vault(self) -> Vault:
         if self.vault is None:
@@ -296,10 +295,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
     async def Redact(self, request: pb.RedactRequest, context: grpc.aio.ServicerContext) -> pb.RedactResponse:
         texts = list(request.texts)
         self._check_texts(request, texts)
-        # a missing hash key or a bad mapping fails before any work
-        redactor = self._sealing_redactor(
-            request.operator, request.key, request.seal, request.mapping, request.scope
-        )
+        redactor = self._redactor(request)
         found = await self._detect(texts, self._labels(request.labels), context)
         results = []
         for text, spans in zip(texts, found, strict=True):
@@ -454,7 +450,7 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             if isinstance(first, Exception):
                 raise first
             opts = first.options if first is not None else pb.StreamOptions()
-            redactor = self._sealing_redactor(opts.operator, opts.key, opts.seal, opts.mapping, opts.scope)
+            redactor = self._redactor(opts)
             sealed = (lambda: self._vault().seal(redactor.pseudonyms, opts.scope)) if opts.seal else str
             labels = self._labels(opts.labels)
 
