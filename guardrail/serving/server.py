@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -164,24 +164,13 @@ def pb_spans(text: str, spans: Sequence[Span], offset: int = 0, byte_offset: int
 
 
 def _observed(method: str):
-    """Wrap a unary handler: map errors to status codes, count the call and its latency."""
+    """Wrap a unary handler in :meth:`GuardrailService._call`."""
 
     def wrap(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
         async def handler(self: GuardrailService, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code = time.perf_counter(), grpc.StatusCode.OK
-            with self._traced(method, context) as outcome:
-                try:
-                    return await fn(self, request, context)
-                except asyncio.CancelledError:
-                    code = _cancelled(context)
-                    raise
-                except Exception as e:
-                    code, message = _status(e)
-                    await context.abort(code, message)
-                finally:
-                    outcome.append(code)
-                    self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+            async with self._call(method, context):
+                return await fn(self, request, context)
 
         return handler
 
@@ -207,22 +196,27 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         self.vault = settings.vault()
         self._streams = 0  # RedactStream and RestoreStream calls open now
 
-    @contextlib.contextmanager
-    def _traced(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[list[grpc.StatusCode]]:
-        """The call's :class:`CallStats` in context (the batcher adds to it); at the end, its span with
-        the last status code the body appended (OK when none)."""
-        stats, outcome = CallStats(), []
+    @contextlib.asynccontextmanager
+    async def _call(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """One call, unary or streaming: its :class:`CallStats` in context (the batcher adds to them), its
+        errors mapped to status codes, and at the end the call counted (metrics) and traced."""
+        stats, code = CallStats(), grpc.StatusCode.OK
         token = CURRENT.set(stats)
-        start_ns = time.time_ns()
+        started, start_ns = time.perf_counter(), time.time_ns()
         try:
-            yield outcome
+            yield
+        except asyncio.CancelledError:
+            code = _cancelled(context)
+            raise
+        except Exception as e:
+            code, message = _status(e)
+            await context.abort(code, message)
         finally:
             with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to reset
                 CURRENT.reset(token)
-            code = outcome[-1] if outcome else grpc.StatusCode.OK
-            self.tracing.record(
-                method, start_ns, time.time_ns(), stats, code.name, context.invocation_metadata()
-            )
+            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+            metadata = context.invocation_metadata()
+            self.tracing.record(method, start_ns, time.time_ns(), stats, code.name, metadata)
 
     # -- request checks -------------------------------------------------------------------------
     def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
@@ -346,28 +340,16 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         )
 
     async def _streaming(self, method: str, body: AsyncIterator[Any], context: grpc.aio.ServicerContext):
-        """Run a bidirectional stream's ``body``: count it against ``max_streams``, map its errors to
-        status codes, observe the call."""
-        started, code = time.perf_counter(), grpc.StatusCode.OK
-        with self._traced(method, context) as outcome:
+        """Run a bidirectional stream's ``body`` in :meth:`_call`, counted against ``max_streams``."""
+        async with self._call(method, context):
+            if (limit := self.settings.max_streams) <= self._streams:
+                raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
+            self._streams += 1
             try:
-                if (limit := self.settings.max_streams) <= self._streams:
-                    raise StreamsFull(f"{self._streams} streams are open; the limit is {limit}")
-                self._streams += 1
-                try:
-                    async for response in body:
-                        yield response
-                finally:
-                    self._streams -= 1
-            except asyncio.CancelledError:
-                code = _cancelled(context)
-                raise
-            except Exception as e:
-                code, message = _status(e)
-                await context.abort(code, message)
+                async for response in body:
+                    yield response
             finally:
-                outcome.append(code)
-                self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+                self._streams -= 1
 
     # async generators themselves: grpc.aio tells a streaming handler by its function type
     async def RedactStream(
