@@ -314,3 +314,145 @@ def test_cli_batch_exit_codes(local_ray, tiny_bundle_dir, tmp_path, capsys) -> N
     assert cli.main(args) == cli.EXIT_PARTIAL
     assert len(out.read_text(encoding="utf-8").splitlines()) == 14
     assert "2 of 14 records were bad" in capsys.readouterr().err
+
+
+def _cli(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "guardrail.cli", *args]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_job_and_a_rerun_resumes_it(local_ray, tiny_bundle_dir, tmp_path) -> None:
+    """SIGTERM to `guardrail batch` mid-job: exit 130, whole shards kept; the same command again finishes
+    the rest, and the output is byte for byte that of an uninterrupted run."""
+    import signal
+    import subprocess
+    import time
+
+    import ray
+
+    src, out, ref = tmp_path / "in.jsonl", tmp_path / "out", tmp_path / "ref"
+    _write_input(src, 600)  # ~100 shards of 1 KiB: long enough to stop half-way
+    cfg = _cfg(tiny_bundle_dir, workers=1)
+    args = ["batch", "--input", str(src), "--output", str(out), "--bundle", str(tiny_bundle_dir), "--dtype"]
+    args += ["fp32", "--workers", "1", "--shard-mb", str(KIB), "--no-progress", "--batch-size", "7"]
+    args += ["--address", ray.get_runtime_context().gcs_address]  # the test's Ray: no second start
+    proc = subprocess.Popen(_cli(*args), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and len(list(out.glob("_shards/*.json"))) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run it again with the same --output to resume" in err, err[-2000:]
+    done = len(list(out.glob("_shards/*.json")))
+    assert not (out / "_manifest.json").exists() and done >= 3
+    second = redact_file(str(src), str(out), cfg)
+    assert second.resumed >= done and second.resumed < second.shards and second.errors == 2
+    redact_file(str(src), str(ref), cfg)
+    shards = sorted(p.name for p in ref.glob("part-*"))
+    assert sorted(p.name for p in out.glob("part-*")) == shards
+    assert all((out / n).read_bytes() == (ref / n).read_bytes() for n in shards)
+    assert not list(out.glob(".*.tmp"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_node_cluster(tiny_bundle_dir, tmp_path) -> None:
+    """A Ray head and a second node on this machine (one CPU each, `ray start`), `guardrail batch
+    --address` against them: two actors, one per node, and the manifest shows both nodes ran shards."""
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    temp = tempfile.mkdtemp(prefix="gr-ray-", dir="/tmp")  # its own session dir (and a short socket path)
+    common = ["--num-cpus=1", "--object-store-memory=200000000", "--node-ip-address=127.0.0.1", "--block"]
+    common += ["--disable-usage-stats", f"--temp-dir={temp}"]
+    # Ray 2.60 clusters check a token: every node and the driver share this one
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    nodes = []
+    try:
+        head = [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false"]
+        head += [f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
+        nodes.append(
+            subprocess.Popen([*head, *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        )
+        _wait_for_nodes(address, 1, env)
+        worker = [ray_bin, "start", f"--address={address}", f"--dashboard-agent-listen-port={_free_port()}"]
+        nodes.append(
+            subprocess.Popen([*worker, *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        )
+        _wait_for_nodes(address, 2, env)
+        src, out = tmp_path / "in.jsonl", tmp_path / "out"
+        _write_input(src, 300)  # ~40 shards
+        args = [
+            "batch",
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--bundle",
+            str(tiny_bundle_dir),
+            "--dtype",
+        ]
+        args += ["fp32", "--workers", "2", "--shard-mb", str(KIB), "--no-progress", "--address", address]
+        run = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 3, run.stderr[-2000:]  # two bad lines
+        manifest = json.loads((out / "_manifest.json").read_text())
+        ran = {s["node"] for s in manifest["shards"]}
+        assert len(ran) == 2, ran  # both nodes redacted shards
+        assert manifest["records"] == 302 and len(_read_dir(out)) == 302
+    finally:
+        for p in reversed(nodes):
+            _stop_tree(p)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_tree(proc) -> None:
+    """Stop a `ray start --block` and every process it started (theirs die with it; any left over are
+    killed by pid: only this test's own processes)."""
+    import psutil
+
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except Exception:
+        proc.kill()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for p in alive:
+        p.kill()
+
+
+def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 120) -> None:
+    import subprocess
+    import sys
+    import time
+
+    probe = f"import ray; ray.init(address='{address}', log_to_driver=False); "
+    probe += "print(sum(1 for x in ray.nodes() if x['Alive']))"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+        )
+        if got.returncode == 0 and got.stdout.strip().endswith(str(n)):
+            return
+        time.sleep(2)
+    raise AssertionError(f"the cluster at {address} did not reach {n} nodes")

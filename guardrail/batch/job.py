@@ -8,11 +8,15 @@ done markers. Records travel from read tasks to actors to the sink on the worker
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import posixpath
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -338,18 +342,36 @@ def run_shards(
         batch_format="pyarrow",
         num_cpus=cpus,
         num_gpus=gpus,
-    ).write_datasink(sink, ray_remote_args={"num_cpus": 0})
+    ).write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=min(max(2, workers), len(shards)))
     return sink.written
 
 
 def _init_ray(cfg: BatchConfig) -> bool:
     """Start (or join) Ray; returns whether this call started it (and should shut it down)."""
     import ray
-    import torch
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: no usage report
+    with _keep_sigterm_handler():
+        _start_ray(cfg)
+    return True
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the process's SIGTERM handler with one that exits at once; put back the
+    caller's (``guardrail batch`` turns SIGTERM into a clean stop: Ray shut down, whole shards kept)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    if callable(previous) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_ray(cfg: BatchConfig) -> None:
+    import ray
+    import torch
+
     if cfg.address:
         ray.init(address=cfg.address, log_to_driver=False, configure_logging=False)
     else:
@@ -361,7 +383,6 @@ def _init_ray(cfg: BatchConfig) -> bool:
             log_to_driver=False,
             configure_logging=False,
         )
-    return True
 
 
 def _plan(cfg: BatchConfig) -> tuple[int, int, float, int | None]:
