@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import io
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 CHUNK_CHARS = 100_000
@@ -101,16 +101,16 @@ def cmd_redact(args: argparse.Namespace) -> int:
     Redactor(args.operator, key=args.key)
     with contextlib.ExitStack() as stack:
         sources = [(p, stack.enter_context(_rereadable(p))) for p in (args.files or ["-"])]
-        for name, path in sources:  # check all first: bad input writes nothing
-            _check_utf8(path, name)
+        for name, source in sources:  # check all first: bad input writes nothing
+            _check_utf8(source, name)
         guard = _load(args)
         labels = args.labels.split(",") if args.labels else None
-        for _, path in sources:
+        for _, source in sources:
             # one pseudonym scope per file, or one for the whole run when its mapping is sealed
             scope = pseudonyms
             if scope is None and args.operator == "pseudonym":
                 scope = Pseudonyms()  # shared by the file's pieces
-            for piece in _text_chunks(path):  # each piece written as soon as it is redacted
+            for piece in _text_chunks(source):  # each piece written as soon as it is redacted
                 done = guard.redact(
                     piece, operator=args.operator, key=args.key, labels=labels, pseudonyms=scope
                 )
@@ -121,29 +121,28 @@ def cmd_redact(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+Opener = Callable[[], BinaryIO]
+"""Opens an input again from its start (binary)."""
+
+
 @contextlib.contextmanager
-def _rereadable(path: str) -> Iterator[str]:
-    """A path that can be read twice (checked, then streamed): the file itself, or standard input spooled
-    to a temporary file (disk, not memory) that goes afterwards."""
+def _rereadable(path: str) -> Iterator[Opener]:
+    """An input that can be read twice (checked, then streamed): the file, opened again each time, or
+    standard input held in memory. Never spooled to disk: raw input is not written anywhere."""
     if path != "-":
-        yield path
+        yield lambda: open(path, "rb")  # noqa: SIM115 (the reader closes it)
         return
-    fd, tmp = tempfile.mkstemp(prefix=".guardrail-stdin-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        yield tmp
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    data = sys.stdin.buffer.read()
+    yield lambda: io.BytesIO(data)
 
 
-def _check_utf8(path: str, name: str) -> None:
+def _check_utf8(source: Opener, name: str) -> None:
     """Refuse input that is not UTF-8 before anything is written; reads in pieces and keeps nothing."""
     where = "standard input" if name == "-" else name
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0  # bytes before this piece
     try:
-        with open(path, "rb") as f:
+        with source() as f:
             while True:
                 block = f.read(1 << 20)
                 held = len(decoder.getstate()[0])  # the start of a character split across pieces
@@ -160,11 +159,11 @@ def _check_utf8(path: str, name: str) -> None:
         raise InputError(f"cannot read {name}: {e.strerror}") from None
 
 
-def _text_chunks(path: str, size: int | None = None) -> Iterator[str]:
+def _text_chunks(source: Opener, size: int | None = None) -> Iterator[str]:
     """The pieces :func:`_chunks` would cut, read from the file as they are needed (line ends kept)."""
     size = size or CHUNK_CHARS
     buf = ""
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.TextIOWrapper(source(), encoding="utf-8", newline="") as f:
         while True:
             more = f.read(size)
             buf += more
@@ -206,10 +205,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     src = args.input
-    with _rereadable(src) as path:
+    with _rereadable(src) as source:
         records = bad = 0
         first = ""
-        for _, _, _, error in _jsonl_records(path, src):  # a first pass that keeps nothing: bad input
+        for _, _, _, error in _jsonl_records(source, src):  # a first pass that keeps nothing: bad input
             records += 1  # is refused (or counted) before anything is written
             if error:
                 bad += 1
@@ -223,7 +222,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             _streamed_output(args.output) as out,
             tqdm(total=records, desc="detect", unit="rec", disable=records < 512) as bar,
         ):
-            for part in _batched(_jsonl_records(path, src), 64):  # each part written when it is done
+            for part in _batched(_jsonl_records(source, src), 64):  # each part written when it is done
                 found = iter(guard.detect([r.text for _, _, r, _ in part if r], labels=labels))
                 for n, rid, rec, error in part:
                     obj = {"id": rid, "spans": [s.to_dict() for s in next(found)]} if rec else None
@@ -237,13 +236,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _jsonl_records(path: str, src: str) -> Iterator[tuple[int, object, Any, str | None]]:
+def _jsonl_records(source: Opener, src: str) -> Iterator[tuple[int, object, Any, str | None]]:
     """``(line, id, record, None)`` per good JSONL line, ``(line, id or None, None, error)`` per bad one;
     blank lines skipped. Invalid UTF-8 refuses the whole input (exit 2)."""
     from guardrail.data import DataError, parse_record
 
     try:
-        fh = open(path, "rb")  # noqa: SIM115
+        fh = source()
     except OSError as e:
         raise InputError(f"cannot read {src}: {e.strerror}") from None
     with fh:

@@ -367,3 +367,23 @@ def test_prepare_builds_the_onnx_graph_a_first_run_would(
     assert len(list((tmp_path / "cache" / "onnx").glob("*/model.int8.onnx"))) == 1
     assert cli.main(["prepare", "--bundle", str(tmp_path / "no-such-bundle")]) == 1
     assert "no-such-bundle" in capsys.readouterr().err
+
+
+def test_stdin_is_never_spooled_to_disk(monkeypatch, capsys, bundle_dir, tmp_path) -> None:
+    """Raw input read twice (checked, then redacted) stays in memory: no temporary file holds it."""
+    import tempfile
+
+    def refuse(*a, **kw):
+        raise AssertionError("raw input written to a temporary file")
+
+    for name in ("mkstemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    _stdin(monkeypatch, b"I met Jun Sato thanks")
+    assert cli.main(["redact", "--bundle", str(bundle_dir), "--dtype", "fp32"]) == 0
+    assert "Jun Sato" not in capsys.readouterr().out
+    _stdin(monkeypatch, b'{"id": 1, "text": "I met Jun Sato thanks"}\n')
+    assert (
+        cli.main(["detect", "--bundle", str(bundle_dir), "--dtype", "fp32", "--input", "-", "--output", "-"])
+        == 0
+    )
+    assert '"id": 1' in capsys.readouterr().out
