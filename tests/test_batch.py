@@ -217,10 +217,17 @@ def test_parquet_in_and_out_pseudonyms_scoped_per_record(local_ray, tiny_bundle_
 
 
 @pytest.mark.slow
-def test_directory_in_directory_out_bad_files_reported(local_ray, tiny_bundle_dir, tmp_path) -> None:
+def test_directory_in_directory_out_bad_files_reported(
+    local_ray, tiny_bundle_dir, tmp_path, monkeypatch
+) -> None:
     """Many files (JSONL and Parquet) in, a directory of shards out; a corrupt Parquet file, one without a
-    'text' column and an invalid UTF-8 line are error records naming file and row; the rest is done."""
-    d, out = tmp_path / "lake", tmp_path / "out"
+    'text' column and an invalid UTF-8 line are error records naming file and row; the rest is done.
+    Planned on the workers (as a large input is), the output inside the input directory (not read back)."""
+    from guardrail.batch import job
+
+    monkeypatch.setattr(job, "LOCAL_BYTES", 0)
+    d = tmp_path / "lake"
+    out = d / "redacted"
     (d / "2024").mkdir(parents=True)
     _write_input(d / "a.jsonl", 12)
     (d / "2024" / "b.jsonl").write_bytes(b'{"id": "b1", "text": "I met Ana Silva"}\n\xff\xfe\n')
@@ -251,6 +258,8 @@ def test_directory_in_directory_out_bad_files_reported(local_ray, tiny_bundle_di
         "_job.json", "_manifest.json", "_shards"
     ]  # fmt: skip
     assert len(list((out / "_shards").iterdir())) == len(manifest["shards"]) == result.shards
+    again = redact_file(str(d), str(out), _cfg(tiny_bundle_dir, format="jsonl"))
+    assert (again.resumed, again.records) == (result.shards, result.records)  # its own shards: not input
 
 
 @pytest.mark.slow
@@ -302,7 +311,10 @@ def test_killed_worker_is_retried_and_every_record_lands_once(local_ray, tiny_bu
 
 
 @pytest.mark.slow
-def test_cli_batch_exit_codes(local_ray, tiny_bundle_dir, tmp_path, capsys) -> None:
+def test_cli_batch_exit_codes(local_ray, tiny_bundle_dir, tmp_path, capsys, monkeypatch) -> None:
+    from guardrail.batch import job
+
+    monkeypatch.setattr(job, "LOCAL_BYTES", 0)  # the --on-error fail check on the workers
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     _write_input(src, 12)
     args = ["batch", "--input", str(src), "--output", str(out), "--bundle", str(tiny_bundle_dir)]

@@ -78,7 +78,7 @@ def redact_file(
     if not 0 < cfg.shard_mb <= MAX_SHARD_MB:
         raise BatchError(f"shard size must be more than 0 and at most {MAX_SHARD_MB} MiB")
     target = resolve_output(output_path, cfg.format)
-    fs, files = list_inputs(input_path)
+    fs, files = _not_output(*list_inputs(input_path), target)
     started = False
     try:
         started = sum(f.size for f in files) >= LOCAL_BYTES and _init_ray(cfg)  # planning on the workers
@@ -129,6 +129,18 @@ def resolve_output(output_path: str, fmt: str | None) -> Target:
     if kind == pafs.FileType.File:
         raise BatchError(f"{output_path}: is a file (a directory of shards, or a .jsonl/.parquet file)")
     return Target(OutputDir(fs, path, uri_of(fs, path), fmt or "parquet"), None)
+
+
+def _not_output(fs: pafs.FileSystem, files: list[InputFile], target: Target) -> tuple[pafs.FileSystem, list]:
+    """The input without this job's own output (an output directory inside the input directory would
+    otherwise be read back as input on a rerun)."""
+    if fs.type_name != target.out.fs.type_name:
+        return fs, files
+    mine = (f"{target.out.path.rstrip('/')}/", target.single or "\0")
+    kept = [f for f in files if not f.path.startswith(mine[0]) and f.path != mine[1]]
+    if not kept:
+        raise BatchError("the input holds nothing but this job's output")
+    return fs, kept
 
 
 def job_record(files: list[InputFile], shards: list[Shard], cfg: BatchConfig, target: Target) -> dict:
