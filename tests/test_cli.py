@@ -136,8 +136,12 @@ def test_redact_streams_each_piece_and_keeps_one_pseudonym_scope_per_file(
 def test_text_chunks_are_the_pieces_chunks_cuts(tmp_path) -> None:
     text = "".join(f"{'x' * (i % 37)}\n" for i in range(300)) + "y" * 250
     (tmp_path / "t.txt").write_text(text, newline="")
+
+    def opener():
+        return (tmp_path / "t.txt").open("rb")
+
     for size in (1, 10, 100, 10_000):
-        assert list(cli._text_chunks(str(tmp_path / "t.txt"), size)) == cli._chunks(text, size)
+        assert list(cli._text_chunks(opener, size)) == cli._chunks(text, size)
 
 
 def test_redact_bad_second_file_writes_nothing(monkeypatch, capsys, bundle_dir, tmp_path) -> None:
