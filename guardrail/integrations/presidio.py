@@ -110,12 +110,12 @@ class _Sidecar:
         self.client = client
         self.owned = owned
         self._info: dict[str, Any] | None = None
-        if explain and not self.info()["explanations"]:
+        if explain and not (info := self.info())["explanations"]:
             if owned:
                 client.close()
             raise PresidioConfigError(
                 f"explain=True reads SAE features under the torch runtime; the sidecar at {client.target} "
-                f"runs probe {self.info()['probe']!r} on {self.info()['runtime']!r} (GetInfo.explanations)"
+                f"runs probe {info['probe']!r} on {info['runtime']!r} (GetInfo.explanations)"
             )
         self.explain = explain
 

@@ -542,12 +542,13 @@ class Batcher:
         """In the model thread: one detect call per label set (and explain); an error fails only its
         own group."""
         out: list[tuple[_Item, list[list[Span]] | BaseException]] = []
-        for (labels, explain), items in groups.items():
-            if stops[(labels, explain)].is_set():
+        for group, items in groups.items():
+            if stops[group].is_set():
                 out.extend((it, Abandoned("every caller of this batch has gone")) for it in items)
                 continue
+            labels, explain = group
             texts = [t for it in items for t in it.texts]
-            _running.stop = stops[(labels, explain)]
+            _running.stop = stops[group]
             try:
                 chosen = list(labels) if labels is not None else None
                 found = self._detect(texts, chosen, True) if explain else self._detect(texts, chosen)
