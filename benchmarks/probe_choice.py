@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 e.lone_min_score = float(alt["lone_min_score"])
                 e.lone_min_unspaced = alt.get("lone_min_unspaced")
                 e.thresholds_unspaced = alt.get("thresholds_unspaced")
+                e.thresholds_grow = alt.get("thresholds_grow")
                 e.metrics["calib_probe_only"] = alt["calib_probe_only"]
                 e.metrics["calibration"] = own["rule"]
         m.metrics["probe_choice"] = {

@@ -72,13 +72,16 @@ class ProbeEntry(BaseModel):
     thresholds_unspaced: dict[str, float] | None = None
     """Per label, for tokens written in a script without spaces (Chinese, Japanese, Thai), calibrated on
     those tokens alone (None: ``thresholds``; a label missing here takes its ``thresholds`` value)."""
+    thresholds_grow: dict[str, float] | None = None
+    """Per label, the lower score a token needs to join a span that a token reaching ``thresholds`` started
+    (hysteresis: spans are seeded strictly and finished leniently; None: no growing)."""
     lone_min_score: float = Field(0.0, ge=0.0, le=1.0)
     """Score a one-token span needs."""
     lone_min_unspaced: float | None = Field(None, ge=0.0, le=1.0)
     """The score a one-token span written in a script without spaces needs (None: ``lone_min_score``)."""
     metrics: dict[str, object] = {}
 
-    @field_validator("thresholds", "thresholds_unspaced")
+    @field_validator("thresholds", "thresholds_unspaced", "thresholds_grow")
     @classmethod
     def _thresholds(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         for k, x in (v or {}).items():
@@ -586,6 +589,12 @@ def render_card(m: Manifest, folder: Path | None = None) -> str:
                 + ", ".join(f"{k} {v:.3f}" for k, v in sorted(e.thresholds_unspaced.items()))
                 + f" (calibrated on those tokens: `{e.metrics.get('calibration', '?')}`)"
                 if e.thresholds_unspaced
+                else ""
+            )
+            + (
+                "; a span grows over neighbouring tokens that reach "
+                + ", ".join(f"{k} {v:.3f}" for k, v in sorted(e.thresholds_grow.items()))
+                if e.thresholds_grow
                 else ""
             )
             for name, e in sorted(m.probes.items())

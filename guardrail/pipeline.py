@@ -142,6 +142,10 @@ class Guardrail:
             None if entry.thresholds_unspaced is None else dict(entry.thresholds_unspaced)
         )
         """Per-label thresholds for tokens of scripts without spaces (None: :attr:`thresholds`)."""
+        self.thresholds_grow: dict[str, float] | None = (
+            None if entry.thresholds_grow is None else dict(entry.thresholds_grow)
+        )
+        """Per-label scores a token needs to join a span next to it (None: spans do not grow)."""
         self.labels: list[str] = list(m.detect_labels)
         self._descriptions: dict[int, str] | None = None
         self.patterns = None
@@ -420,6 +424,7 @@ class Guardrail:
             lone_min_score=self.lone_min_score,
             lone_min_unspaced=self.lone_min_unspaced,
             thresholds_unspaced=self.thresholds_unspaced,
+            thresholds_grow=self.thresholds_grow,
         )
         if explain:
             per_text = feats.split([len(o) for o in offsets])

@@ -208,6 +208,7 @@ def decode(
     lone_min_score: float | Mapping[str, float] = 0.0,
     lone_min_unspaced: float | None = None,
     thresholds_unspaced: Mapping[str, float] | None = None,
+    thresholds_grow: Mapping[str, float] | None = None,
     word_cover: float = WORD_COVER,
     default_threshold: float = 0.5,
 ) -> list[Span]:
@@ -219,7 +220,11 @@ def decode(
     best non-O class; flagged tokens separated only by whitespace form one run, one span. A run of one
     token needs ``lone_min_score``; one token written in a script without spaces (a character or two of
     Chinese or Japanese) needs ``lone_min_unspaced`` instead, when given; such a token is flagged by
-    ``thresholds_unspaced`` (per label) instead of ``thresholds``, when given. A span in Japanese or Chinese
+    ``thresholds_unspaced`` (per label) instead of ``thresholds``, when given. With ``thresholds_grow``
+    (per label, lower), a run also takes in every token that reaches the grow threshold of its best class
+    and touches the run (directly or through other such tokens): a flagged token starts a span, weaker
+    neighbours finish it ("Smith" flagged, "Tower" next to it almost), and a chain of weak tokens with no
+    flagged one in it is no span. A span in Japanese or Chinese
     is set on dictionary word edges (:func:`on_words` with ``word_cover``; 0 grows it over every word it
     touches and never drops a flagged character).
     """
@@ -235,6 +240,7 @@ def decode(
         lone_min_score=lone_min_score,
         lone_min_unspaced=lone_min_unspaced,
         thresholds_unspaced=thresholds_unspaced,
+        thresholds_grow=thresholds_grow,
         word_cover=word_cover,
         default_threshold=default_threshold,
     )[0]
@@ -250,6 +256,7 @@ def decode_batch(
     lone_min_score: float | Mapping[str, float] = 0.0,
     lone_min_unspaced: float | None = None,
     thresholds_unspaced: Mapping[str, float] | None = None,
+    thresholds_grow: Mapping[str, float] | None = None,
     word_cover: float = WORD_COVER,
     default_threshold: float = 0.5,
 ) -> list[list[Span]]:
@@ -308,11 +315,21 @@ def decode_batch(
         flagged = cand[pii[cand] >= np.where(unspaced, thr_u[b], thr[b])]
     if not len(flagged):
         return out
+    seed = None
+    if thresholds_grow is not None:
+        # Hysteresis: tokens that reach the (lower) grow threshold join the flagged ones; _spans keeps a
+        # run only if a flagged token is in it. Never stricter than a token's own flagging threshold.
+        thr_g = np.array([thresholds_grow.get(c, np.inf) for c in classes], dtype=np.float64)
+        grown = np.flatnonzero((pii >= thr_g[best]) & (offs[:, 0] < offs[:, 1]))
+        both = np.union1d(flagged, grown)
+        seed = np.isin(both, flagged)
+        flagged = both
     owner = np.searchsorted(ends_at, flagged, side="right")  # text of each flagged token
     # Text order, not token order (windowed or byte-level tokenizers may repeat or reorder offsets):
     # one stable sort of all flagged tokens by (text, start, end).
     order = np.lexsort((offs[flagged, 1], offs[flagged, 0], owner))
     flagged, owner = flagged[order], owner[order]
+    f_seed = None if seed is None else seed[order].tolist()
     cuts = np.flatnonzero(np.diff(owner)) + 1
     # plain Python lists from here: per-token numpy scalar reads cost more than the work
     f_start, f_end = offs[flagged, 0].tolist(), offs[flagged, 1].tolist()
@@ -329,6 +346,7 @@ def decode_batch(
             lone_min_score,
             lone_min_unspaced,
             word_cover,
+            None if f_seed is None else f_seed[a:b],
         )
     return out
 
@@ -342,9 +360,11 @@ def _spans(
     lone_min_score: float | Mapping[str, float],
     lone_min_unspaced: float | None = None,
     word_cover: float = WORD_COVER,
+    seed: list[bool] | None = None,
 ) -> list[Span]:
     """The spans of one text from its flagged tokens in text order: character offsets, PII scores and
-    labels."""
+    labels. With ``seed`` (per token), a run needs one seed token to become a span, and its seed tokens
+    alone set its label and score (see ``thresholds_grow`` of :func:`decode`)."""
     runs: list[tuple[int, int]] = []  # [first, last) token of each run
     run_end, first = -1, 0
     for t, (start, end) in enumerate(zip(starts, ends, strict=True)):
@@ -359,8 +379,14 @@ def _spans(
     spans: list[Span] = []
     words: list[tuple[int, int]] | None = None  # the text's dictionary words, when a span needs them
     for a, b in runs:
-        scores = pii[a:b]
-        label = _run_label(labels[a:b], scores)
+        if seed is None:
+            scores, run_labels = pii[a:b], labels[a:b]
+        else:  # label and score come from the tokens that started the span, never from grown ones
+            scores = [x for x, k in zip(pii[a:b], seed[a:b], strict=True) if k]
+            run_labels = [x for x, k in zip(labels[a:b], seed[a:b], strict=True) if k]
+            if not scores:
+                continue
+        label = _run_label(run_labels, scores)
         score = round(min(1.0, max(0.0, max(scores))), 4)
         # A single token is the weakest evidence there is: one stray subword should not redact a word.
         if b - a == 1:

@@ -300,6 +300,10 @@ alone (Chinese, Japanese, Thai): each is stored on top of every rule of :data:`C
 ``"<rule>+unspaced-<this>"``, and the dev suite decides (``benchmarks/probe_choice.py``). One such token
 is a character or two, so a missed token leaks part of a name: these rules lean further to recall."""
 
+GROW_RULE = "recall"
+"""The rule whose thresholds a span grows by: every other rule is also stored as ``"<rule>+grow"``, seeded
+by its own thresholds and grown over neighbouring tokens that reach this rule's (the dev suite decides)."""
+
 MIN_UNSPACED_TOKENS = 2000
 """Calibration tokens of scripts without spaces needed before they get thresholds of their own."""
 
@@ -380,6 +384,7 @@ def spans_of(
     lone_min_score: float,
     lone_min_unspaced: float | None = None,
     thresholds_unspaced: Mapping[str, float] | None = None,
+    thresholds_grow: Mapping[str, float] | None = None,
 ) -> dict[str, list[Span]]:
     """Decoded probe spans (no patterns) per record id."""
     out = {}
@@ -394,6 +399,7 @@ def spans_of(
             lone_min_score=lone_min_score,
             lone_min_unspaced=lone_min_unspaced,
             thresholds_unspaced=thresholds_unspaced,
+            thresholds_grow=thresholds_grow,
         )
     return out
 
@@ -422,6 +428,7 @@ def choose_lone_min(
     max_recall_drop: float = 0.01,
     thresholds_unspaced: Mapping[str, float] | None = None,
     lone: float | None = None,
+    thresholds_grow: Mapping[str, float] | None = None,
 ) -> tuple[float, float | None, dict[str, float]]:
     """The score a one-token span needs: the best F1 on the calibration set among values that cost at
     most ``max_recall_drop`` of span recall (lone sub-word hits are the commonest false alarm; ``lone``
@@ -435,7 +442,9 @@ def choose_lone_min(
         pr = [probs[i] for i in idx]
 
         def run(lone: float, unspaced: float | None = None) -> dict[str, float]:
-            found = spans_of(recs, sub, pr, keep, thresholds, lone, unspaced, thresholds_unspaced)
+            found = spans_of(
+                recs, sub, pr, keep, thresholds, lone, unspaced, thresholds_unspaced, thresholds_grow
+            )
             o = score(recs, found, labels=PRIVACY)["overall"]
             return {k: float(o[k] or 0.0) for k in ("leakage", "recall_partial", "precision", "f1")}
 
@@ -515,6 +524,29 @@ def calibrations(
                 "lone_min_score": lone,
                 "lone_min_unspaced": unspaced_u,
                 "calib_probe_only": met_u,
+            }
+    # Every rule but the recall one also comes as "<rule>+grow": spans seeded by its thresholds grow over
+    # neighbouring tokens that reach the recall rule's (hysteresis, ``thresholds_grow`` of spans.decode).
+    if GROW_RULE in out:
+        grow = dict(out[GROW_RULE]["thresholds"])
+        for name, rule in list(out.items()):
+            if name.startswith(GROW_RULE):
+                continue
+            _, unspaced_g, met_g = choose_lone_min(
+                records,
+                acts,
+                probs,
+                keep,
+                rule["thresholds"],
+                thresholds_unspaced=rule.get("thresholds_unspaced"),
+                lone=rule["lone_min_score"],
+                thresholds_grow=grow,
+            )
+            out[f"{name}+grow"] = {
+                **rule,
+                "thresholds_grow": grow,
+                "lone_min_unspaced": unspaced_g,
+                "calib_probe_only": met_g,
             }
     return out[chosen], out
 

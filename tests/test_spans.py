@@ -626,6 +626,60 @@ def test_unspaced_tokens_have_thresholds_of_their_own() -> None:
     assert batch == [low, [], low]
 
 
+def test_spans_grow_over_weaker_neighbours_only_from_a_flagged_token() -> None:
+    text = "drinks at Smith Tower , then Observation Deck"
+    pieces = ["drinks", " at", " Smith", " Tower", " ,", " then", " Observation", " Deck"]
+    probs = probs_for(
+        [None, "PERSON", "PERSON", "PERSON", None, None, "PERSON", "PERSON"],
+        pii=[0.0, 0.1, 0.9, 0.3, 0.0, 0.0, 0.3, 0.3],
+    )
+    off = tokens(text, pieces)
+    assert [text[s.start : s.end] for s in decode(text, off, probs, CLASSES, {"PERSON": 0.5})] == ["Smith"]
+    grown = decode(text, off, probs, CLASSES, {"PERSON": 0.5}, thresholds_grow={"PERSON": 0.2})
+    # "Tower" joins the span "Smith" started; "Observation Deck" reaches the grow threshold but no token of
+    # it was flagged, so it is no span; "at" is below the grow threshold; punctuation stops a run
+    assert [text[s.start : s.end] for s in grown] == ["Smith Tower"]
+    assert grown[0].score == 0.9 and grown[0].label == "PERSON"
+    # a label the grow thresholds do not name never grows; many texts at once agree with one at a time
+    assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}, thresholds_grow={"EMAIL": 0.2}) == decode(
+        text, off, probs, CLASSES, {"PERSON": 0.5}
+    )
+    batch = decode_batch(
+        [text, "Ana", text],
+        [off, np.array([[0, 3]]), off],
+        np.concatenate([probs, probs_for(["PERSON"], 0.3), probs]),
+        CLASSES,
+        {"PERSON": 0.5},
+        thresholds_grow={"PERSON": 0.2},
+    )
+    assert batch == [grown, [], grown]
+
+
+@settings(max_examples=300, deadline=None)
+@given(decode_inputs(), st.floats(0, 1), st.floats(0, 1))
+def test_property_growing_only_adds_and_every_grown_span_holds_a_flagged_token(
+    args: tuple[str, np.ndarray, np.ndarray, tuple[str, ...], dict[str, float]], grow: float, lone: float
+) -> None:
+    text, offsets, probs, classes, thresholds = args
+    grow_thr = {c: grow for c in classes[1:]}
+    plain = decode(text, offsets, probs, classes, thresholds, lone_min_score=lone)
+    grown = decode(text, offsets, probs, classes, thresholds, lone_min_score=lone, thresholds_grow=grow_thr)
+    covered = np.zeros(len(text) + 1, dtype=bool)
+    for s in grown:
+        assert 0 <= s.start < s.end <= len(text) and s.label in classes[1:]
+        covered[s.start : s.end] = True
+    assert all(a.end <= b.start for a, b in pairwise(grown))
+    # nothing redacted without growing is left raw with it
+    for s in plain:
+        assert covered[s.start : s.end].all(), (text, s, grown)
+    # no flagged token anywhere: growing finds nothing either
+    pii = 1.0 - probs[:, 0]
+    best = probs[:, 1:].argmax(axis=1) + 1 if len(probs) else np.zeros(0, dtype=int)
+    thr = np.array([thresholds.get(c, 0.5) for c in classes])
+    if not ((pii >= thr[best]) & (offsets[:, 0] < offsets[:, 1])).any():
+        assert grown == []
+
+
 def _cut(text: str, *pieces: tuple[str, str]) -> list[Span]:
     """Spans over the first occurrence of each surface string, with its label."""
     out = []

@@ -20,6 +20,7 @@ from guardrail.sae import Sae
 from guardrail.spans import Span
 from guardrail.train import (
     CALIBRATIONS,
+    GROW_RULE,
     UNSPACED_CALIBRATIONS,
     Activations,
     SaeProbeConfig,
@@ -308,6 +309,29 @@ def test_calibrations_give_unspaced_scripts_thresholds_of_their_own() -> None:
             assert 0.0 < r["thresholds_unspaced"]["PERSON"] <= r["thresholds"]["PERSON"]
     # calibrated on the Chinese tokens alone: they get a lower threshold than the mixed set's
     assert rules["f2+unspaced-f3"]["thresholds_unspaced"]["PERSON"] < rules["f2"]["thresholds"]["PERSON"]
-    # too few such tokens: no per-script rules at all
+    # too few such tokens: no per-script rules at all (each rule but the recall one still grows)
     few_recs, few_acts, few_probs = _scored_corpus(100, rng)
-    assert set(calibrations(few_recs, few_acts, few_probs, ["PERSON"], 0.99, "f2")[1]) == set(CALIBRATIONS)
+    assert set(calibrations(few_recs, few_acts, few_probs, ["PERSON"], 0.99, "f2")[1]) == set(
+        CALIBRATIONS
+    ) | {f"{c}+grow" for c in CALIBRATIONS if c != GROW_RULE}
+
+
+def test_every_rule_also_grows_by_the_recall_rules_thresholds() -> None:
+    rng = np.random.default_rng(1)
+    recs, acts, probs = _scored_corpus(400, rng)
+    _, rules = calibrations(recs, acts, probs, ["PERSON", "EMAIL"], 0.99, "f2")
+    plain = [name for name in rules if not name.endswith("+grow")]
+    assert {f"{n}+grow" for n in plain if not n.startswith(GROW_RULE)} == {
+        n for n in rules if n.endswith("+grow")
+    }
+    for name in plain:
+        if name.startswith(GROW_RULE):
+            continue
+        grown, base = rules[f"{name}+grow"], rules[name]
+        assert grown["thresholds_grow"] == rules[GROW_RULE]["thresholds"]
+        assert grown["thresholds"] == base["thresholds"] and grown["lone_min_score"] == base["lone_min_score"]
+        assert grown.get("thresholds_unspaced") == base.get("thresholds_unspaced")
+        # measured with growing on the same records: spans only grow, so recall never drops
+        assert (
+            grown["calib_probe_only"]["recall_partial"] >= base["calib_probe_only"]["recall_partial"] - 0.01
+        )

@@ -36,8 +36,8 @@ KEYS: tuple[str, ...] = ("leakage", "recall_partial", "precision", "f1")
 
 def use_rule(g: Guardrail, rule: Mapping[str, Any]) -> None:
     """Run ``g`` at another stored calibration rule (``metrics.calibrations[name]`` of its probe):
-    thresholds (and those of scripts without spaces) and lone-token scores; the bundle on disk is
-    unchanged."""
+    thresholds (and those of scripts without spaces, and those spans grow by) and lone-token scores; the
+    bundle on disk is unchanged."""
     g.thresholds = {k: v for k, v in rule["thresholds"].items() if k in g.thresholds}
     g.lone_min_score = rule["lone_min_score"]
     g.lone_min_unspaced = rule.get("lone_min_unspaced")
@@ -45,6 +45,8 @@ def use_rule(g: Guardrail, rule: Mapping[str, Any]) -> None:
     g.thresholds_unspaced = (
         None if unspaced is None else {k: v for k, v in unspaced.items() if k in g.thresholds}
     )
+    grow = rule.get("thresholds_grow")
+    g.thresholds_grow = None if grow is None else {k: v for k, v in grow.items() if k in g.thresholds}
 
 
 def language(ds: Dataset) -> str:
