@@ -222,9 +222,9 @@ def decode(
     Chinese or Japanese) needs ``lone_min_unspaced`` instead, when given; such a token is flagged by
     ``thresholds_unspaced`` (per label) instead of ``thresholds``, when given. With ``thresholds_grow``
     (per label, lower), a run also takes in every token that reaches the grow threshold of its best class
-    and touches the run (directly or through other such tokens): a flagged token starts a span, weaker
-    neighbours finish it ("Smith" flagged, "Tower" next to it almost), and a chain of weak tokens with no
-    flagged one in it is no span. A span in Japanese or Chinese
+    and touches the run (directly or through other such tokens), if it holds a letter or digit: a flagged
+    token starts a span, weaker neighbours finish it ("Smith" flagged, "Tower" next to it almost), and a
+    chain of weak tokens with no flagged one in it is no span. A span in Japanese or Chinese
     is set on dictionary word edges (:func:`on_words` with ``word_cover``; 0 grows it over every word it
     touches and never drops a flagged character).
     """
@@ -321,6 +321,23 @@ def decode_batch(
         # run only if a flagged token is in it. Never stricter than a token's own flagging threshold.
         thr_g = np.array([thresholds_grow.get(c, np.inf) for c in classes], dtype=np.float64)
         grown = np.flatnonzero((pii >= thr_g[best]) & (offs[:, 0] < offs[:, 1]))
+        # only in texts with a flagged token: a weak token elsewhere can join nothing
+        has_seed = np.unique(np.searchsorted(ends_at, flagged, side="right"))
+        grown = grown[np.isin(np.searchsorted(ends_at, grown, side="right"), has_seed)]
+        # and only a token with a letter or digit: a span never grows over punctuation, symbols or emoji
+        g_owner = np.searchsorted(ends_at, grown, side="right")
+        grown = grown[
+            np.fromiter(
+                (
+                    any(is_word_char(ch) for ch in texts[w][s:e])
+                    for w, s, e in zip(
+                        g_owner.tolist(), offs[grown, 0].tolist(), offs[grown, 1].tolist(), strict=True
+                    )
+                ),
+                dtype=bool,
+                count=len(grown),
+            )
+        ]
         both = np.union1d(flagged, grown)
         seed = np.isin(both, flagged)
         flagged = both

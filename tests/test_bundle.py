@@ -101,6 +101,24 @@ def test_shipped_default_bundle_validates() -> None:
     assert (b.folder / "MODEL_CARD.md").is_file()
 
 
+def test_grow_thresholds_round_trip_checked_and_carded(tmp_path) -> None:
+    b = _bundle(tmp_path / "b")
+    assert b.manifest.probes["raw"].thresholds_grow is None  # older bundles: spans do not grow
+    b.manifest.probes["raw"].thresholds_grow = {"PERSON": 0.02, "LOCATION": 0.05}
+    b.save()
+    assert Bundle.load(tmp_path / "b").manifest.probes["raw"].thresholds_grow == {
+        "PERSON": 0.02,
+        "LOCATION": 0.05,
+    }
+    assert (
+        "a span grows over neighbouring tokens that reach LOCATION 0.050, PERSON 0.020"
+        in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    )
+    for bad in ({"NOPE": 0.1}, {"PERSON": -0.5}):
+        with pytest.raises(ValueError, match="canonical label"):
+            ProbeEntry(prefix="raw.", thresholds_grow=bad)
+
+
 def test_shipped_fast_bundle_prunes_and_runs_int8() -> None:
     b = Bundle.load("gemma-3-270m-fast")
     ref = b.manifest.backbone

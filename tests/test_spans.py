@@ -655,6 +655,20 @@ def test_spans_grow_over_weaker_neighbours_only_from_a_flagged_token() -> None:
     assert batch == [grown, [], grown]
 
 
+def test_spans_never_grow_over_symbols_or_emoji() -> None:
+    text = "меня зовут Иван Петров 👋🏽 , почта"
+    pieces = ["меня", " зовут", " Иван", " Петров", " 👋", "🏽", " ,", " почта"]
+    probs = probs_for(
+        [None, None, "PERSON", "PERSON", "PERSON", "PERSON", "PERSON", None],
+        pii=[0, 0, 0.9, 0.3, 0.3, 0.3, 0.3, 0],
+    )
+    grown = decode(
+        text, tokens(text, pieces), probs, CLASSES, {"PERSON": 0.5}, thresholds_grow={"PERSON": 0.2}
+    )
+    # the surname joins the flagged given name; the emoji (half of it a skin-tone modifier) and comma do not
+    assert [text[s.start : s.end] for s in grown] == ["Иван Петров"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(decode_inputs(), st.floats(0, 1), st.floats(0, 1))
 def test_property_growing_only_adds_and_every_grown_span_holds_a_flagged_token(
