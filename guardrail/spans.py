@@ -322,10 +322,10 @@ def decode_batch(
         thr_g = np.array([thresholds_grow.get(c, np.inf) for c in classes], dtype=np.float64)
         grown = np.flatnonzero((pii >= thr_g[best]) & (offs[:, 0] < offs[:, 1]))
         # only in texts with a flagged token: a weak token elsewhere can join nothing
-        has_seed = np.unique(np.searchsorted(ends_at, flagged, side="right"))
-        grown = grown[np.isin(np.searchsorted(ends_at, grown, side="right"), has_seed)]
-        # and only a token with a letter or digit: a span never grows over punctuation, symbols or emoji
         g_owner = np.searchsorted(ends_at, grown, side="right")
+        in_seeded = np.isin(g_owner, np.searchsorted(ends_at, flagged, side="right"))
+        grown, g_owner = grown[in_seeded], g_owner[in_seeded]
+        # and only a token with a letter or digit: a span never grows over punctuation, symbols or emoji
         grown = grown[
             np.fromiter(
                 (
@@ -422,9 +422,23 @@ def _spans(
             start, end = on_words(text, start, end, words, word_cover)
         if start >= end:
             continue
-        if label in NEEDS_DIGIT and not _has_digit(text, start, end):
-            continue
-        if label in NEEDS_LETTER and not _has_letter(text, start, end):
+        if (label in NEEDS_DIGIT and not _has_digit(text, start, end)) or (
+            label in NEEDS_LETTER and not _has_letter(text, start, end)
+        ):
+            if seed is not None and not all(seed[a:b]):
+                # Growing joined flagged tokens of two labels into a run that cannot hold the one it took
+                # (a phone with no digit): keep what the flagged tokens give on their own.
+                kept = [t for t in range(a, b) if seed[t]]
+                spans += _spans(
+                    text,
+                    [starts[t] for t in kept],
+                    [ends[t] for t in kept],
+                    [pii[t] for t in kept],
+                    [labels[t] for t in kept],
+                    lone_min_score,
+                    lone_min_unspaced,
+                    word_cover,
+                )
             continue
         spans.append(Span(start, end, label, score, "probe"))
     # Snapping can make two runs reach into the same word; merge makes the output non-overlapping.

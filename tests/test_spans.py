@@ -669,6 +669,17 @@ def test_spans_never_grow_over_symbols_or_emoji() -> None:
     assert [text[s.start : s.end] for s in grown] == ["Иван Петров"]
 
 
+def test_growing_never_joins_two_labels_into_a_span_that_drops() -> None:
+    # "aaa": a flagged PERSON token, a weak token, a flagged PHONE token. Grown into one run the PHONE
+    # vote wins, and a phone with no digit is dropped; the PERSON span the flagged tokens give alone stays.
+    classes = ("O", "PHONE", "PERSON")
+    probs = np.array([[0.5, 0.0, 0.5], [0.99, 0.01, 0.0], [0.33, 0.34, 0.33]])
+    off = np.array([[0, 1], [1, 2], [2, 3]])
+    plain = decode("aaa", off, probs, classes, {})
+    assert [(s.start, s.end, s.label) for s in plain] == [(0, 3, "PERSON")]
+    assert decode("aaa", off, probs, classes, {}, thresholds_grow={"PHONE": 0.0, "PERSON": 0.0}) == plain
+
+
 @settings(max_examples=300, deadline=None)
 @given(decode_inputs(), st.floats(0, 1), st.floats(0, 1))
 def test_property_growing_only_adds_and_every_grown_span_holds_a_flagged_token(
