@@ -73,36 +73,11 @@ def write_input(path: Path, size_bytes: int, seed: int = 0) -> tuple[int, int]:
 
 def tiny_bundle(folder: Path) -> Path:
     """The test suite's tiny bundle (tests/conftest.py): a random 2-layer LM and a probe fitted on it."""
-    import numpy as np
-
-    from guardrail.backbone import Backbone
-    from guardrail.bundle import BackboneRef, Bundle, Manifest, ProbeEntry
-    from guardrail.data import Record
-    from guardrail.probe import fit
-    from guardrail.spans import Span
-    from guardrail.train import collect, design_matrix
-    from tests.conftest import TINY_NAMES, make_tiny_model
+    from tests.conftest import make_tiny_bundle, make_tiny_model
 
     if (folder / "tiny" / "guard.json").exists():
         return folder / "tiny"
-    model = make_tiny_model(folder / "tiny-lm")
-    rng = np.random.default_rng(0)
-    filler = ["please call", "the order for", "I met", "send it to", "thanks", "see you soon"]
-    records = []
-    for i in range(200):
-        a, name, b = rng.choice(filler), rng.choice(TINY_NAMES), rng.choice(filler)
-        start = len(a) + 1
-        records.append(Record(f"r{i}", f"{a} {name} {b}", [Span(start, start + len(name), "PERSON")]))
-    bb = Backbone.load(str(model), layer=2, dtype="fp32")
-    x, y = design_matrix(collect(bb, records, "tiny"), (-1, 0, 1))
-    manifest = Manifest(
-        name="tiny",
-        backbone=BackboneRef(id=str(model), layer=2, n_layers=2),
-        probes={"raw": ProbeEntry(prefix="raw.", thresholds={"PERSON": 0.5})},
-        detect_labels=["PERSON", "EMAIL", "PHONE", "CREDIT_CARD"],
-    )
-    Bundle(folder / "tiny", manifest, {"raw": fit(x, y, context=(-1, 0, 1), c=10.0)}).save()
-    return folder / "tiny"
+    return make_tiny_bundle(make_tiny_model(folder / "tiny-lm"), folder / "tiny")
 
 
 def run_sampled(cmd: list[str], env: dict[str, str] | None = None, period: float = 0.25) -> dict:

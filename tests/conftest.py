@@ -70,9 +70,9 @@ def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TINY_NAMES = ["Ana Silva", "Bob Stone", "Lena Vogt", "Jun Sato"]
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle over the tiny model whose probe was fitted on its activations (PERSON = TINY_NAMES)."""
+def make_tiny_bundle(model_dir: Path, folder: Path) -> Path:
+    """A bundle at ``folder`` over the tiny model at ``model_dir``, its probe fitted on the model's
+    activations (PERSON = TINY_NAMES); also used by ``benchmarks/batch.py``."""
     import numpy as np
 
     from guardrail.backbone import Backbone
@@ -89,17 +89,22 @@ def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
         a, name, b = rng.choice(filler), rng.choice(TINY_NAMES), rng.choice(filler)
         start = len(a) + 1
         records.append(Record(f"r{i}", f"{a} {name} {b}", [Span(start, start + len(name), "PERSON")]))
-    bb = Backbone.load(str(tiny_model_dir), layer=2, dtype="fp32")
+    bb = Backbone.load(str(model_dir), layer=2, dtype="fp32")
     x, y = design_matrix(collect(bb, records, "tiny"), (-1, 0, 1))
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
     manifest = Manifest(
         name="tiny",
-        backbone=BackboneRef(id=str(tiny_model_dir), layer=2, n_layers=2),
+        backbone=BackboneRef(id=str(model_dir), layer=2, n_layers=2),
         probes={"raw": ProbeEntry(prefix="raw.", thresholds={"PERSON": 0.5})},
         detect_labels=["PERSON", "EMAIL", "PHONE", "CREDIT_CARD"],
     )
     Bundle(folder, manifest, {"raw": fit(x, y, context=(-1, 0, 1), c=10.0)}).save()
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle over the tiny model whose probe was fitted on its activations (PERSON = TINY_NAMES)."""
+    return make_tiny_bundle(tiny_model_dir, tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 def readme_block(heading: str, lang: str = "python") -> str:

@@ -597,6 +597,19 @@ def test_lone_unspaced_token_needs_its_own_score() -> None:
     assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}, lone_min_score=0.8) == []
 
 
+def _batch_agrees(text: str, off: np.ndarray, probs: np.ndarray, one: list[Span], **kw: object) -> None:
+    """Many texts at once (this one, a lone weak "Ana", this one again) decode as one at a time."""
+    batch = decode_batch(
+        [text, "Ana", text],
+        [off, np.array([[0, 3]]), off],
+        np.concatenate([probs, probs_for(["PERSON"], 0.3), probs]),
+        CLASSES,
+        {"PERSON": 0.5},
+        **kw,
+    )
+    assert batch == [one, [], one]
+
+
 def test_unspaced_tokens_have_thresholds_of_their_own() -> None:
     text = "王小明 met Ana Lee and 李"
     pieces = ["王小明", " met", " Ana", " Lee", " and", " 李"]
@@ -615,15 +628,7 @@ def test_unspaced_tokens_have_thresholds_of_their_own() -> None:
     assert decode(text, off, probs, CLASSES, {"PERSON": 0.25}, thresholds_unspaced={"EMAIL": 0.9}) == decode(
         text, off, probs, CLASSES, {"PERSON": 0.25}
     )
-    batch = decode_batch(
-        [text, "Ana", text],
-        [off, np.array([[0, 3]]), off],
-        np.concatenate([probs, probs_for(["PERSON"], 0.3), probs]),
-        CLASSES,
-        {"PERSON": 0.5},
-        thresholds_unspaced={"PERSON": 0.2},
-    )
-    assert batch == [low, [], low]
+    _batch_agrees(text, off, probs, low, thresholds_unspaced={"PERSON": 0.2})
 
 
 def test_spans_grow_over_weaker_neighbours_only_from_a_flagged_token() -> None:
@@ -644,15 +649,7 @@ def test_spans_grow_over_weaker_neighbours_only_from_a_flagged_token() -> None:
     assert decode(text, off, probs, CLASSES, {"PERSON": 0.5}, thresholds_grow={"EMAIL": 0.2}) == decode(
         text, off, probs, CLASSES, {"PERSON": 0.5}
     )
-    batch = decode_batch(
-        [text, "Ana", text],
-        [off, np.array([[0, 3]]), off],
-        np.concatenate([probs, probs_for(["PERSON"], 0.3), probs]),
-        CLASSES,
-        {"PERSON": 0.5},
-        thresholds_grow={"PERSON": 0.2},
-    )
-    assert batch == [grown, [], grown]
+    _batch_agrees(text, off, probs, grown, thresholds_grow={"PERSON": 0.2})
 
 
 def test_spans_never_grow_over_symbols_or_emoji() -> None:
