@@ -400,8 +400,12 @@ class Guardrail:
         sizes = [len(e.ids) for e in encoded]
         flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=True)
         with torch.inference_mode():
-            feats = self.probe.features_flat(flat, sizes)
-            probs = self.probe.probs(feats)
+            if self.probe.source == "raw":  # features only explain SAE probes: never build the table
+                feats = flat.new_zeros((len(flat), 0))
+                probs = self.probe.probs_flat(flat, sizes)
+            else:
+                feats = self.probe.features_flat(flat, sizes)
+                probs = self.probe.probs(feats)
         return [e.offsets for e in encoded], feats, probs.float().cpu().numpy()
 
     def _decode(

@@ -47,16 +47,22 @@ def with_context(x: torch.Tensor, context: Sequence[int] = (0,)) -> torch.Tensor
     return with_context_flat(x, [x.shape[0]], context)
 
 
+def _positions(sizes: Sequence[int], n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows of texts stacked text after text (``sizes`` rows each, ``n`` in all): each row's position
+    in its text and its text's length, ``[n]`` each."""
+    lengths = torch.as_tensor(list(sizes), dtype=torch.long, device=device)
+    starts = torch.cumsum(lengths, 0) - lengths
+    pos = torch.arange(n, device=device) - torch.repeat_interleave(starts, lengths, output_size=n)
+    return pos, torch.repeat_interleave(lengths, lengths, output_size=n)
+
+
 def with_context_flat(x: torch.Tensor, sizes: Sequence[int], context: Sequence[int] = (0,)) -> torch.Tensor:
     """:func:`with_context` for several texts' rows stacked text after text (``sizes`` rows each), in
     one pass: a neighbour in another text counts as past the end (zeros)."""
     n = x.shape[0]
     if tuple(context) == (0,):
         return x
-    lengths = torch.as_tensor(list(sizes), dtype=torch.long, device=x.device)
-    starts = torch.cumsum(lengths, 0) - lengths
-    pos = torch.arange(n, device=x.device) - torch.repeat_interleave(starts, lengths, output_size=n)
-    length = torch.repeat_interleave(lengths, lengths, output_size=n)
+    pos, length = _positions(sizes, n, x.device)
     parts = []
     for off in context:
         if off == 0:
@@ -173,7 +179,15 @@ class _Features:
 
     def probs_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Class probabilities ``[T_i, C]`` for each residual ``[T_i, d]``, in one head call."""
-        return self.probs_of(self.features_batch(resids))
+        if not resids:
+            return []
+        sizes = [len(r) for r in resids]
+        return list(self.probs_flat(torch.cat(list(resids)), sizes).split(sizes))
+
+    def probs_flat(self, flat: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """Class probabilities ``[sum T_i, C]`` of texts' residuals stacked text after text: :meth:`probs`
+        of :meth:`features_flat` (a head may get there without building the feature table)."""
+        return self.probs(self.features_flat(flat, sizes))
 
     def feature_name(self, i: int) -> tuple[int, int]:
         """Feature column ``i`` as ``(token offset, latent or residual dimension)``."""
@@ -434,6 +448,37 @@ class MlpProbe(_Features):
     def probs(self, feats: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[T, C]`` for features ``[T, F]``."""
         return torch.softmax(self.logits(feats), dim=-1)
+
+    def probs_flat(self, flat: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """:meth:`probs` of :meth:`features_flat`, for a raw-residual head without the feature table.
+
+        The table is ``len(context)`` shifted copies of each token's residual, standardised, so the first
+        layer is a sum over context offsets of the neighbour's residual times that offset's block of
+        ``w1 / scale``. Each block multiplies the residuals (``d`` wide) and is added, shifted, into the
+        rows whose neighbour at that offset lies in the same text; a neighbour past either end adds
+        nothing. The standardisation's offset goes into the bias, which also carries what a missing
+        neighbour's zeros would give. The multiply-adds are the same; the table of ``d * len(context)``
+        columns is never built, standardised and read (it was a third of the head's time, and the
+        head a fifth of the default bundle's on the CPU). Equal to :meth:`probs` up to float rounding."""
+        if self.source != "raw":
+            return super().probs_flat(flat, sizes)
+        x = rms_normalise(flat.float())
+        n, d = x.shape
+        w = self.w1 / self.scale  # [H, k * d]: the standardisation folded in
+        h = (self.b1 - w @ self.mean).expand(n, -1).clone()
+        pos, length = _positions(sizes, n, x.device)
+        for j, off in enumerate(self.context):
+            block = w[:, j * d : (j + 1) * d]
+            if off == 0:
+                h.addmm_(x, block.T)
+            elif abs(off) < n:
+                y = x[off:] @ block.T if off > 0 else x[: n + off] @ block.T
+                inside = ((pos + off >= 0) & (pos + off < length)).to(y.dtype).unsqueeze(1)
+                if off > 0:  # row t reads token t + off of the same text
+                    h[: n - off].addcmul_(y, inside[: n - off])
+                else:
+                    h[-off:].addcmul_(y, inside[-off:])
+        return torch.softmax(torch.nn.functional.gelu(h) @ self.w2.T + self.b2, dim=-1)
 
     def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
         """Each feature's share ``[T, F]`` of the log-odds of class ``cls`` against ``O``, by gradient

@@ -305,3 +305,24 @@ def test_prepare_then_spans_of_is_detect_at_any_thresholds(tiny_guard: Guardrail
         assert tiny_guard.spans_of(prepared, labels=["EMAIL"]) == tiny_guard.detect(texts, labels=["EMAIL"])
     finally:
         tiny_guard.thresholds, tiny_guard.thresholds_unspaced = old
+
+
+def test_a_raw_mlp_head_scores_without_the_feature_table(tiny_guard, monkeypatch) -> None:
+    # detect reads a raw-residual MLP head through MlpProbe.probs_flat: the same probabilities as the
+    # feature table gives, and no table (features explain SAE probes only)
+    from guardrail.probe import fit_mlp
+
+    bb = tiny_guard.backbone
+    x, y = design_matrix(collect(bb, _records(80, 3), "tiny"), (-1, 0, 1))
+    t = torch.from_numpy(x)
+    mlp = fit_mlp(lambda idx: t[idx], y, context=(-1, 0, 1), hidden=8, epochs=2, progress=False)
+    monkeypatch.setitem(tiny_guard.bundle.probes, "raw", mlp)
+    g = Guardrail(tiny_guard.bundle, bb, probe="raw", patterns=False)
+    texts = [r.text for r in _records(6, 4)] + ["x"]
+    prepared = g.prepare(texts)
+    assert prepared.feats.shape[1] == 0
+    enc = bb.encode(texts)
+    flat = bb.residuals_flat(enc)
+    with torch.inference_mode():
+        want = mlp.probs(mlp.features_flat(flat, [len(e.ids) for e in enc])).numpy()
+    assert np.allclose(prepared.probs, want, atol=1e-5)

@@ -291,3 +291,40 @@ def test_mlp_repeat_weighs_a_class_by_showing_its_tokens_again() -> None:
     for bad in ({"O": 2}, {"NOPE": 2}, {"PERSON": 0}):
         with pytest.raises(ProbeError, match="repeat"):
             fit_mlp(lambda idx: t[idx], y, hidden=8, epochs=1, progress=False, repeat=bad)
+
+
+def _random_mlp(d: int, context: tuple[int, ...], hidden: int = 24, seed: int = 0) -> MlpProbe:
+    g = torch.Generator().manual_seed(seed)
+    n_feat = d * len(context)
+    return MlpProbe(
+        torch.randn(hidden, n_feat, generator=g),
+        torch.randn(hidden, generator=g),
+        torch.randn(len(PROBE_CLASSES), hidden, generator=g),
+        torch.randn(len(PROBE_CLASSES), generator=g),
+        torch.randn(n_feat, generator=g),
+        torch.rand(n_feat, generator=g) + 0.05,
+        context=context,
+    )
+
+
+@pytest.mark.parametrize("context", [(0,), (-1, 0, 1), (-2, -1, 0, 1, 2), (-3, 0, 2)])
+@pytest.mark.parametrize("sizes", [[1], [2, 1, 3], [7, 1, 1, 12, 2], [4] * 9, [30]])
+def test_mlp_probs_flat_equals_the_feature_table(context: tuple[int, ...], sizes: list[int]) -> None:
+    # the folded head reads neighbours within each text only, as the table does, texts of one token and
+    # offsets longer than a text included
+    probe = _random_mlp(8, context)
+    flat = torch.randn(sum(sizes), 8, generator=torch.Generator().manual_seed(1)) * 300
+    want = probe.probs(probe.features_flat(flat, sizes))
+    got = probe.probs_flat(flat, sizes)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    batch = probe.probs_batch(list(flat.split(sizes)))
+    assert torch.allclose(torch.cat(batch), want, atol=1e-5)
+    assert [len(b) for b in batch] == sizes
+
+
+def test_probs_flat_of_other_heads_is_their_table() -> None:
+    n = len(PROBE_CLASSES)
+    probe = Probe(torch.randn(n, 16), torch.zeros(n), torch.zeros(16), torch.ones(16), context=(-1, 0))
+    flat = torch.randn(5, 8)
+    assert torch.equal(probe.probs_flat(flat, [2, 3]), probe.probs(probe.features_flat(flat, [2, 3])))
