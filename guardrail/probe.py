@@ -460,8 +460,8 @@ class MlpProbe(_Features):
         neighbour's zeros would give. The multiply-adds are the same; the table of ``d * len(context)``
         columns is never built, standardised and read (it was a third of the head's time, and the
         head a fifth of the default bundle's on the CPU). Equal to :meth:`probs` up to float rounding."""
-        if self.source != "raw":
-            return super().probs_flat(flat, sizes)
+        if self.source != "raw":  # not super(): a slots dataclass is a new class, the cell names the old
+            return _Features.probs_flat(self, flat, sizes)
         x = rms_normalise(flat.float())
         n, d = x.shape
         w = self.w1 / self.scale  # [H, k * d]: the standardisation folded in

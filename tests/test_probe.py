@@ -328,3 +328,11 @@ def test_probs_flat_of_other_heads_is_their_table() -> None:
     probe = Probe(torch.randn(n, 16), torch.zeros(n), torch.zeros(16), torch.ones(16), context=(-1, 0))
     flat = torch.randn(5, 8)
     assert torch.equal(probe.probs_flat(flat, [2, 3]), probe.probs(probe.features_flat(flat, [2, 3])))
+
+
+def test_mlp_probs_flat_of_an_sae_head_reads_its_sae() -> None:
+    # an SAE-feature MLP head takes the feature table's way (and says when its SAE is missing)
+    probe = _random_mlp(8, (0,))
+    probe.source = "sae"
+    with pytest.raises(ProbeError, match="SAE attached"):
+        probe.probs_flat(torch.randn(3, 8), [3])
