@@ -214,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     res |= {"date": time.strftime("%Y-%m-%d"), "machine": runner.machine(), "floor": FLOOR}
     res["table"] = table(res)
     print(res["table"])
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cost_rule.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "cost_rule.md").write_text(res["table"] + "\n")
-    plot(res, out / "cost_rule.png")
+    runner.write_report(Path(a.out), "cost_rule", res, plot)
     return 0
 
 

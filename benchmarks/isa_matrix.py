@@ -22,7 +22,6 @@ each bundle's rows in its card.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -178,11 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     res |= {"date": time.strftime("%Y-%m-%d"), "machine": runner.machine()}
     res["table"] = table(res)
     print(res["table"])
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "isa_matrix.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "isa_matrix.md").write_text(res["table"] + "\n")
-    plot(res, out / "isa_matrix.png")
+    runner.write_report(Path(a.out), "isa_matrix", res, plot)
     if a.update_card:
         from guardrail.bundle import Bundle
 

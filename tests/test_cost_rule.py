@@ -78,3 +78,16 @@ def test_a_ref_git_cannot_check_out_exits_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cost_rule: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_is_json_markdown_and_png(tmp_path: Path) -> None:
+    import json
+
+    from guardrail.bench.runner import write_report
+
+    res = _res()
+    res["table"] = table(res)
+    write_report(tmp_path / "out", "cost_rule", res, plot)
+    assert json.loads((tmp_path / "out" / "cost_rule.json").read_text())["reference"] == REF
+    assert (tmp_path / "out" / "cost_rule.md").read_text() == res["table"] + "\n"
+    assert (tmp_path / "out" / "cost_rule.png").read_bytes()[:4] == b"\x89PNG"

@@ -17,6 +17,7 @@ timings come from the same process run and their ratios hold on a shared machine
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import platform
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -480,3 +481,14 @@ def machine_slug(env: dict[str, Any]) -> str:
         base = f"{cpu} {env.get('cpus_usable')}c"
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")
     return slug[:40].strip("-") or "machine"
+
+
+def write_report(
+    out: Path, stem: str, res: Mapping[str, Any], plot: Callable[[Mapping[str, Any], Path], Path]
+) -> None:
+    """A benchmark script's results in ``out`` (created): ``<stem>.json`` (all of ``res``), ``<stem>.md``
+    (its ``table``) and ``<stem>.png`` (drawn by ``plot``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(res["table"] + "\n")
+    plot(res, out / f"{stem}.png")
