@@ -76,14 +76,18 @@ print(json.dumps({"chars_per_s": statistics.median(runs), "runs": runs,
 
 @contextlib.contextmanager
 def worktree(ref: str) -> Iterator[Path]:
-    """A detached checkout of ``ref`` in a temporary folder, removed afterwards (on errors too)."""
+    """A detached checkout of ``ref`` in a temporary folder, removed afterwards (on errors too); needs the
+    repository's history (RuntimeError with git's reason otherwise)."""
     with tempfile.TemporaryDirectory(prefix="cost-rule-") as tmp:
         path = Path(tmp) / "ref"
-        subprocess.run(
+        done = subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:  # e.g. a shallow clone without the commit
+            reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"cannot check out {ref} with git worktree: {reason}")
         try:
             yield path
         finally:
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     bundles = a.bundle or ["gemma-3-270m"]
     try:
         res = measure(a.ref, a.ref_bundle, bundles, a.level or ["native"], a.rounds, a.records)
-    except (RuntimeError, subprocess.CalledProcessError) as e:
+    except RuntimeError as e:
         print(f"cost_rule: {e}", file=sys.stderr)
         return 2
     res |= {"date": time.strftime("%Y-%m-%d"), "machine": runner.machine(), "floor": FLOOR}

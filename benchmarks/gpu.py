@@ -99,7 +99,7 @@ def throughput(guard: Guardrail, texts: list[str], batch_sizes: list[int], secon
         def forward(b: int = b, enc: list = enc) -> None:
             resids = guard.backbone.residuals(enc, batch_size=b, on_device=dev.type != "cpu")
             with torch.inference_mode():
-                guard.probe.probs_of(guard.probe.features_batch(resids))
+                guard.probe.probs_batch(resids)  # the head as detect runs it
 
         fwd_s, _ = timed(forward, seconds, dev)
         det_s, passes = timed(lambda b=b, sub=sub: guard.detect(sub, batch_size=b), seconds, dev)

@@ -877,8 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer",
         type=int,
         default=3,
-        help="residual stream after this many blocks (default 3, the default bundle's: about twice as fast "
-        "as 6, which is better on the real dev suite)",
+        help="residual stream after this many blocks (default 3, the default bundle's: faster than 6, "
+        "which is better on the real dev suite)",
     )
     t.add_argument("--n-train", type=int, default=8000)
     t.add_argument("--n-calib", type=int, default=2000)

@@ -400,7 +400,7 @@ class Guardrail:
         sizes = [len(e.ids) for e in encoded]
         flat = self.backbone.residuals_flat(encoded, batch_size=batch_size, on_device=True)
         with torch.inference_mode():
-            if self.probe.source == "raw":  # features only explain SAE probes: never build the table
+            if not self.explains:  # the features are read only to explain: never build the table
                 feats = flat.new_zeros((len(flat), 0))
                 probs = self.probe.probs_flat(flat, sizes)
             else:

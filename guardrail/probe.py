@@ -170,13 +170,6 @@ class _Features:
         value = getattr(self, "meta", {}).get("sae_threshold")
         return None if value is None else float(value)
 
-    def probs_of(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Class probabilities ``[T_i, C]`` for each text's features ``[T_i, F]``, in one head call."""
-        if not feats:
-            return []
-        probs = self.probs(torch.cat(list(feats)))
-        return list(probs.split([len(f) for f in feats]))
-
     def probs_batch(self, resids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Class probabilities ``[T_i, C]`` for each residual ``[T_i, d]``, in one head call."""
         if not resids:
@@ -430,6 +423,10 @@ class MlpProbe(_Features):
     meta: dict[str, object] = field(default_factory=dict)
     latents: torch.Tensor | None = None
     sae: Sae | None = field(default=None, repr=False, compare=False)
+    _folded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """``(w1, w1 / scale, bias)`` of :meth:`probs_flat`, kept while ``w1`` is the same tensor."""
 
     head = "mlp"
 
@@ -464,8 +461,8 @@ class MlpProbe(_Features):
             return _Features.probs_flat(self, flat, sizes)
         x = rms_normalise(flat.float())
         n, d = x.shape
-        w = self.w1 / self.scale  # [H, k * d]: the standardisation folded in
-        h = (self.b1 - w @ self.mean).expand(n, -1).clone()
+        w, bias = self._fold()
+        h = bias.expand(n, -1).clone()
         pos, length = _positions(sizes, n, x.device)
         for j, off in enumerate(self.context):
             block = w[:, j * d : (j + 1) * d]
@@ -479,6 +476,14 @@ class MlpProbe(_Features):
                 else:
                     h[-off:].addcmul_(y, inside[-off:])
         return torch.softmax(torch.nn.functional.gelu(h) @ self.w2.T + self.b2, dim=-1)
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``w1 / scale`` ``[H, F]`` and the bias that carries the standardisation's offset, computed once
+        per probe (and again after :meth:`to` moves ``w1``), not on every call."""
+        if self._folded is None or self._folded[0] is not self.w1:
+            w = self.w1 / self.scale
+            self._folded = (self.w1, w, self.b1 - w @ self.mean)
+        return self._folded[1], self._folded[2]
 
     def contributions(self, feats: torch.Tensor, cls: int) -> torch.Tensor:
         """Each feature's share ``[T, F]`` of the log-odds of class ``cls`` against ``O``, by gradient
