@@ -67,11 +67,14 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
 
 
-_UNSPACED = regex.compile(
-    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\u30FC\uFF70]"
+UNSPACED_LETTERS = (
+    r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\u30FC\uFF70"
 )
 """Letters of scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer,
-Burmese, Tibetan; the long-vowel mark ー counts as Japanese). A run of them is a clause, not a word."""
+Burmese, Tibetan; the long-vowel mark ー counts as Japanese), as the inside of a ``regex`` character
+class. A run of them is a clause, not a word."""
+
+_UNSPACED = regex.compile(f"[{UNSPACED_LETTERS}]")
 
 
 def is_unspaced(ch: str) -> bool:

@@ -109,6 +109,21 @@ def test_trust_mask_leaves_out_what_the_source_never_labels() -> None:
     assert m[words.index("Ana")]
 
 
+def test_trust_mask_doubts_the_number_not_the_unspaced_clause_around_it() -> None:
+    # one token per character: a digit run, a Latin word or an @ inside Chinese or Japanese text is a
+    # word of its own; the clause around it carries no digit and stays trusted as O
+    text = "北京地鐵全長17公里，共設有車站19座。聯絡a@b.cnまたはGoogleへ"
+    spans = [Span(0, 2, "LOCATION")]
+    off = np.array([(i, i + 1) for i in range(len(text))])
+    m = realdata.trust_mask(text, spans, off, frozenset({"LOCATION", "ORGANIZATION", "PERSON"}))
+    doubt = "".join(ch for ch, ok in zip(text, m, strict=True) if not ok)
+    assert doubt == "1719a@b.cn"
+    assert m[text.index("公")] and m[text.index("座")] and m[0]
+    # where the source labels no names, the capitalised Latin word in the clause is in doubt too
+    m = realdata.trust_mask(text, [], off, frozenset({"DATE"}))
+    assert "".join(ch for ch, ok in zip(text, m, strict=True) if not ok) == "1719a@b.cnGoogle"
+
+
 def test_collect_marks_masked_tokens_and_fitting_skips_them(tiny_model_dir: Path) -> None:
     from guardrail.backbone import Backbone
     from guardrail.realdata import MASKED
