@@ -207,13 +207,44 @@ def test_encode_equals_the_transformers_call(tiny_model_dir) -> None:
     assert _encode(bb, []) == []
 
 
+def test_the_tokenizer_file_is_read_without_transformers_wrapper(tiny_model_dir, tmp_path) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from guardrail.backbone import FileTokenizer, _tokenizer
+
+    bb = Backbone.load(str(tiny_model_dir), layer=1, dtype="fp32")
+    ref = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    assert isinstance(bb.tokenizer, FileTokenizer)
+    assert (bb.bos_id, bb.pad_id) == (ref.bos_token_id, ref.pad_token_id)
+    bb.residuals(bb.encode(TRICKY[:3]))
+    assert bb.tokenizer._hf is None  # encoding and running the model never build the wrapper
+    assert bb.tokenizer.decode(ref("Ana Silva")["input_ids"]) == "Ana Silva"  # the rest of the API, on demand
+    assert bb.tokenizer.backend_tokenizer.to_str() == ref.backend_tokenizer.to_str()
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "bos_token": {"content": "<bos>"}}))
+    assert isinstance(_tokenizer(str(folder), "m"), FileTokenizer)  # a special token written as a dict
+    # no BOS named (the wrapper's class may have a default), or a file tokenizers cannot read: transformers
+    no_bos = {k: v for k, v in config.items() if k != "bos_token"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(no_bos))
+    assert FileTokenizer.read(folder) is None
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text("{not json")
+    assert FileTokenizer.read(folder) is None
+
+
 def test_default_gemma_encode_equals_the_transformers_call() -> None:
     bb = Backbone.load("gemma-3-270m", layer=1)
     got = bb.encode(TRICKY)
     assert [(e.ids.tolist(), e.offsets.tolist()) for e in got] == _wrapper_encode(bb, TRICKY)
     assert all(e.ids.dtype == np.int64 and e.offsets.shape == (len(e.ids), 2) for e in got)
     # a truncation or padding left on the shared tokenizer by another caller does not leak in
-    bb.tokenizer(["x " * 50], truncation=True, max_length=4, padding="max_length")
+    bb.tokenizer.backend_tokenizer.enable_truncation(4)
+    bb.tokenizer.backend_tokenizer.enable_padding(length=60)
     assert [(e.ids.tolist(), e.offsets.tolist()) for e in bb.encode(TRICKY)] == _wrapper_encode(bb, TRICKY)
 
 
