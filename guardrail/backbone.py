@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -477,7 +477,7 @@ class FileTokenizer:
         self.backend_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.bos_token_id = self.backend_tokenizer.token_to_id(bos)
         self.pad_token_id = None if pad is None else self.backend_tokenizer.token_to_id(pad)
-        self._hf = None
+        self._hf: Any = None
 
     @classmethod
     def read(cls, folder: Path) -> FileTokenizer | None:
@@ -503,7 +503,7 @@ class FileTokenizer:
         return tok if tok.bos_token_id is not None else None
 
     @property
-    def hf(self):
+    def hf(self) -> Any:
         """transformers' wrapper of the same tokenizer (built on first use)."""
         if self._hf is None:
             from transformers import AutoTokenizer
@@ -511,10 +511,10 @@ class FileTokenizer:
             self._hf = AutoTokenizer.from_pretrained(str(self.folder))
         return self._hf
 
-    def __call__(self, *args: object, **kwargs: object):
+    def __call__(self, *args: object, **kwargs: object) -> Any:
         return self.hf(*args, **kwargs)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.hf, name)
