@@ -203,6 +203,19 @@ class GuardrailService(pb_grpc.GuardrailServicer):
         stats, code = CallStats(), grpc.StatusCode.OK
         token = CURRENT.set(stats)
         started, start_ns = time.perf_counter(), time.time_ns()
+        done = False
+
+        def finish() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to reset
+                CURRENT.reset(token)
+            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
+            metadata = context.invocation_metadata()
+            self.tracing.record(method, start_ns, time.time_ns(), stats, code.name, metadata)
+
         try:
             yield
         except asyncio.CancelledError:
@@ -210,13 +223,10 @@ class GuardrailService(pb_grpc.GuardrailServicer):
             raise
         except Exception as e:
             code, message = _status(e)
+            finish()  # counted and traced before the caller hears of it, as a call that succeeds is
             await context.abort(code, message)
         finally:
-            with contextlib.suppress(ValueError):  # a stream closed from another context: nothing to reset
-                CURRENT.reset(token)
-            self.metrics.observe_call(method, code.name, time.perf_counter() - started)
-            metadata = context.invocation_metadata()
-            self.tracing.record(method, start_ns, time.time_ns(), stats, code.name, metadata)
+            finish()
 
     # -- request checks -------------------------------------------------------------------------
     def _check_texts(self, request: Any, texts: Sequence[str]) -> None:
