@@ -523,7 +523,7 @@ class FileTokenizer:
 def _tokenizer(path: str, model_id: str):
     """The model's fast tokenizer (character offsets need one): a :class:`FileTokenizer` where the folder
     has what it reads, else transformers' own."""
-    if Path(path).is_dir() and (tok := FileTokenizer.read(Path(path))) is not None:
+    if (tok := FileTokenizer.read(Path(path))) is not None:
         return tok
     from transformers import AutoTokenizer
 

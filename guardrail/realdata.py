@@ -70,6 +70,13 @@ Japanese clause holds no digit, ``@`` or capital), or a run of other non-space c
 white space alone, a Chinese sentence with one number in it was a single doubtful word: a third of the
 Chinese and Japanese corpora's sentences had every ``O`` token left out."""
 
+MASKING = (
+    "O tokens of words that may be PII of a type the corpus never annotates (digits, @, URLs; "
+    "capitalised words where it labels no person/place/organisation; in Chinese and Japanese text a word "
+    "is a run of the script's letters or of other characters) are left out of fitting and calibration"
+)
+"""What :func:`trust_mask` leaves out, as the model card says it."""
+
 
 def train_data_dir() -> Path:
     """``$GUARDRAIL_TRAIN_DATA``, else ``<dev data>/train`` (``../shared/data/train``)."""

@@ -99,13 +99,6 @@ class TrainConfig:
 HEADS: tuple[str, ...] = ("linear", "mlp")
 """Heads ``guardrail train`` fits on the raw residual (the forest reads SAE codes: ``train-sae-probe``)."""
 
-MASKING = (
-    "O tokens of words that may be PII of a type the corpus never annotates (digits, @, URLs; "
-    "capitalised words where it labels no person/place/organisation; in Chinese and Japanese text a word "
-    "is a run of the script's letters or of other characters) are left out of fitting and calibration"
-)
-"""What :func:`guardrail.realdata.trust_mask` leaves out, as the model card says it."""
-
 
 @dataclass(slots=True)
 class TrainingData:
@@ -156,7 +149,7 @@ def training_data(
             "train_records": len(real),
             "calib_records": len(real_calib),
             "calib_slice": f"1 record in {realdata.CALIB_EVERY} of each corpus, by a hash of its id",
-            "masking": MASKING,
+            "masking": realdata.MASKING,
             "sources": realdata.card_sources(sources, used),
         }
         train = train + real
