@@ -437,7 +437,8 @@ def _training_section(t: Mapping[str, Any]) -> list[str]:
         lines = [
             "Synthetic data (`guardrail.synth`, Faker, several locales) plus real, human-annotated public "
             "corpora (`guardrail.realdata`, `../shared/data/train`); the evaluation sets were never trained "
-            f"on. {real.get('masking', '')}.",
+            f"on. {real.get('masking', '')}."
+            + (f" Labels: {real['conventions']}." if real.get("conventions") else ""),
             "",
             *_sources_table(real),
             "",

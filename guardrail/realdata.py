@@ -14,10 +14,17 @@ URLs), and, where the source annotates no person, place or organisation, capital
 tokens are left out of fitting and calibration (label ``-1``). In Chinese, Japanese or Thai text a
 "word" is a run of that script's letters or a run of other characters between them (:data:`WORD`):
 "全長17公里" doubts "17", not the clause around it.
+
+Sources also disagree on what a label means. The Broad Twitter Corpus tags nationality words
+("Russian embassy", "Israeli") as places; CrossNER tags them ``misc``, the synthetic generator
+``OTHER`` (Presidio's NRP), and the web-text treebanks not at all. :func:`load_source` gives every
+source one convention: a gold ``LOCATION`` that is a nationality word (:func:`nationality_words`) is
+``OTHER`` (:data:`CONVENTIONS`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -30,7 +37,7 @@ import numpy as np
 import regex
 
 from guardrail.data import DataError, Record, read_jsonl
-from guardrail.spans import UNSPACED_LETTERS
+from guardrail.spans import UNSPACED_LETTERS, Span
 
 MASKED = -1
 """Token label of a token that is neither trusted as ``O`` nor inside a gold span."""
@@ -77,6 +84,45 @@ MASKING = (
 )
 """What :func:`trust_mask` leaves out, as the model card says it."""
 
+CONVENTIONS = (
+    "a gold LOCATION that is a nationality word (demonyms of the countryinfo package, MIT, and their "
+    "plurals) is trained as OTHER, as the synthetic generator labels it: the Broad Twitter Corpus tags "
+    "'Russian' or 'Israeli' as places, the other sources do not"
+)
+"""How :func:`load_source` makes the sources' labels agree, as the model card says it."""
+
+
+@functools.cache
+def nationality_words() -> frozenset[str]:
+    """Demonyms of every country in the ``countryinfo`` package ("Israeli", "South Korean") and their
+    plurals; entries that are the country's own name ("Gibraltar") are left out."""
+    from countryinfo import CountryInfo
+
+    out: set[str] = set()
+    for country in CountryInfo.all().values():
+        names = {str(country.get("name", "")), *map(str, country.get("altSpellings") or [])}
+        for word in regex.split(r"[,/]", str(country.get("demonym") or "")):
+            word = word.strip()
+            if word and word not in names:
+                out.add(word)
+                if not word.endswith(("s", "sh", "ch", "ese")):
+                    out.add(word + "s")
+    return frozenset(out)
+
+
+def agree(record: Record) -> Record:
+    """``record`` with its gold labels in the project's convention (:data:`CONVENTIONS`)."""
+    words = nationality_words()
+    spans = [
+        Span(s.start, s.end, "OTHER", s.score, s.source)
+        if s.label == "LOCATION" and record.text[s.start : s.end] in words
+        else s
+        for s in record.spans
+    ]
+    if spans == record.spans:
+        return record
+    return Record(record.id, record.text, spans, record.lang, record.extra, record.span_extra)
+
 
 def train_data_dir() -> Path:
     """``$GUARDRAIL_TRAIN_DATA``, else ``<dev data>/train`` (``../shared/data/train``)."""
@@ -116,8 +162,9 @@ class Source:
 
 
 def load_source(path: Path) -> Source:
-    """Read one corpus file; a file that is not the project's format is a :class:`DataError`."""
-    records = read_jsonl(path)
+    """Read one corpus file, its labels in the project's convention (:func:`agree`); a file that is not
+    the project's format is a :class:`DataError`."""
+    records = [agree(r) for r in read_jsonl(path)]
     licences = sorted({str(r.extra.get("licence", "unknown")) for r in records})
     origins = sorted({str(r.extra.get("source", "unknown")).rsplit(":", 1)[0] for r in records})
     langs = sorted({r.lang or "unknown" for r in records})

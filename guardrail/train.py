@@ -66,7 +66,8 @@ class TrainConfig:
     """Prune each block's MLP to this many neurons before anything is read (:func:`prune_for`); None:
     the whole model."""
     prune_records: int = 1500
-    """Records (70% synthetic of another seed, 30% general text) that rank the MLP neurons."""
+    """Records (70% synthetic of another seed, 30% real corpora, or general text without them) that
+    rank the MLP neurons."""
     mlp_refit: bool = True
     """Refit the pruned blocks' down projections by least squares (:mod:`guardrail.prune`)."""
     n_real: int = 16000
@@ -150,6 +151,7 @@ def training_data(
             "calib_records": len(real_calib),
             "calib_slice": f"1 record in {realdata.CALIB_EVERY} of each corpus, by a hash of its id",
             "masking": realdata.MASKING,
+            "conventions": realdata.CONVENTIONS,
             "sources": realdata.card_sources(sources, used),
         }
         train = train + real
@@ -691,7 +693,7 @@ def train(cfg: TrainConfig) -> Bundle:
                 {
                     "mlp_pruning": f"{cfg.mlp_keep} neurons per block kept by E[h^2]*|W_down col|^2"
                     f"{', down projection refitted by least squares' if cfg.mlp_refit else ''}, on "
-                    f"{cfg.prune_records} records (70% synthetic, seed {cfg.seed + 2}; 30% general text)"
+                    f"{pruning_text(cfg)}"
                 }
                 if cfg.mlp_keep is not None
                 else {}
@@ -734,8 +736,8 @@ def fit_raw_head(cfg: TrainConfig, acts: Activations) -> AnyProbe:
 
 def prune_for(cfg: TrainConfig) -> Pruning:
     """The MLP pruning of a fast backbone (:func:`guardrail.prune.plan`): ``cfg.mlp_keep`` neurons per
-    block, ranked and refitted on the unpruned model over synthetic and general text (never
-    evaluation data)."""
+    block, ranked and refitted on the unpruned model over synthetic text and :func:`pruning_text`
+    (never evaluation data)."""
     from guardrail import corpus, synth
     from guardrail.prune import plan
 
@@ -743,7 +745,7 @@ def prune_for(cfg: TrainConfig) -> Pruning:
         islice(
             corpus.mix(
                 synth.iter_records(cfg.prune_records, seed=cfg.seed + 2),
-                corpus.iter_records(seed=cfg.seed + 2),
+                iter(_pruning_real(cfg)) if cfg.n_real else corpus.iter_records(seed=cfg.seed + 2),
                 weights=(0.7, 0.3),
                 seed=cfg.seed + 2,
             ),
@@ -754,6 +756,24 @@ def prune_for(cfg: TrainConfig) -> Pruning:
     full = Backbone.load(cfg.model, layer=cfg.layer)
     log.info("pruning MLPs to %d neurons on %d records", cfg.mlp_keep, len(records))
     return plan(full, full.encode([r.text for r in records]), cfg.mlp_keep, refit=cfg.mlp_refit)
+
+
+def _pruning_real(cfg: TrainConfig) -> list[Record]:
+    """Real records that rank the neurons beside the synthetic ones: the training slice of the real
+    corpora by the training mix, another seed. Fixed files in every language the probe reads, where the
+    offline corpus of installed packages' READMEs (used when training takes no real text) is English
+    and changes with what is installed, and with it the pruning."""
+    from guardrail import realdata
+
+    sources = realdata.load_sources(cfg.real_dir)
+    mix = cfg.real_mix if cfg.real_mix is not None else realdata.DEFAULT_MIX
+    return realdata.draw(sources, cfg.prune_records, mix, seed=cfg.seed + 2)
+
+
+def pruning_text(cfg: TrainConfig) -> str:
+    """What ranked the neurons, as the manifest says it."""
+    general = "real annotated corpora by the training mix" if cfg.n_real else "general text"
+    return f"{cfg.prune_records} records (70% synthetic, seed {cfg.seed + 2}; 30% {general})"
 
 
 @dataclass(slots=True)

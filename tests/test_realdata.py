@@ -136,3 +136,31 @@ def test_collect_marks_masked_tokens_and_fitting_skips_them(tiny_model_dir: Path
     assert (y == MASKED).any() and (y > 0).any()
     _, ys = design_matrix(acts, (0,), o_keep=1.0)
     assert (ys >= 0).all() and len(ys) == int((y >= 0).sum())
+
+
+def test_nationality_words_are_other_in_every_source(tmp_path: Path) -> None:
+    # the Broad Twitter Corpus tags "Russian" as a place; the project (and its generator) says OTHER
+    text = "Russian embassy in Kuala Lumpur; Israelis and Gibraltar"
+    _write(
+        tmp_path,
+        "btc",
+        [
+            _row(
+                0,
+                text,
+                [(0, 7, "LOCATION"), (19, 31, "LOCATION"), (33, 41, "LOCATION"), (46, 55, "LOCATION")],
+            )
+        ],
+    )
+    (source,) = realdata.load_sources(tmp_path)
+    got = [(text[s.start : s.end], s.label) for s in source.records[0].spans]
+    # a demonym and its plural change; a place (even one whose demonym is its own name) does not
+    assert got == [
+        ("Russian", "OTHER"),
+        ("Kuala Lumpur", "LOCATION"),
+        ("Israelis", "OTHER"),
+        ("Gibraltar", "LOCATION"),
+    ]
+    words = realdata.nationality_words()
+    assert {"Israeli", "Palestinian", "South Korean", "Iraqis"} <= words
+    assert not {"Gibraltar", "Djibouti", "Christmas Island", "Japan"} & words

@@ -122,6 +122,7 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
     assert sources["tweets"]["records_used"] == 40 and m.training["calibration"] == "f2"
     card = (cfg.out / "MODEL_CARD.md").read_text()
     assert "tweets" in card and "CC0-1.0" in card and "github:o/booking@1" in card
+    assert "nationality word" in card  # the label convention the corpora were brought to
     assert (cfg.out / "MODEL_CARD.md").read_text().startswith("# Guard bundle")
     g = Guardrail.load(cfg.out, dtype="fp32")
     (spans,) = g.detect(["write to ana.silva@example.com"])
@@ -335,3 +336,29 @@ def test_every_rule_also_grows_by_the_recall_rules_thresholds() -> None:
         assert (
             grown["calib_probe_only"]["recall_partial"] >= base["calib_probe_only"]["recall_partial"] - 0.01
         )
+
+
+def test_a_pruning_with_real_corpora_ranks_on_them_not_on_installed_packages(
+    tiny_model_dir, tmp_path, monkeypatch
+) -> None:
+    import guardrail.corpus
+    from guardrail.train import prune_for
+
+    real = _corpora(tmp_path / "corpora")
+
+    def no_general_text(*_a: object, **_k: object) -> None:
+        raise AssertionError("the offline corpus (installed packages' READMEs) ranked the neurons")
+
+    monkeypatch.setattr(guardrail.corpus, "iter_records", no_general_text)
+    cfg = TrainConfig(
+        out=tmp_path / "unused",
+        model=str(tiny_model_dir),
+        layer=2,
+        mlp_keep=24,
+        prune_records=60,
+        n_real=80,
+        real_dir=real,
+        real_mix={"tweets": 1.0, "booking": 1.0},
+    )
+    a, b = prune_for(cfg), prune_for(cfg)
+    assert [k.tolist() for k in a.keep] == [k.tolist() for k in b.keep]  # the same files, the same pruning
