@@ -1002,7 +1002,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--input",
         required=True,
-        help="a .jsonl/.parquet file, a directory of them, a glob ('data/*.jsonl') or a URI (s3://, gs://)",
+        help="a .jsonl (or .jsonl.gz/.bz2/.zst/.lz4) or .parquet file, a directory of them, a glob "
+        "('data/*.jsonl') or a URI (s3://, gs://)",
     )
     b.add_argument(
         "--output",

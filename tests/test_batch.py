@@ -96,6 +96,37 @@ def test_shards_are_named_from_the_input_and_read_line_by_line(tmp_path) -> None
     assert all(t["n"].to_pylist() == [t.num_rows] * t.num_rows for t in tables)
 
 
+@pytest.mark.parametrize("suffix, opener", [(".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd")])
+def test_compressed_jsonl_is_cut_and_read_like_the_plain_file(tmp_path, suffix, opener) -> None:
+    plain = tmp_path / "in.jsonl"
+    _write_input(plain, 40)
+    packed = tmp_path / f"in.jsonl{suffix}"
+    with pa.CompressedOutputStream(str(packed), opener) as out:
+        out.write(plain.read_bytes())
+    fs, (f,) = list_inputs(str(packed))
+    assert f.fmt == "jsonl"
+    _, (g,) = list_inputs(str(plain))
+
+    def rows(file: InputFile) -> list[tuple]:
+        shards = plan_file(fs, file, 1024)
+        assert len(shards) >= 3
+        tables = [read_shard(fs, s) for s in shards]
+        return [(r["line"], r["id"], r["text"], r["error"] and r["error"].split(": ", 1)[1])
+                for t in tables for r in t.to_pylist() if r["n"]]  # fmt: skip
+
+    assert rows(f) == rows(g)  # the same records, lines and errors, shard by shard
+    assert [s.name for s in plan_file(fs, f, 1024)] == [s.name for s in plan_file(fs, f, 1024)]
+
+
+def test_a_corrupt_compressed_file_is_an_error_naming_it(tmp_path) -> None:
+    bad = tmp_path / "broken.jsonl.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00 this is no gzip stream")
+    fs, (f,) = list_inputs(str(bad))
+    (shard,) = plan_file(fs, f, 1024)
+    (row,) = read_shard(fs, shard).to_pylist()
+    assert row["error"].startswith(f"{bad}: cannot read") and row["text"] is None
+
+
 def test_parquet_shards_are_row_ranges(tmp_path) -> None:
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"text": [f"t{i}" for i in range(50)]}), src, row_group_size=8)
@@ -124,10 +155,11 @@ def test_inputs_dirs_globs_and_bad_files(tmp_path) -> None:
     ]
     for spec, message in [
         ("x.csv", "unknown format"),
+        ("x.csv.gz", "unknown format"),
         ("missing.jsonl", "cannot read"),
         ("d/*.csv", "no .jsonl or .parquet files"),
     ]:
-        if spec == "x.csv":
+        if spec.startswith("x.csv"):
             (tmp_path / spec).write_text("a,b\n")
         with pytest.raises(BatchError, match=message):
             list_inputs(str(tmp_path / spec))
@@ -200,6 +232,18 @@ def test_jsonl_job_returns_every_record_once_in_order(local_ray, tiny_bundle_dir
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
     assert (manifest["records"], manifest["errors"], manifest["files"][0]["uri"]) == (42, 2, str(src))
     assert len(manifest["shards"]) == result.shards and manifest["options"]["key_fingerprint"] is None
+
+
+def test_a_gzipped_jsonl_job_gives_what_the_plain_file_gives(local_ray, tiny_bundle_dir, tmp_path) -> None:
+    plain, packed = tmp_path / "in.jsonl", tmp_path / "in.jsonl.gz"
+    expected = _write_input(plain, 40)
+    with pa.CompressedOutputStream(str(packed), "gzip") as out:
+        out.write(plain.read_bytes())
+    result = redact_file(str(packed), str(tmp_path / "out"), _cfg(tiny_bundle_dir, format="jsonl"))
+    got = _read_dir(tmp_path / "out")
+    assert result.shards >= 3 and [g["id"] for g in got] == [i for _, i in expected]
+    assert [(g["line"], g["id"]) for g in got if "error" in g] == [(11, 11), (21, "no-text")]
+    assert not any(name in g.get("text", "") for g in got for name in NAMES)
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ PARQUET_OUT = pa.schema(
 
 FORMATS = ("parquet", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
+"""A JSONL file may be compressed (``records.jsonl.gz``): pyarrow's streams decompress it by suffix."""
 
 
 class BatchError(ValueError):

@@ -2,6 +2,9 @@
 how each splits into shards, and how a shard is read into records.
 
 A shard is a piece of one file: a line-aligned byte range of a JSONL file, a row range of a Parquet file.
+A compressed JSONL file (``.jsonl.gz``, ``.bz2``, ``.zst``, ``.lz4``) is cut by the bytes of its
+decompressed text: a worker decompresses from the file's start and skips to its shard, so memory stays
+one shard whatever the file's size (the price: each shard of a compressed file re-reads what precedes it).
 Shards are planned from the files alone (a scan for line ends; a Parquet footer), so the same input gives
 the same shards and the same shard names on every run: that is what lets a rerun skip finished shards.
 Records are parsed where the shard is read, on the workers, one line at a time: a bad line is an error
@@ -21,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from guardrail.batch.config import JSONL_SUFFIXES, ROWS, BatchError
+from guardrail.batch.config import COMPRESSED_SUFFIXES, JSONL_SUFFIXES, ROWS, BatchError
 
 SCAN_BYTES = 8 << 20
 """Bytes read at a time while looking for line ends (planning)."""
@@ -71,9 +74,16 @@ def fmt_of(path: str) -> str | None:
     low = path.lower()
     if low.endswith(".parquet"):
         return "parquet"
+    if compressed(low):
+        low = low.rsplit(".", 1)[0]
     if low.endswith(JSONL_SUFFIXES):
         return "jsonl"
     return None
+
+
+def compressed(path: str) -> bool:
+    """Whether a JSONL path names a compressed file (its stream decompresses by this suffix)."""
+    return path.lower().endswith(COMPRESSED_SUFFIXES)
 
 
 def filesystem(spec: str) -> tuple[pafs.FileSystem, str]:
@@ -107,7 +117,7 @@ def list_inputs(spec: str) -> tuple[pafs.FileSystem, list[InputFile]]:
     if info.type == pafs.FileType.File and not glob:
         fmt = fmt_of(path)
         if fmt is None:
-            raise BatchError(f"{spec}: unknown format (expected .jsonl or .parquet)")
+            raise BatchError(f"{spec}: unknown format (expected .jsonl, .jsonl.gz or .parquet)")
         return fs, [InputFile(path, uri_of(fs, path), fmt, info.size or 0, info.mtime_ns)]
     pattern = f"{path.rstrip('/')}/{tail}" if glob else None
     try:
@@ -151,7 +161,7 @@ def plan_file(fs: pafs.FileSystem, f: InputFile, shard_bytes: int) -> list[Shard
     """The shards of one file; a file that cannot be read is one shard holding that error."""
     try:
         if f.fmt == "jsonl":
-            with fs.open_input_stream(f.path) as stream:
+            with fs.open_input_stream(f.path, compression="detect") as stream:
                 pieces = jsonl_cuts(stream, shard_bytes)
             return [_shard(f, i, s, e, ln, e - s) for i, (s, e, ln) in enumerate(pieces)]
         return _plan_parquet(fs, f, shard_bytes)
@@ -231,9 +241,16 @@ def read_shard(fs: pafs.FileSystem, shard: Shard) -> pa.Table:
 
 
 def _read_jsonl(fs: pafs.FileSystem, shard: Shard) -> tuple[list, ...]:
-    with fs.open_input_file(shard.path) as fh:
-        fh.seek(shard.start)
-        data = fh.read(shard.end - shard.start)
+    if compressed(shard.path):
+        with fs.open_input_stream(shard.path, compression="detect") as stream:
+            skip = shard.start
+            while skip > 0 and (chunk := stream.read(min(skip, SCAN_BYTES))):
+                skip -= len(chunk)
+            data = stream.read(shard.end - shard.start)
+    else:
+        with fs.open_input_file(shard.path) as fh:
+            fh.seek(shard.start)
+            data = fh.read(shard.end - shard.start)
     lines, ids, texts, errors = [], [], [], []
     for n, raw in enumerate(data.split(b"\n"), shard.line):
         if not raw.strip():
