@@ -869,7 +869,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate synthetic data, mix in real annotated corpora, read activations, fit the "
         "probe, calibrate thresholds, write the bundle.",
     )
-    t.add_argument("--out", default=str(probes_root() / DEFAULT_BUNDLE), help="bundle folder to write")
+    t.add_argument(
+        "--out",
+        default=str(probes_root() / DEFAULT_BUNDLE),
+        help="bundle folder to write; a bundle there on the same model and layer keeps its SAE, SAE probes "
+        "and their figures (its raw probe is replaced)",
+    )
     t.add_argument(
         "--model", default="gemma-3-270m", help="backbone: embedded alias, .gguf, folder or hub id"
     )

@@ -21,7 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 from guardrail.backbone import DEFAULT_MODEL, Backbone, Encoded
-from guardrail.bundle import DEFAULT_BUNDLE, BackboneRef, Bundle, Manifest, ProbeEntry, probes_root
+from guardrail.bundle import (
+    DEFAULT_BUNDLE,
+    MANIFEST,
+    BackboneRef,
+    Bundle,
+    BundleError,
+    Manifest,
+    ProbeEntry,
+    probes_root,
+)
 from guardrail.data import Record
 from guardrail.labels import PRIVACY, PROBE_CLASSES
 from guardrail.pipeline import collapse
@@ -626,6 +635,7 @@ def train(cfg: TrainConfig) -> Bundle:
         cfg.n_real,
         cfg.n_real_calib,
     )
+    kept = kept_probes(cfg)
     data = training_data(
         cfg.n_train, cfg.n_calib, cfg.seed, cfg.n_real, cfg.n_real_calib, cfg.real_mix, cfg.real_dir
     )
@@ -701,8 +711,51 @@ def train(cfg: TrainConfig) -> Bundle:
         },
     )
     bundle = Bundle(cfg.out, manifest, {"raw": probe}, pruning=pruning)
+    if kept is not None:
+        bundle = keep_probes(bundle, kept)
     bundle.save()
     return bundle
+
+
+KEPT_METRICS = ("sae", "sae_cost", "sae_probe")
+"""Figures of a bundle's SAE and SAE probes, which a new raw probe leaves as they are; the others
+(``probe_choice``, ``dev_suite``, ``benchmark``, ``isa_matrix``) measured the probe it replaces."""
+
+
+def kept_probes(cfg: TrainConfig) -> Bundle | None:
+    """The bundle already at ``cfg.out`` when it has probes other than ``raw`` to keep (its SAE probes);
+    a :class:`~guardrail.bundle.BundleError` when they could not be kept: they read the residuals of
+    its backbone, which this training does not read (another model or layer, or a pruning it redoes).
+    Checked before anything is computed."""
+    if not (cfg.out / MANIFEST).is_file():
+        return None
+    old = Bundle.load(cfg.out)
+    others = sorted(set(old.probes) - {"raw"})
+    if not others:
+        return None
+    ref = old.manifest.backbone
+    if (ref.id, ref.layer, ref.mlp_keep, cfg.mlp_keep) != (cfg.model, cfg.layer, None, None):
+        raise BundleError(
+            f"{cfg.out} holds probes {', '.join(others)} on {ref.id} layer {ref.layer}"
+            f"{' (pruned)' if ref.mlp_keep else ''}; they would not read what this training reads: "
+            "write to another --out, or remove the folder first"
+        )
+    return old
+
+
+def keep_probes(new: Bundle, old: Bundle) -> Bundle:
+    """``new`` (one fresh ``raw`` probe) with ``old``'s other probes, SAE and their figures kept; the
+    default probe stays ``old``'s (``benchmarks/probe_choice.py --write`` chooses again)."""
+    m = new.manifest
+    for name, probe in old.probes.items():
+        if name != "raw":
+            new.probes[name] = probe
+            m.probes[name] = old.manifest.probes[name]
+    m.default_probe = old.manifest.default_probe
+    if "sae_probe" in old.manifest.training:
+        m.training["sae_probe"] = old.manifest.training["sae_probe"]
+    m.metrics = {k: v for k, v in old.manifest.metrics.items() if k in KEPT_METRICS}
+    return Bundle(new.folder, m, new.probes, old.sae, new.pruning)
 
 
 def o_keep_for(cfg: TrainConfig) -> float:

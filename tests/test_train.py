@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from guardrail import features
-from guardrail.bundle import Bundle
+from guardrail.bundle import Bundle, BundleError
 from guardrail.data import Record
 from guardrail.labels import PROBE_CLASSES
 from guardrail.pipeline import Guardrail
@@ -173,6 +173,18 @@ def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) ->
     for f in spans[0].features:
         assert f.contribution > 0 and f.latent in set(b.probes["sae-rf"].latents.tolist())
         assert f.description  # from features.json
+
+    # training again into the bundle gives it a new raw probe and keeps its SAE, SAE probes and figures
+    latents = b.probes["sae-lr"].latents.tolist()
+    train(replace(cfg, seed=1))
+    again = Bundle.load(cfg.out)
+    assert set(again.probes) == {"raw", "sae-lr", "sae-rf"} and again.sae is not None
+    assert again.probes["sae-lr"].latents.tolist() == latents and "sae_probe" in again.manifest.training
+    assert "sae" in again.manifest.metrics and again.manifest.training["seed"] == 1
+    # ... but not into one whose probes read another layer: refused before anything is computed
+    with pytest.raises(BundleError, match="layer 2"):
+        train(replace(cfg, layer=1))
+    assert set(Bundle.load(cfg.out).probes) == {"raw", "sae-lr", "sae-rf"}
 
 
 def test_train_on_a_pruned_backbone(tiny_model_dir, tmp_path) -> None:
