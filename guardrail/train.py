@@ -789,8 +789,8 @@ def fit_raw_head(cfg: TrainConfig, acts: Activations) -> AnyProbe:
 
 def prune_for(cfg: TrainConfig) -> Pruning:
     """The MLP pruning of a fast backbone (:func:`guardrail.prune.plan`): ``cfg.mlp_keep`` neurons per
-    block, ranked and refitted on the unpruned model over synthetic text and :func:`pruning_text`
-    (never evaluation data)."""
+    block, ranked and refitted on the unpruned model over synthetic text and the real corpora
+    (:func:`_pruning_real`), or general text when training reads none (never evaluation data)."""
     from guardrail import corpus, synth
     from guardrail.prune import plan
 

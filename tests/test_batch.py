@@ -127,6 +127,26 @@ def test_a_corrupt_compressed_file_is_an_error_naming_it(tmp_path) -> None:
     assert row["error"].startswith(f"{bad}: cannot read") and row["text"] is None
 
 
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz"])
+def test_a_file_cut_short_after_planning_is_an_error_not_fewer_records(tmp_path, name) -> None:
+    src = tmp_path / "in.jsonl"
+    _write_input(src, 40)
+    whole = src.read_bytes()
+    path = tmp_path / name
+    fs = pafs.LocalFileSystem()
+
+    def write(data: bytes) -> None:
+        with fs.open_output_stream(str(path), compression="detect") as out:
+            out.write(data)
+
+    write(whole)
+    _, (f,) = list_inputs(str(path))
+    second = plan_file(fs, f, 1024)[1]
+    write(whole[: second.start + 10])  # the file loses its tail before the shard is read
+    (row,) = read_shard(fs, second).to_pylist()
+    assert row["error"] == f"{path}: bytes {second.start + 1}-{second.end}: cannot read (OSError)"
+
+
 def test_parquet_shards_are_row_ranges(tmp_path) -> None:
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"text": [f"t{i}" for i in range(50)]}), src, row_group_size=8)

@@ -97,21 +97,24 @@ def _corpora(folder: Path) -> Path:
     return folder
 
 
-def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) -> None:
-    real = _corpora(tmp_path / "corpora")
-    cfg = TrainConfig(
+def _with_corpora(tiny_model_dir: Path, tmp_path: Path, **kw: object) -> TrainConfig:
+    """A training of the tiny model at layer 2 on the two tiny corpora (:func:`_corpora`) in equal parts."""
+    return TrainConfig(
         out=tmp_path / "tiny-bundle",
         model=str(tiny_model_dir),
         layer=2,
-        n_train=300,
-        n_calib=120,
-        max_iter=50,
         n_real=80,
-        n_real_calib=10,
-        real_dir=real,
+        real_dir=_corpora(tmp_path / "corpora"),
         real_mix={"tweets": 1.0, "booking": 1.0},
-        calibration="f2",
+        **kw,
     )
+
+
+def test_train_builds_a_loadable_bundle_then_an_sae(tiny_model_dir, tmp_path) -> None:
+    cfg = _with_corpora(
+        tiny_model_dir, tmp_path, n_train=300, n_calib=120, max_iter=50, n_real_calib=10, calibration="f2"
+    )
+    real = cfg.real_dir
     bundle = train(cfg)
     m = Bundle.load(cfg.out).manifest
     assert m.backbone.layer == 2 and set(m.probes["raw"].thresholds) == set(m.detect_labels)
@@ -356,21 +359,10 @@ def test_a_pruning_with_real_corpora_ranks_on_them_not_on_installed_packages(
     import guardrail.corpus
     from guardrail.train import prune_for
 
-    real = _corpora(tmp_path / "corpora")
-
     def no_general_text(*_a: object, **_k: object) -> None:
         raise AssertionError("the offline corpus (installed packages' READMEs) ranked the neurons")
 
     monkeypatch.setattr(guardrail.corpus, "iter_records", no_general_text)
-    cfg = TrainConfig(
-        out=tmp_path / "unused",
-        model=str(tiny_model_dir),
-        layer=2,
-        mlp_keep=24,
-        prune_records=60,
-        n_real=80,
-        real_dir=real,
-        real_mix={"tweets": 1.0, "booking": 1.0},
-    )
+    cfg = _with_corpora(tiny_model_dir, tmp_path, mlp_keep=24, prune_records=60)
     a, b = prune_for(cfg), prune_for(cfg)
     assert [k.tolist() for k in a.keep] == [k.tolist() for k in b.keep]  # the same files, the same pruning

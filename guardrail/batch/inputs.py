@@ -251,6 +251,8 @@ def _read_jsonl(fs: pafs.FileSystem, shard: Shard) -> tuple[list, ...]:
         with fs.open_input_file(shard.path) as fh:
             fh.seek(shard.start)
             data = fh.read(shard.end - shard.start)
+    if len(data) != shard.end - shard.start:  # the file shrank since it was planned: no silent loss
+        raise OSError("shorter than when the job was planned")
     lines, ids, texts, errors = [], [], [], []
     for n, raw in enumerate(data.split(b"\n"), shard.line):
         if not raw.strip():
