@@ -734,6 +734,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import guardrail
     from guardrail.backbone import RUNTIMES
     from guardrail.bundle import DEFAULT_BUNDLE, probes_root
     from guardrail.pipeline import RUNTIMES as GUARDRAIL_RUNTIMES
@@ -745,6 +746,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 cannot run (bundle/model), 2 bad input or usage, 3 some records bad.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"guardrail {guardrail.__version__} (`guardrail doctor`: what runs each bundle here, why)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:

@@ -275,6 +275,14 @@ def _cpu_as(monkeypatch, flags: set[str], capability: str) -> None:
     monkeypatch.setattr(cpu, "probe", lambda: caps)
 
 
+def test_version_prints_and_exits_zero(capsys) -> None:
+    import guardrail
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith(f"guardrail {guardrail.__version__} (")
+
+
 def test_doctor_prints_the_pick_per_shipped_bundle(monkeypatch, capsys) -> None:
     import torch
 
