@@ -234,22 +234,37 @@ def plot(results: dict, out: Path) -> None:
     ax.set_xlabel("input (MiB of JSONL)")
     ax.set_ylabel("peak memory of the process tree (MiB)")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Peak memory vs input size (tiny model, {results['machine']['cores']} cores)")
+    cores = _stamp(results["memory"], results)["machine"]["cores"]
+    ax.set_title(f"Peak memory vs input size (tiny model, {cores} cores)")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 0.13))  # the empty band between the two
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "batch_memory.png", dpi=120)
 
 
+def _stamp(section: dict, results: dict) -> dict:
+    """The date and machine a section was measured on (results of before sections kept their own: the
+    file's)."""
+    return {k: section.get(k, results.get(k)) for k in ("date", "machine")}
+
+
+def _measured_on(section: dict, results: dict) -> str:
+    st = _stamp(section, results)
+    m = st["machine"]
+    return (
+        f"Measured {st['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB; shared with other "
+        "jobs (load average before each run in `load_before`)."
+    )
+
+
 def report(results: dict, out: Path) -> None:
-    m = results["machine"]
-    lines = [f"# guardrail batch: memory and throughput ({results['date']})", "",
-             f"CPU: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB; shared with other jobs (load average "
-             "before each run in `load_before`).", ""]  # fmt: skip
+    lines = ["# guardrail batch: memory and throughput", ""]
     if mem := results.get("memory"):
         lines += [
             f"## Peak memory (`python benchmarks/batch.py memory`; tiny model, base {mem['base_mib']} MiB, "
             f"shards of {mem['shard_mb']} MiB)",
+            "",
+            _measured_on(mem, results),
             "",
             "| tool | input MiB | records | wall s | peak PSS MiB | peak RSS MiB | processes | records/s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -265,6 +280,8 @@ def report(results: dict, out: Path) -> None:
             f"## Throughput, {size} (`python benchmarks/batch.py throughput --kb {size[:-3]} --rounds "
             f"{tp['rounds']}`; {tp['bundle']} with its pattern recognisers, {tp['records']} records, "
             f"{tp['chars']} characters, best of {tp['rounds']} alternating round(s))",
+            "",
+            _measured_on(tp, results),
             "",
             "| tool | best wall s | records/s | chars/s | start s (1 record) |",
             "|---|---:|---:|---:|---:|",
@@ -303,12 +320,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results |= {"date": str(date.today()), "machine": machine()}
+    stamp = {"date": str(date.today()), "machine": machine()}  # per section: a folder may mix machines
     with tempfile.TemporaryDirectory(prefix="guardrail-bench-batch-") as tmp:
         if args.what == "memory":
-            results["memory"] = memory(args, Path(tmp))
+            results["memory"] = memory(args, Path(tmp)) | stamp
         else:  # one entry per input size: the start cost weighs less the longer the job
-            results.setdefault("throughput", {})[f"{args.kb:g}KiB"] = throughput(args, Path(tmp))
+            results.setdefault("throughput", {})[f"{args.kb:g}KiB"] = throughput(args, Path(tmp)) | stamp
     path.write_text(json.dumps(results, indent=1))
     if "memory" in results:
         plot(results, out)
