@@ -30,14 +30,14 @@ import os
 import random
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import regex
 
 from guardrail.data import DataError, Record, read_jsonl
-from guardrail.spans import UNSPACED_LETTERS, Span
+from guardrail.spans import UNSPACED_LETTERS
 
 MASKED = -1
 """Token label of a token that is neither trusted as ``O`` nor inside a gold span."""
@@ -114,14 +114,10 @@ def agree(record: Record) -> Record:
     """``record`` with its gold labels in the project's convention (:data:`CONVENTIONS`)."""
     words = nationality_words()
     spans = [
-        Span(s.start, s.end, "OTHER", s.score, s.source)
-        if s.label == "LOCATION" and record.text[s.start : s.end] in words
-        else s
+        replace(s, label="OTHER") if s.label == "LOCATION" and record.text[s.start : s.end] in words else s
         for s in record.spans
     ]
-    if spans == record.spans:
-        return record
-    return Record(record.id, record.text, spans, record.lang, record.extra, record.span_extra)
+    return record if spans == record.spans else replace(record, spans=spans)
 
 
 def train_data_dir() -> Path:

@@ -819,8 +819,7 @@ def _pruning_real(cfg: TrainConfig) -> list[Record]:
     from guardrail import realdata
 
     sources = realdata.load_sources(cfg.real_dir)
-    mix = cfg.real_mix if cfg.real_mix is not None else realdata.DEFAULT_MIX
-    return realdata.draw(sources, cfg.prune_records, mix, seed=cfg.seed + 2)
+    return realdata.draw(sources, cfg.prune_records, cfg.real_mix, seed=cfg.seed + 2)  # None: the default mix
 
 
 def pruning_text(cfg: TrainConfig) -> str:
